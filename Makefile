@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` (set up + main job) and `make test` (set up + test suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.13.0
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test venv data lint bench-quick bench-full clean
+
+$(BIN)/.netslim-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.netslim-installed
+
+# Fashion-MNIST from Debian where apt exists; otherwise netslim prints which files to put where.
+data:
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+demo: venv data
+	$(BIN)/netslim demo
+
+test: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench-quick: venv data
+	$(BIN)/python -m benchmarks.run --suite quick
+
+bench-full: venv data
+	$(BIN)/python -m benchmarks.run --suite full
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

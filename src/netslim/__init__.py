@@ -1,0 +1,60 @@
+"""netslim: make convolutional networks smaller and faster by pruning.
+
+Two published methods, for today's PyTorch:
+
+* Network Slimming (Liu et al., ICCV 2017): L1 on BatchNorm scales, one global threshold,
+  physical removal of weak channels (:func:`slim`, :func:`plan`, :func:`apply`, :class:`BNSparsity`).
+* Learning both Weights and Connections (Han et al., NIPS 2015): magnitude masks, iterative
+  prune/retrain and compact storage (:mod:`netslim.weights`, :mod:`netslim.compression`).
+
+Public names are imported lazily so that ``import netslim`` stays fast and the CLI starts quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # network slimming
+    "BNSparsity": "netslim.slimming.sparsity",
+    "slim": "netslim.slimming.api",
+    "plan": "netslim.slimming.api",
+    "apply": "netslim.slimming.api",
+    "SlimResult": "netslim.slimming.api",
+    "PruningPlan": "netslim.slimming.plan",
+    "multipass_slim": "netslim.slimming.multipass",
+    "rebuild_optimizer": "netslim.train.optim",
+    # persistence
+    "save": "netslim.io",
+    "load": "netslim.io",
+    # measurement
+    "measure": "netslim.measurement.api",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netslim.io import load, save
+    from netslim.measurement.api import measure
+    from netslim.slimming.api import SlimResult, apply, plan, slim
+    from netslim.slimming.multipass import multipass_slim
+    from netslim.slimming.plan import PruningPlan
+    from netslim.slimming.sparsity import BNSparsity
+    from netslim.train.optim import rebuild_optimizer
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netslim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
