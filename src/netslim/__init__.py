@@ -35,7 +35,20 @@ _EXPORTS: dict[str, str] = {
     "measure": "netslim.measurement.api",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "BNSparsity",
+    "PruningPlan",
+    "SlimResult",
+    "__version__",
+    "apply",
+    "load",
+    "measure",
+    "multipass_slim",
+    "plan",
+    "rebuild_optimizer",
+    "save",
+    "slim",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from netslim.io import load, save

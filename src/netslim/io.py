@@ -1,0 +1,198 @@
+"""Self-describing model checkpoints: ``netslim.save`` and ``netslim.load``.
+
+A checkpoint is one file written with ``torch.save`` and read back with ``torch.load(weights_only=True)``
+(no pickled code is ever executed). It holds plain data only::
+
+    {"format": "netslim", "version": 1,
+     "meta": "<JSON: recipe, plans, extra>",
+     "state_dict": {name: tensor}}
+
+``meta["recipe"]`` is the zoo recipe (``{"name": ..., "kwargs": {...}}``) when the model came from
+:func:`netslim.models.create`; ``meta["plans"]`` lists the pruning plans applied to the model, in order.
+:func:`load` rebuilds the architecture from the recipe, replays the plans on it (structure only) and then
+loads the weights, so a slimmed network loads without the user rebuilding its narrow configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from netslim.errors import CorruptFileError, NetslimError
+
+FORMAT = "netslim"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """The parsed content of a netslim checkpoint file."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def recipe(self) -> dict[str, Any] | None:
+        return self.meta.get("recipe")
+
+    @property
+    def plans(self) -> list[dict[str, Any]]:
+        return list(self.meta.get("plans", []))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``obj`` with ``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
+
+    A crash mid-write leaves the previous file intact. Returns the final path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
+    """Atomically write a :class:`Checkpoint`; returns the path."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "meta": json.dumps(checkpoint.meta, sort_keys=True),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in checkpoint.state_dict.items()},
+    }
+    return atomic_torch_save(payload, path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint written by :func:`write_checkpoint` / :func:`save` without executing code.
+
+    Raises:
+        NetslimError: the file does not exist.
+        CorruptFileError: the file is truncated, not a torch file, or not a netslim checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NetslimError(f"checkpoint {path} does not exist; pass a file written by netslim.save")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CorruptFileError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "it may be truncated: write it again with netslim.save"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CorruptFileError(
+            f"{path} is a torch file but not a netslim checkpoint; save models with netslim.save(model, path)"
+        )
+    if payload.get("version", 0) > VERSION:
+        raise CorruptFileError(f"{path} was written by a newer netslim (format version {payload['version']})")
+    try:
+        meta = json.loads(payload["meta"])
+        state = dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: malformed netslim checkpoint ({exc})") from None
+    return Checkpoint(meta=meta, state_dict=state)
+
+
+def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with any weight masks folded in (masked entries are stored as zeros)."""
+    from torch.nn.utils import parametrize
+
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        import copy
+
+        model = copy.deepcopy(model)
+        for module in model.modules():
+            if parametrize.is_parametrized(module):
+                for name in list(module.parametrizations.keys()):
+                    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        # hooks-based masks (torch.nn.utils.prune) are folded the same way
+    state = model.state_dict()
+    return {k: v for k, v in state.items() if not k.endswith("_mask")} if _has_prune_hooks(model) else state
+
+
+def _has_prune_hooks(model: nn.Module) -> bool:
+    return any(name.endswith("_orig") for name, _ in model.named_parameters())
+
+
+def save(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` as a self-describing checkpoint (recipe, applied plans, weights); returns the path.
+
+    ``extra`` is any JSON-serializable dict stored alongside (metrics, the command that produced it, ...).
+    Weight-pruning masks are folded into the stored weights, so the file holds plain modules.
+    """
+    if _has_prune_hooks(model):
+        raise NetslimError(
+            "the model still has torch.nn.utils.prune reparametrizations; call "
+            "netslim.weights.finalize(model) (or torch.nn.utils.prune.remove) before netslim.save"
+        )
+    meta: dict[str, Any] = {
+        "recipe": getattr(model, "netslim_recipe", None),
+        "plans": list(getattr(model, "netslim_plans", [])),
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "extra": extra or {},
+    }
+    try:
+        json.dumps(meta)
+    except TypeError as exc:
+        raise NetslimError(f"extra must be JSON-serializable: {exc}") from None
+    return write_checkpoint(path, Checkpoint(meta=meta, state_dict=_plain_state_dict(model)))
+
+
+def replay_plans(model: nn.Module, plans: list[dict[str, Any]]) -> nn.Module:
+    """Apply saved pruning plans to a fresh, unpruned ``model`` (structure only); returns the narrow model."""
+    if not plans:
+        return model
+    from netslim.slimming.api import apply
+    from netslim.slimming.plan import PruningPlan
+
+    for plan_dict in plans:
+        model = apply(model, PruningPlan.from_dict(plan_dict), fold_beta=False)
+    return model
+
+
+def load(
+    path: str | os.PathLike[str], model: nn.Module | None = None, *, strict: bool = True
+) -> nn.Module:
+    """Rebuild a model saved with :func:`save` and return it in eval mode.
+
+    Without ``model`` the architecture comes from the stored zoo recipe. For a model class of your own,
+    pass a fresh, unpruned instance: the stored plans are replayed onto it before the weights are loaded.
+    """
+    ckpt = read_checkpoint(path)
+    if model is None:
+        recipe = ckpt.recipe
+        if not recipe:
+            raise NetslimError(
+                f"{path} holds a model that is not from the netslim zoo ({ckpt.meta.get('class')}); "
+                "pass a fresh unpruned instance: netslim.load(path, model=MyNet())"
+            )
+        from netslim.models import create
+
+        model = create(recipe["name"], **recipe.get("kwargs", {}))
+    model = replay_plans(model, ckpt.plans)
+    try:
+        model.load_state_dict(ckpt.state_dict, strict=strict)
+    except RuntimeError as exc:
+        raise NetslimError(
+            f"the weights in {path} do not fit the model: {str(exc).splitlines()[0]}; pass the same "
+            "architecture (unpruned) that was saved"
+        ) from None
+    model.netslim_plans = ckpt.plans  # type: ignore[assignment]
+    return model.eval()
