@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test venv data lint bench-quick bench-full clean
+.PHONY: demo test test-deps venv data lint bench-quick bench-full clean
 
 $(BIN)/.netslim-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,14 @@ data:
 demo: venv data
 	$(BIN)/netslim demo
 
-test: venv
+# Headless Chromium renders the HTML report in a test (Debian's package; skipped where apt is missing).
+test-deps:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: venv test-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 

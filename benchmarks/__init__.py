@@ -1,0 +1,1 @@
+"""netslim benchmarks: speed, size and accuracy figures, written as JSON and rendered into docs/."""

@@ -1,0 +1,126 @@
+"""The model registry: one :class:`Registry` instance maps zoo names to builder functions.
+
+Builders are plain functions taking keyword-only arguments (always ``num_classes``, ``in_channels`` and
+``input_size``, plus family-specific options) and returning an ``nn.Module``. :func:`create` checks the
+arguments against the builder's signature, builds the model and stamps it with ``netslim_recipe`` so a
+checkpoint can rebuild the same architecture later.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from torch import nn
+
+from netslim.errors import NetslimError, UnknownNameError
+
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its name, its builder and the first line of the builder's docstring."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    summary: str
+
+    def accepted_kwargs(self) -> list[str]:
+        """The keyword arguments the builder accepts, in declaration order."""
+        params = inspect.signature(self.builder).parameters.values()
+        return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+class Registry:
+    """Name -> builder map for one kind of object; duplicates and unknown names raise clear errors."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, ModelEntry] = {}
+
+    def register(self, name: str | None = None) -> Callable[[Builder], Builder]:
+        """Decorator registering a builder under ``name`` (default: the function's name); returns it as is."""
+
+        def decorator(builder: Builder) -> Builder:
+            key = name or builder.__name__
+            if key in self._entries:
+                raise NetslimError(f"{self.kind} {key!r} is already registered; pick another name")
+            doc = inspect.getdoc(builder) or ""
+            self._entries[key] = ModelEntry(key, builder, doc.splitlines()[0] if doc else "")
+            return builder
+
+        return decorator
+
+    def get(self, name: str) -> ModelEntry:
+        """The entry registered as ``name``; raises UnknownNameError listing the valid names."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            valid = ", ".join(self.names())
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; choose one of: {valid}") from None
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Sorted registered names, optionally filtered by a shell-style pattern such as ``"vgg*"``."""
+        names = sorted(self._entries)
+        return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+MODELS = Registry("model")
+
+
+def register_model(name: str | None = None) -> Callable[[Builder], Builder]:
+    """Register a model builder in the zoo (``@register_model()`` or ``@register_model("name")``)."""
+    return MODELS.register(name)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of every registered model, optionally filtered by a pattern such as ``"resnet*"``."""
+    return MODELS.names(pattern)
+
+
+def _json_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        # the round trip turns tuples into lists, so the recipe equals what a checkpoint will hold
+        return json.loads(json.dumps(kwargs))
+    except (TypeError, ValueError) as exc:
+        raise NetslimError(
+            f"arguments for model {name!r} must be JSON-serializable (numbers, strings, lists) so "
+            f"checkpoints can rebuild the model: {exc}"
+        ) from None
+
+
+def create(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> nn.Module:
+    """Build zoo model ``name`` and return it with ``netslim_recipe = {"name", "kwargs"}`` attached.
+
+    ``kwargs`` are the model's own options (``input_size``, ``depth``, ``width``, ``cfg``, ``bn_init`` ...);
+    an option the model does not take raises NetslimError listing the ones it does.
+    """
+    entry = MODELS.get(name)
+    recipe_kwargs = _json_kwargs(name, {"num_classes": num_classes, "in_channels": in_channels, **kwargs})
+    accepted = entry.accepted_kwargs()
+    unknown = sorted(set(recipe_kwargs) - set(accepted))
+    if unknown:
+        raise NetslimError(
+            f"model {name!r} does not take {', '.join(unknown)}; it accepts: {', '.join(accepted)}"
+        )
+    model = entry.builder(**recipe_kwargs)
+    model.netslim_recipe = {"name": name, "kwargs": recipe_kwargs}
+    return model
+
+
+def create_from_recipe(recipe: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from a ``netslim_recipe`` dict (``{"name": ..., "kwargs": {...}}``); returns it."""
+    if not isinstance(recipe, dict) or "name" not in recipe:
+        raise NetslimError(f"a model recipe is a dict with 'name' and 'kwargs', got {recipe!r}")
+    return create(recipe["name"], **recipe.get("kwargs", {}))
