@@ -110,10 +110,19 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return Checkpoint(meta=meta, state_dict=state)
 
 
-def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict with any weight masks folded in (masked entries are stored as zeros)."""
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with weight masks folded in (masked entries stored as zeros, no mask entries).
+
+    Raises:
+        NetslimError: the model still carries ``torch.nn.utils.prune`` hooks (``weight_orig``).
+    """
     from torch.nn.utils import parametrize
 
+    if any(name.endswith("_orig") for name, _ in model.named_parameters()):
+        raise NetslimError(
+            "the model still has torch.nn.utils.prune reparametrizations; call "
+            "netslim.weights.finalize(model) (or torch.nn.utils.prune.remove) first"
+        )
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         import copy
 
@@ -122,13 +131,7 @@ def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             if parametrize.is_parametrized(module):
                 for name in list(module.parametrizations.keys()):
                     parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-        # hooks-based masks (torch.nn.utils.prune) are folded the same way
-    state = model.state_dict()
-    return {k: v for k, v in state.items() if not k.endswith("_mask")} if _has_prune_hooks(model) else state
-
-
-def _has_prune_hooks(model: nn.Module) -> bool:
-    return any(name.endswith("_orig") for name, _ in model.named_parameters())
+    return dict(model.state_dict())
 
 
 def save(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
@@ -137,11 +140,6 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any
     ``extra`` is any JSON-serializable dict stored alongside (metrics, the command that produced it, ...).
     Weight-pruning masks are folded into the stored weights, so the file holds plain modules.
     """
-    if _has_prune_hooks(model):
-        raise NetslimError(
-            "the model still has torch.nn.utils.prune reparametrizations; call "
-            "netslim.weights.finalize(model) (or torch.nn.utils.prune.remove) before netslim.save"
-        )
     meta: dict[str, Any] = {
         "recipe": getattr(model, "netslim_recipe", None),
         "plans": list(getattr(model, "netslim_plans", [])),
@@ -152,7 +150,7 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any
         json.dumps(meta)
     except TypeError as exc:
         raise NetslimError(f"extra must be JSON-serializable: {exc}") from None
-    return write_checkpoint(path, Checkpoint(meta=meta, state_dict=_plain_state_dict(model)))
+    return write_checkpoint(path, Checkpoint(meta=meta, state_dict=plain_state_dict(model)))
 
 
 def replay_plans(model: nn.Module, plans: list[dict[str, Any]]) -> nn.Module:

@@ -1,0 +1,27 @@
+"""``netslim decompress``: turn a compressed model back into a netslim checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``decompress`` sub-command."""
+    parser = subparsers.add_parser(
+        "decompress",
+        help="decode a file written by `netslim compress` into a checkpoint that netslim.load reads",
+        description="Decode a compressed model into a regular netslim checkpoint (dense tensors).",
+    )
+    parser.add_argument("file", help="compressed model written by `netslim compress`")
+    parser.add_argument("-o", "--output", required=True, help="checkpoint to write")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Decompress ``args.file`` into the checkpoint ``args.output``; returns 0."""
+    from netslim.compression import decompress_checkpoint
+
+    path = decompress_checkpoint(args.file, args.output)
+    print(f"wrote {path}")
+    return 0
