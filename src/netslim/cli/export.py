@@ -1,0 +1,84 @@
+"""``netslim export MODEL --onnx out.onnx [--int8 ...]``: ONNX export, optional INT8 static quantization."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from netslim.errors import NetslimError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``export`` sub-command."""
+    p = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX (optionally also an INT8-quantized copy)",
+        description="MODEL is a zoo name or a checkpoint written by netslim.save. The exported graph has a "
+        "dynamic batch dimension and is checked against torch with onnxruntime.",
+    )
+    p.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="path of the float ONNX file")
+    p.add_argument("--input-size", metavar="CxHxW", help="e.g. 1x28x28 (default: from the model recipe)")
+    p.add_argument("--int8", action="store_true", help="also write OUT with suffix .int8.onnx (static INT8)")
+    p.add_argument(
+        "--calib-dataset", metavar="NAME", help="dataset for calibration and accuracy (e.g. fashion-mnist)"
+    )
+    p.add_argument("--data-dir", help="where the dataset files are (default: netslim's search paths)")
+    p.add_argument("--calib-batches", type=int, default=8, help="training batches used for calibration")
+    p.add_argument("--eval-batches", type=int, default=20, help="test batches for the accuracy column")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, verify against torch, and with ``--int8`` quantize and print the float/INT8 table."""
+    from netslim.export import (
+        calibration_batches,
+        compare_float_int8,
+        export_onnx,
+        max_abs_diff,
+        quantize_int8,
+    )
+    from netslim.measurement.resolve import example_input, load_model
+
+    model = load_model(args.model, args.input_size).eval()
+    x = example_input(model, args.input_size)
+    path = export_onnx(model, args.onnx, x)
+    diff = max_abs_diff(model, path, example_input(model, args.input_size, batch=4))
+    print(f"wrote {path} ({path.stat().st_size:,} bytes); max |torch - onnxruntime| = {diff:.2e}")
+    if not args.int8:
+        return 0
+    if not args.calib_dataset:
+        raise NetslimError("--int8 needs --calib-dataset NAME (real images to calibrate activation ranges)")
+    from netslim.data import get_loaders
+
+    data = get_loaders(args.calib_dataset, data_dir=args.data_dir)
+    if data.in_channels != x.shape[1]:
+        raise NetslimError(
+            f"{args.calib_dataset} has {data.in_channels} channels but the model takes {x.shape[1]}; "
+            "pass a matching --input-size or dataset"
+        )
+    int8_path = Path(str(path).removesuffix(".onnx") + ".int8.onnx")
+    quantize_int8(path, int8_path, calibration_batches(data.train, args.calib_batches))
+    table = compare_float_int8(
+        path, int8_path, data.test, x, max_batches=args.eval_batches, repeats=args.repeats
+    )
+    print(format_int8_table(table))
+    print(f"wrote {int8_path}")
+    return 0
+
+
+def format_int8_table(table: dict[str, dict[str, Any]]) -> str:
+    """A small text table: file size, latency per batch size and accuracy of the float and INT8 models."""
+    lines = [f"{'':<16}{'float':>12}{'int8':>12}{'int8/float':>12}"]
+    f, q, r = table["float"], table["int8"], table["ratio"]
+    lines.append(f"{'file size (B)':<16}{f['file_bytes']:>12,}{q['file_bytes']:>12,}{r['file_bytes']:>12.3f}")
+    for b in f["latency_ms"]:
+        lines.append(
+            f"{f'latency b{b} ms':<16}{f['latency_ms'][b]:>12.3f}{q['latency_ms'][b]:>12.3f}"
+            f"{r['latency_ms'][b]:>12.3f}"
+        )
+    if f["accuracy"] is not None:
+        lines.append(f"{'accuracy':<16}{f['accuracy']:>12.4f}{q['accuracy']:>12.4f}{'':>12}")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""``netslim measure MODEL [--compare OTHER]``: params, FLOPs, activation memory, latency and file size."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from netslim.errors import NetslimError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``measure`` sub-command."""
+    p = subparsers.add_parser(
+        "measure",
+        help="count params/MACs/FLOPs, activation memory, CPU latency and file size of a model",
+        description="MODEL is a zoo name (e.g. vgg19) or a checkpoint written by netslim.save. "
+        "FLOPs = 2 x MACs of conv/linear layers (the Network Slimming paper's convention).",
+    )
+    p.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
+    p.add_argument("--compare", metavar="OTHER", help="a second model; the ratio column is OTHER / MODEL")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], metavar="B")
+    p.add_argument(
+        "--input-size", metavar="CxHxW", help="e.g. 1x28x28 (default: from the model recipe, else 3x32x32)"
+    )
+    p.add_argument("--repeats", type=int, default=20, help="timed forwards per batch size (median reported)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's current setting)")
+    p.add_argument("--no-latency", action="store_true", help="skip timing")
+    p.add_argument("--onnxruntime", action="store_true", help="also time the model exported to ONNX")
+    p.add_argument("--json", metavar="OUT", help="write the full measurement dict(s) here")
+    p.set_defaults(func=run)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure one model (or two side by side), print the table, optionally write JSON."""
+    from netslim.measurement.api import compare_many, ratios
+    from netslim.measurement.resolve import example_input, load_model
+    from netslim.measurement.table import format_table
+
+    if args.repeats < 1:
+        raise NetslimError("--repeats must be >= 1")
+    models = [load_model(args.model, args.input_size)]
+    names = [Path(args.model).name]
+    if args.compare:
+        models.append(load_model(args.compare, args.input_size))
+        names.append(Path(args.compare).name)
+    x = example_input(models[0], args.input_size)
+    results = compare_many(
+        models,
+        x,
+        latency=not args.no_latency,
+        batch_sizes=args.batch_sizes,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        onnxruntime=args.onnxruntime,
+    )
+    ratio = ratios(results[0], results[1]) if len(results) == 2 else None
+    print(format_table(results, names, ratio))
+    print(f"input {tuple(x.shape)}, threads {results[0]['threads']}; FLOPs = 2 x MACs (conv + linear)")
+    for r, name in zip(results, names):
+        if r["unsupported"]:
+            print(f"warning: {name}: operators not counted: {', '.join(sorted(r['unsupported']))}")
+        for note in r["notes"]:
+            print(f"note: {name}: {note}")
+    if args.json:
+        payload: dict[str, Any] = {"models": dict(zip(names, results))} if ratio else results[0]
+        if ratio is not None:
+            payload = {"a": results[0], "b": results[1], "names": names, "ratio": ratio}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(_jsonable(payload), indent=2))
+    return 0

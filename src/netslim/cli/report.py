@@ -1,0 +1,28 @@
+"""``netslim report RUN_DIR``: write report.md and a self-contained report.html for a run folder."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` sub-command."""
+    p = subparsers.add_parser(
+        "report",
+        help="summarize a run folder as report.md and report.html",
+        description="Reads config.json, results.json, plan.json, metrics.jsonl, gamma_hist.jsonl and *.png "
+        "from RUN_DIR (whatever exists) and writes report.md and report.html next to them.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the two report files and print their paths."""
+    from netslim.report import write_report
+
+    md, html = write_report(args.run_dir)
+    print(md)
+    print(html)
+    return 0

@@ -1,0 +1,249 @@
+"""``netslim.measure`` and ``compare``: size, compute, memory and speed of a model as a plain dict.
+
+Conventions (also returned in every result under ``"conventions"``):
+
+* ``params``: learnable elements (weight masks folded in; buffers such as masks, BN running statistics
+  and ``ChannelSelect`` indices excluded); ``nonzero_params``: those not exactly zero.
+* ``macs``: multiply-accumulates of convolutions and linear layers at the batch of ``example_inputs``.
+* ``flops`` = 2 x ``macs``. This is the Network Slimming paper's convention: it reproduces the published
+  CIFAR-10 counts within 1% (VGG-19 7.97e8, ResNet-164 4.99e8, DenseNet-40 5.33e8 at batch 1).
+* ``other_flops``: batch norm (2/element), activations, element-wise adds (1/element) and pooling
+  (1 per window element), which ``compute_flops`` of the Rethinking-Network-Pruning code also counts;
+  ``flops_all`` = ``flops`` + ``other_flops``.
+* ``nonzero_macs`` / ``nonzero_flops``: a product with an exactly-zero weight is not counted.
+* ``activation_bytes``: peak bytes of live activations (input included) during an eval forward;
+  see :mod:`netslim.measurement.counter` for the liveness rule. ``activation_bytes_by_batch`` gives it
+  at every latency batch size.
+* ``latency_ms``: CPU wall time of one forward under ``torch.inference_mode``, median of ``repeats``
+  after ``warmup`` calls, per batch size, with ``threads`` intra-op threads.
+
+Example::
+
+    >>> m = netslim.measure(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 30 * 30, 10)),
+    ...                     torch.randn(1, 3, 32, 32), latency=False)
+    >>> m["macs"], m["flops"], m["params"]
+    (266400, 532800, 72234)
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from netslim.measurement.counter import as_tuple, count
+from netslim.measurement.files import saved_size
+from netslim.measurement.latency import batch_of, latency_ms, num_threads
+from netslim.measurement.params import count_params
+
+FLOPS_CONVENTION = (
+    "FLOPs = 2 x MACs of convolutions and linear layers (the Network Slimming paper's convention; bias "
+    "adds excluded); other_flops counts batch norm (2 per element), activations and element-wise adds "
+    "(1 per element) and pooling (1 per window element), flops_all = flops + other_flops; data movement "
+    "(views, cat, index_select/ChannelSelect, padding) is 0"
+)
+MEMORY_CONVENTION = (
+    "activation_bytes = peak over an eval forward of input bytes + live storages produced by operators "
+    "(freed when their last tensor is garbage-collected); parameters and buffers excluded"
+)
+LATENCY_CONVENTION = "CPU wall time per forward (torch.inference_mode, eval), median of repeats after warm-up"
+
+
+def _static(model: nn.Module, inputs: tuple[Any, ...], batch_sizes: Sequence[int]) -> dict[str, Any]:
+    params, nonzero = count_params(model)
+    counted = count(model, inputs)
+    batch = inputs[0].shape[0] if inputs and hasattr(inputs[0], "shape") and inputs[0].dim() else 1
+    memory_by_batch = {batch: counted.activation_bytes}
+    for b in batch_sizes:
+        if b not in memory_by_batch:
+            memory_by_batch[b] = count(model, batch_of(inputs, b), warn=False).activation_bytes
+    return {
+        "params": params,
+        "nonzero_params": nonzero,
+        "batch_size": batch,
+        "macs": counted.macs,
+        "flops": 2 * counted.macs,
+        "nonzero_macs": counted.nonzero_macs,
+        "nonzero_flops": 2 * counted.nonzero_macs,
+        "other_flops": counted.other_flops,
+        "flops_all": 2 * counted.macs + counted.other_flops,
+        "activation_bytes": counted.activation_bytes,
+        "activation_total_bytes": counted.activation_total_bytes,
+        "activation_bytes_by_batch": memory_by_batch,
+        "by_module": counted.by_module,
+        "by_operator": counted.by_operator,
+        "unsupported": counted.unsupported,
+        "notes": _notes(counted.zero_cost_ops),
+    }
+
+
+def _notes(zero_cost: dict[str, int]) -> list[str]:
+    notes = []
+    if "aten.index_select" in zero_cost:
+        notes.append(
+            f"index_select (ChannelSelect) ran {zero_cost['aten.index_select']} time(s): counted as 0 FLOPs "
+            "(data movement) but it copies its output"
+        )
+    return notes
+
+
+def _conventions() -> dict[str, str]:
+    return {"flops": FLOPS_CONVENTION, "memory": MEMORY_CONVENTION, "latency": LATENCY_CONVENTION}
+
+
+def measure(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    latency: bool = True,
+    batch_sizes: Sequence[int] = (1, 64),
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    compare_to: nn.Module | None = None,
+    onnxruntime: bool = False,
+    file_size: bool = True,
+) -> dict[str, Any]:
+    """Measure ``model`` on ``example_inputs`` (a tensor or a tuple; counts are at its batch size).
+
+    Returns a plain dict with ``params``, ``nonzero_params``, ``macs``, ``flops``, ``nonzero_macs``,
+    ``nonzero_flops``, ``other_flops``, ``flops_all``, ``activation_bytes`` (+ ``_by_batch``),
+    ``latency_ms`` (``{batch_size: median ms}``, empty when ``latency`` is False), ``threads``,
+    ``file_bytes`` (netslim checkpoint size), ``by_module``, ``by_operator``, ``unsupported``, ``notes``
+    and ``conventions``. With ``onnxruntime`` it adds ``onnx_latency_ms``. With ``compare_to`` it returns
+    :func:`compare` ``(compare_to, model)`` instead (``compare_to`` is the reference, "before").
+    """
+    if compare_to is not None:
+        return compare(
+            compare_to,
+            model,
+            example_inputs,
+            latency=latency,
+            batch_sizes=batch_sizes,
+            repeats=repeats,
+            warmup=warmup,
+            threads=threads,
+            onnxruntime=onnxruntime,
+            file_size=file_size,
+        )
+    return compare_many(
+        [model],
+        example_inputs,
+        latency=latency,
+        batch_sizes=batch_sizes,
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+        onnxruntime=onnxruntime,
+        file_size=file_size,
+    )[0]
+
+
+def compare_many(
+    models: Sequence[nn.Module],
+    example_inputs: Any,
+    *,
+    latency: bool = True,
+    batch_sizes: Sequence[int] = (1, 64),
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    onnxruntime: bool = False,
+    file_size: bool = True,
+) -> list[dict[str, Any]]:
+    """Measure several models on the same inputs; their latency repeats are interleaved. One dict each."""
+    inputs = as_tuple(example_inputs)
+    batch_sizes = tuple(dict.fromkeys(int(b) for b in batch_sizes))
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        results = [_static(m, inputs, batch_sizes) for m in models]
+        with num_threads(threads) as used:
+            for r in results:
+                r["threads"] = used
+                r["latency_ms"] = {}
+            if latency:
+                timed = latency_ms(models, inputs, batch_sizes, repeats=repeats, warmup=warmup)
+                for r, t in zip(results, timed):
+                    r["latency_ms"] = t
+            if onnxruntime:
+                for m, r in zip(models, results):
+                    r["onnx_latency_ms"] = _onnx_latency(m, inputs, batch_sizes, repeats, warmup, used)
+        for m, r in zip(models, results):
+            r["file_bytes"] = saved_size(m) if file_size else None
+            r["conventions"] = _conventions()
+    finally:
+        for m, mode in zip(models, was_training):
+            m.train(mode)
+    return results
+
+
+def _onnx_latency(
+    model: nn.Module,
+    inputs: tuple[Any, ...],
+    batch_sizes: Sequence[int],
+    repeats: int,
+    warmup: int,
+    threads: int,
+) -> dict[int, float]:
+    from netslim.export import export_onnx, onnx_latency_ms
+
+    with tempfile.TemporaryDirectory(prefix="netslim-ort-") as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", batch_of(inputs, 1))
+        return onnx_latency_ms(path, inputs, batch_sizes, repeats=repeats, warmup=warmup, threads=threads)
+
+
+RATIO_KEYS = ("params", "nonzero_params", "macs", "flops", "nonzero_flops", "activation_bytes", "file_bytes")
+
+
+def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """``after / before`` for the size, compute, memory and latency entries both results have."""
+
+    def div(a: Any, b: Any) -> float | None:
+        return None if a is None or not b else a / b
+
+    out: dict[str, Any] = {k: div(after.get(k), before.get(k)) for k in RATIO_KEYS}
+    for key in ("latency_ms", "onnx_latency_ms"):
+        if key in before and key in after:
+            out[key] = {b: div(after[key].get(b), v) for b, v in before[key].items()}
+    out["activation_bytes_by_batch"] = {
+        b: div(after["activation_bytes_by_batch"].get(b), v)
+        for b, v in before.get("activation_bytes_by_batch", {}).items()
+    }
+    return out
+
+
+def compare(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    example_inputs: Any,
+    *,
+    latency: bool = True,
+    batch_sizes: Sequence[int] = (1, 64),
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    onnxruntime: bool = False,
+    file_size: bool = True,
+) -> dict[str, Any]:
+    """Measure ``model_a`` (before) and ``model_b`` (after) side by side, latency repeats interleaved.
+
+    Returns ``{"a": measure(a), "b": measure(b), "ratio": b / a}`` where ``ratio`` holds params, flops,
+    activation memory, file size and latency per batch size.
+    """
+    a, b = compare_many(
+        [model_a, model_b],
+        example_inputs,
+        latency=latency,
+        batch_sizes=batch_sizes,
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+        onnxruntime=onnxruntime,
+        file_size=file_size,
+    )
+    return {"a": a, "b": b, "ratio": ratios(a, b)}

@@ -1,0 +1,53 @@
+"""Turn a command-line model argument (a zoo name or a checkpoint path) into a model and example input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from netslim.errors import NetslimError
+
+
+def parse_input_size(text: str) -> tuple[int, ...]:
+    """Parse ``"1x28x28"`` (channels x height x width) into ``(1, 28, 28)``."""
+    try:
+        dims = tuple(int(part) for part in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) < 2 or any(d < 1 for d in dims):
+        raise NetslimError(f"--input-size must look like CxHxW, e.g. 3x32x32 or 1x28x28; got {text!r}")
+    return dims
+
+
+def load_model(spec: str, input_size: str | None = None) -> nn.Module:
+    """A zoo model name (fresh, randomly initialised) or a checkpoint path (:func:`netslim.load`).
+
+    A zoo model is built for ``input_size`` (``"CxHxW"``: ``in_channels=C, input_size=H``) when given.
+    """
+    path = Path(spec)
+    if path.suffix in {".pt", ".pth", ".ckpt", ".tar"} or path.is_file():
+        from netslim.io import load
+
+        return load(path)
+    from netslim.models import create
+
+    if input_size:
+        dims = parse_input_size(input_size)
+        return create(spec, in_channels=dims[0], input_size=dims[1])
+    return create(spec)
+
+
+def default_input_size(model: nn.Module) -> tuple[int, ...]:
+    """``(C, H, W)`` from the model's zoo recipe (``in_channels``, ``input_size``), else ``(3, 32, 32)``."""
+    kwargs = (getattr(model, "netslim_recipe", None) or {}).get("kwargs", {})
+    size = int(kwargs.get("input_size", 32))
+    return (int(kwargs.get("in_channels", 3)), size, size)
+
+
+def example_input(model: nn.Module, input_size: str | None, batch: int = 1) -> torch.Tensor:
+    """A random input of shape ``(batch, C, H, W)`` from ``input_size`` text or the model's recipe."""
+    dims = parse_input_size(input_size) if input_size else default_input_size(model)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, *dims, generator=generator)

@@ -1,0 +1,71 @@
+"""Render measurement dicts as a plain-text table (computing and rendering are kept apart)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def human(value: float | None, unit: str = "") -> str:
+    """``1234567`` -> ``"1.23M"``; bytes use binary-free SI prefixes too (``"2.4 MB"``)."""
+    if value is None:
+        return "-"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{prefix}{unit}"
+    return f"{value:.3g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}x"
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(label, formatted value)`` rows for one :func:`netslim.measure` result."""
+    out = [
+        ("params", human(result.get("params"))),
+        ("nonzero params", human(result.get("nonzero_params"))),
+        ("MACs", human(result.get("macs"))),
+        ("FLOPs (2xMACs)", human(result.get("flops"))),
+        ("nonzero FLOPs", human(result.get("nonzero_flops"))),
+        ("activation memory", human(result.get("activation_bytes"), "B")),
+    ]
+    for b, ms in result.get("latency_ms", {}).items():
+        out.append((f"latency b{b}", f"{ms:.3f} ms"))
+    for b, ms in result.get("onnx_latency_ms", {}).items():
+        out.append((f"onnxruntime b{b}", f"{ms:.3f} ms"))
+    out.append(("file size", human(result.get("file_bytes"), "B")))
+    return out
+
+
+def _ratio_values(ratio: dict[str, Any]) -> list[str]:
+    values = [
+        _ratio(ratio.get(k))
+        for k in ("params", "nonzero_params", "macs", "flops", "nonzero_flops", "activation_bytes")
+    ]
+    values += [_ratio(v) for v in ratio.get("latency_ms", {}).values()]
+    values += [_ratio(v) for v in ratio.get("onnx_latency_ms", {}).values()]
+    values.append(_ratio(ratio.get("file_bytes")))
+    return values
+
+
+def format_table(
+    results: Sequence[dict[str, Any]], names: Sequence[str], ratio: dict[str, Any] | None = None
+) -> str:
+    """A fixed-width table: one row per metric, one column per model, plus a ``ratio`` column if given."""
+    columns = [rows(r) for r in results]
+    labels = [label for label, _ in columns[0]]
+    header = ["metric", *names] + (["ratio"] if ratio is not None else [])
+    body = []
+    ratio_values = _ratio_values(ratio) if ratio is not None else []
+    for i, label in enumerate(labels):
+        line = [label] + [col[i][1] if i < len(col) else "-" for col in columns]
+        if ratio is not None:
+            line.append(ratio_values[i] if i < len(ratio_values) else "-")
+        body.append(line)
+    widths = [max(len(str(row[j])) for row in [header, *body]) for j in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
