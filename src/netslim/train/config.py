@@ -32,6 +32,7 @@ class TrainConfig:
     grad_clip: float | None = None
     progress: bool = True  # tqdm progress bar
     checkpoint_every: int = 1  # epochs between checkpoints (0 = only at the end)
+    sync_bn: bool = False  # under DDP on CUDA, convert BatchNorm to SyncBatchNorm (global batch statistics)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, stored with the run's config
 
     def __post_init__(self) -> None:
@@ -45,6 +46,20 @@ class TrainConfig:
             raise NetslimError(f"schedule must be one of step, cosine, constant; got {self.schedule!r}")
         if any(not 0.0 < m < 1.0 for m in self.milestones):
             raise NetslimError(f"milestones are fractions of the run in (0, 1); got {self.milestones}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise NetslimError(
+                f"momentum and weight_decay must be >= 0; got {self.momentum} and {self.weight_decay}"
+            )
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise NetslimError("nesterov needs optimizer='sgd' with momentum > 0")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise NetslimError(f"max_batches must be >= 1 (or None for whole epochs), got {self.max_batches}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise NetslimError(f"grad_clip must be > 0 (or None to disable), got {self.grad_clip}")
+        if self.checkpoint_every < 0:
+            raise NetslimError(
+                f"checkpoint_every must be >= 0 (0 = only at the end), got {self.checkpoint_every}"
+            )
         self.milestones = tuple(self.milestones)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,171 @@
+"""Argument groups and helpers shared by the training-related sub-commands (train, slim, prune, ...).
+
+A command composes its parser from ``add_model_args``, ``add_data_args``, ``add_train_args`` and
+``add_run_args`` and then turns the parsed namespace into library objects with :func:`config_from_args`,
+:func:`build_data` and :func:`build_model`, so every command spells the same option the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from netslim.errors import NetslimError
+from netslim.train.config import TrainConfig
+
+DEFAULT_DATASET = "fashion-mnist"
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--model NAME``, ``--width W`` (channel multiplier, where the model takes one), ``--model-kwargs``."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", required=required, metavar="NAME", help="zoo model name, e.g. vgg11")
+    g.add_argument("--width", type=float, metavar="W", help="channel width multiplier (models that take one)")
+    g.add_argument("--model-kwargs", default="{}", metavar="JSON",
+                   help='extra model arguments as a JSON object, e.g. \'{"depth": 20}\'')
+
+
+def add_data_args(parser: argparse.ArgumentParser, *, dataset_default: str | None = DEFAULT_DATASET) -> None:
+    """Dataset options: name, folder, validation split, training limit, batch sizes, augmentation."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default=dataset_default, metavar="NAME",
+                   help=f"dataset name (default: {dataset_default or 'as recorded in the checkpoint'})")
+    g.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset files (default: searched)")
+    g.add_argument("--val-size", type=int, default=5000, metavar="N",
+                   help="training images held out for validation (default: 5000)")
+    g.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
+    g.add_argument("--batch-size", type=int, default=64, metavar="B", help="global batch size (default: 64)")
+    g.add_argument("--eval-batch-size", type=int, default=256, metavar="B", help="(default: 256)")
+    g.add_argument("--no-augment", action="store_true", help="no random crops/flips on training images")
+
+
+def add_train_args(
+    parser: argparse.ArgumentParser, *, epochs: int = 10, lr: float = 0.1, schedule: str = "step"
+) -> None:
+    """Optimizer, schedule, precision, seed and loop-length options; defaults can be set per command."""
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"(default: {epochs})")
+    g.add_argument("--lr", type=float, default=lr, help=f"initial learning rate (default: {lr})")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="(default: 1e-4)")
+    g.add_argument("--no-decay-bn-bias", action="store_true", help="no weight decay on BN params and biases")
+    g.add_argument("--schedule", choices=("step", "cosine", "constant"), default=schedule,
+                   help=f"learning-rate schedule; step = /10 at each milestone (default: {schedule})")
+    g.add_argument("--milestones", type=float, nargs="+", default=[0.5, 0.75], metavar="F",
+                   help="fractions of the epochs where 'step' divides the rate by 10 (default: 0.5 0.75)")
+    g.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
+    g.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm")
+    g.add_argument("--sync-bn", action="store_true", help="under torchrun on GPUs, use SyncBatchNorm")
+    g.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels: a resumed run ends bit-identical to an uninterrupted one")
+    g.add_argument("--max-batches", type=int, metavar="N", help="at most N batches per epoch (smoke runs)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """``--run-dir`` (default ``runs/<command>-<model>-<dataset>-<time>``), ``--resume``, ``--device``."""
+    g = parser.add_argument_group("run")
+    g.add_argument("--run-dir", type=Path, metavar="DIR", help="output folder (default: runs/<command>-...)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    g.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The model's keyword arguments from ``--model-kwargs`` and ``--width``."""
+    try:
+        kwargs = json.loads(getattr(args, "model_kwargs", None) or "{}")
+    except json.JSONDecodeError as exc:
+        raise NetslimError(f"--model-kwargs is not valid JSON ({exc}); e.g. '{{\"depth\": 20}}'") from None
+    if not isinstance(kwargs, dict):
+        raise NetslimError("--model-kwargs must be a JSON object, e.g. '{\"depth\": 20}'")
+    if getattr(args, "width", None) is not None:
+        kwargs["width"] = args.width
+    return kwargs
+
+
+def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from the options of :func:`add_train_args`; ``extra`` goes to ``config.extra``.
+
+    The model and dataset names, when present, are recorded in ``extra`` too.
+    """
+    names = ("command", "model", "dataset")
+    info = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    return TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+        weight_decay=args.weight_decay,
+        decay_bn_and_bias=not args.no_decay_bn_bias,
+        schedule=args.schedule,
+        milestones=tuple(args.milestones),
+        amp=args.amp,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        max_batches=args.max_batches,
+        grad_clip=args.grad_clip,
+        sync_bn=getattr(args, "sync_bn", False),
+        progress=not args.no_progress,
+        extra={**info, **extra},
+    )
+
+
+def build_data(args: argparse.Namespace, rank: int = 0, world: int = 1) -> Any:
+    """The ``DataBundle`` the options of :func:`add_data_args` describe, sharded for ``rank`` of ``world``."""
+    from netslim.data import get_loaders
+
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(args, name) < 1:
+            raise NetslimError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.batch_size % world:
+        raise NetslimError(f"--batch-size {args.batch_size} is the global batch; make it a multiple of the "
+                           f"{world} processes")
+    return get_loaders(
+        args.dataset or DEFAULT_DATASET,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        val_size=args.val_size,
+        seed=getattr(args, "seed", 0),
+        augment=not getattr(args, "no_augment", False),
+        limit=args.limit_train,
+        rank=rank,
+        world_size=world,
+    )
+
+
+def build_model(args: argparse.Namespace, bundle: Any) -> nn.Module:
+    """The zoo model ``--model`` names, shaped for ``bundle`` (classes, channels, image size), seeded."""
+    from netslim.models import create
+    from netslim.train.state import seed_everything
+
+    seed_everything(getattr(args, "seed", 0))  # same initial weights on every rank and every rerun
+    return create(args.model, num_classes=bundle.num_classes, in_channels=bundle.in_channels,
+                  input_size=bundle.image_size, **model_kwargs(args))
+
+
+def default_run_dir(command: str, model: str | None, dataset: str | None, root: str | Path = "runs") -> Path:
+    """``runs/<command>-<model>-<dataset>-<YYYYmmdd-HHMMSS>`` (missing parts left out)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    parts = [p for p in (command, model, dataset) if p]
+    return Path(root) / "-".join([*parts, stamp])
+
+
+def format_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
+    """Two aligned columns (floats with 4 significant digits), optionally under a title line."""
+    width = max((len(k) for k, _ in rows), default=0)
+    lines = [title] if title else []
+    for key, value in rows:
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"  {key.ljust(width)}  {text}")
+    return "\n".join(lines)
