@@ -1,7 +1,7 @@
 """A resumable suite of benchmark rows.
 
 Each row is a function that measures something and returns a JSON-serializable dict. Results are stored one
-file per row under ``<results_dir>/<suite>/<row>.json``; a row whose file exists is skipped unless
+file per row under ``<results_dir>/<suite>/<row>.json``; a row stored with status "ok" is skipped unless
 ``force`` is set, so an interrupted full suite resumes where it stopped. Rendering (``benchmarks.render``)
 reads only these files: tables and plots are regenerated from stored raw results, never by hand.
 """
@@ -50,7 +50,10 @@ class Row:
 ROWS: dict[str, Row] = {}
 
 
-def row(name: str, group: str, suites: tuple[str, ...] = ("smoke", "quick", "full")) -> Callable[[RowFn], RowFn]:
+ALL_SUITES = ("smoke", "quick", "full")
+
+
+def row(name: str, group: str, suites: tuple[str, ...] = ALL_SUITES) -> Callable[[RowFn], RowFn]:
     """Register a benchmark row under ``name``."""
 
     def deco(fn: RowFn) -> RowFn:
@@ -89,7 +92,7 @@ def run_rows(
         if ctx.suite not in r.suites or (only and r.name not in only and r.group not in only):
             continue
         path = out_dir / f"{r.name}.json"
-        if path.exists() and not force:
+        if path.exists() and not force and _stored_status(path) == "ok":
             print(f"[skip] {r.name}: stored in {path}")
             continue
         print(f"[run ] {r.name} ({r.group})", flush=True)
@@ -111,12 +114,19 @@ def run_rows(
             "command": f"python -m benchmarks.run --suite {ctx.suite} --only {r.name}",
             "result": result,
         }
-        if status == "ok":
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-            os.replace(tmp, path)
+        # Error rows are stored too (rendered as failures, retried by the next run); ok rows are final.
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+        os.replace(tmp, path)
         print(f"[{status:4}] {r.name} in {record['seconds']} s", flush=True)
     return load_results(results_dir, ctx.suite)
+
+
+def _stored_status(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("status")
+    except (OSError, ValueError):
+        return None
 
 
 def load_results(results_dir: Path, suite: str) -> dict[str, dict[str, Any]]:
