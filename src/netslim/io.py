@@ -126,11 +126,11 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         import copy
 
-        model = copy.deepcopy(model)
-        for module in model.modules():
-            if parametrize.is_parametrized(module):
-                for name in list(module.parametrizations.keys()):
-                    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        from netslim.weights.masks import finalize
+
+        # finalize gives each module its own class before removing the parametrization, so the caller's
+        # model (which shares torch's generated Parametrized* class with the copy) keeps working
+        model = finalize(copy.deepcopy(model))
     return dict(model.state_dict())
 
 

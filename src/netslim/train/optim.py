@@ -29,10 +29,21 @@ _NORM_TYPES = (
 
 
 def _named_trainable(model: nn.Module) -> Iterator[tuple[str, nn.Module, nn.Parameter]]:
+    """(name, owning layer, parameter); a masked (parametrized) tensor is reported under its layer and
+    tensor name (``fc.bias``), not as ``fc.parametrizations.bias.original``, so decay rules still apply."""
+    from torch.nn.utils import parametrize
+
     for mod_name, module in model.named_modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue
+        prefix = f"{mod_name}." if mod_name else ""
         for name, param in module.named_parameters(recurse=False):
             if param.requires_grad:
-                yield f"{mod_name}.{name}" if mod_name else name, module, param
+                yield prefix + name, module, param
+        if parametrize.is_parametrized(module):
+            for tensor_name, plist in module.parametrizations.items():
+                if plist.original.requires_grad:
+                    yield prefix + tensor_name, module, plist.original
 
 
 def split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
