@@ -92,7 +92,9 @@ def test_huffman_round_trip(symbols: list[int], repeat: int) -> None:
 def test_huffman_single_symbol_and_empty() -> None:
     one = np.full(1000, 7)
     blob = huffman.encode(one)
-    assert len(blob) == 4 + 3 + 125  # table of one symbol, then 1 bit per symbol
+    # sparse table: mode 2, n = 1 (varint), symbol 7 (uint16), length 1 in 5 bits; then 1 bit per symbol
+    assert blob[:5] == b"\x02\x01\x07\x00\x08"
+    assert len(blob) == 5 + 125
     np.testing.assert_array_equal(huffman.decode(blob, 1000), one)
     assert huffman.decode(huffman.encode(np.zeros(0)), 0).size == 0
 
@@ -118,7 +120,8 @@ def test_huffman_decodes_270k_symbols_fast() -> None:
 def test_huffman_dense_table_form_is_used_for_compact_alphabets() -> None:
     stream = np.arange(1000) % 32
     blob = huffman.encode(stream)
-    assert len(blob) == 4 + 32 + 1000 * 5 // 8  # 32 one-byte lengths, then 5 bits per symbol
+    # mode 1, n = 32 (varint), 32 five-bit lengths (20 bytes), then 5 bits per symbol
+    assert blob[:2] == b"\x01\x20" and len(blob) == 2 + 20 + 1000 * 5 // 8
     np.testing.assert_array_equal(huffman.decode(blob, stream.size), stream)
 
 
@@ -129,3 +132,5 @@ def test_huffman_truncated_payload_is_corrupt() -> None:
         huffman.decode(blob[:-10], stream.size)
     with pytest.raises(CorruptFileError):
         huffman.decode(blob[:5], stream.size)
+    with pytest.raises(CorruptFileError, match="table mode"):
+        huffman.decode(b"\x07" + blob[1:], stream.size)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netslim.compression import compress_model, compress_state_dict, decompress, size_report
-from netslim.compression.fileformat import MAGIC
+from netslim.compression.fileformat import FORMAT_VERSION, MAGIC, read_container
 from netslim.errors import CorruptFileError, NetslimError
 
 
@@ -103,14 +103,13 @@ def test_pruned_conv_weight_uses_conv_index_bits() -> None:
     w = torch.randn(16, 8, 3, 3) * (torch.rand(16, 8, 3, 3) < 0.1)
     blob = compress_state_dict({"conv.weight": w}, index_bits_conv=4, index_bits_fc=9)
     assert decompress(blob)[0]["conv.weight"].equal(w)
-    from netslim.compression.fileformat import read_container
-
     assert read_container(blob).records[0]["index_bits"] == 4
 
 
 def test_size_report_arithmetic_on_hand_example() -> None:
-    # 10x10 weight with non-zeros at flat positions 0 and 50; 5-bit indices cover gaps up to 32.
-    w = torch.zeros(10, 10)
+    # 1x100 weight (both scan orders agree) with non-zeros at positions 0 and 50; 5-bit indices cover gaps
+    # up to 32.
+    w = torch.zeros(1, 100)
     w.view(-1)[0] = 1.0
     w.view(-1)[50] = -2.0
     blob = compress_state_dict({"w": w, "b": torch.ones(10)}, index_bits_fc=5)
@@ -189,15 +188,27 @@ def test_newer_version_is_refused() -> None:
         decompress(bytes(blob))
 
 
+def _with_header(text: bytes, version: int = FORMAT_VERSION) -> bytes:
+    header = zlib.compress(text)
+    return struct.pack("<8sHHII", MAGIC, version, 0, len(header), zlib.crc32(header)) + header
+
+
 def test_malformed_header_with_valid_crc() -> None:
-    header = zlib.compress(b'{"meta": {}, "tensors": [{"name": "w", "kind": "weird", "dtype": "float32", '
-                           b'"shape": [2], "sections": {}}], "data_bytes": 0}')
-    blob = struct.pack("<8sHHII", MAGIC, 1, 0, len(header), zlib.crc32(header)) + header
+    blob = _with_header(b'{"meta": {}, "tensors": [{"name": "w", "kind": "weird", "dtype": "float32", '
+                        b'"shape": [2], "sections": [], "crc": 0}], "data_bytes": 0}')
     with pytest.raises(CorruptFileError, match="unknown encoding kind"):
         decompress(blob)
-    header = zlib.compress(b"not json")
-    blob = struct.pack("<8sHHII", MAGIC, 1, 0, len(header), zlib.crc32(header)) + header
     with pytest.raises(CorruptFileError, match="malformed header"):
+        decompress(_with_header(b"not json"))
+    blob = _with_header(b'{"meta": {}, "tensors": [{"name": "w", "kind": "raw", "dtype": "float32", '
+                        b'"shape": [1], "sections": [["data", 4]], "crc": 0}], "data_bytes": 0}')
+    with pytest.raises(CorruptFileError, match="add up"):
+        decompress(blob)
+
+
+def test_version_1_file_is_refused_with_advice() -> None:
+    blob = _with_header(b'{"meta": {}, "options": {}, "tensors": [], "data_bytes": 0}', version=1)
+    with pytest.raises(CorruptFileError, match=r"older netslim.*compress the original checkpoint again"):
         decompress(blob)
 
 

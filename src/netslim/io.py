@@ -47,6 +47,12 @@ class Checkpoint:
         return list(self.meta.get("plans", []))
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (some, like EOFError from torch.load, have none)."""
+    lines = str(exc).splitlines()
+    return lines[0][:200] if lines else "no message"
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` with ``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
 
@@ -93,7 +99,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CorruptFileError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
             "it may be truncated: write it again with netslim.save"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -189,7 +195,7 @@ def load(
         model.load_state_dict(ckpt.state_dict, strict=strict)
     except RuntimeError as exc:
         raise NetslimError(
-            f"the weights in {path} do not fit the model: {str(exc).splitlines()[0]}; pass the same "
+            f"the weights in {path} do not fit the model: {_first_line(exc)}; pass the same "
             "architecture (unpruned) that was saved"
         ) from None
     model.netslim_plans = ckpt.plans  # type: ignore[assignment]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from torch import nn
 from netslim.compression.fileformat import read_container, write_container
 from netslim.compression.report import SizeReport, size_report
 from netslim.compression.tensor_codec import CodecOptions, decode_tensor, encode_tensor
-from netslim.errors import CorruptFileError, NetslimError
+from netslim.errors import NetslimError
 
 
 def compress_state_dict(
@@ -42,7 +41,7 @@ def compress_state_dict(
             raise NetslimError(f"state_dict entry {name!r} is a {type(tensor).__name__}, not a tensor")
         entries.append(encode_tensor(name, tensor, opts))
     try:
-        return write_container(dict(meta or {}), entries, dataclasses.asdict(opts))
+        return write_container(dict(meta or {}), entries)
     except TypeError as exc:
         raise NetslimError(f"meta must be JSON-serializable: {exc}") from None
 
@@ -54,10 +53,8 @@ def decompress(blob: bytes | bytearray | memoryview) -> tuple[dict[str, torch.Te
     """
     container = read_container(blob)
     state: dict[str, torch.Tensor] = {}
-    for record in container.records:
-        if not isinstance(record, dict) or "name" not in record:
-            raise CorruptFileError("compressed file: a tensor record has no name; the header is damaged")
-        state[record["name"]] = decode_tensor(record, container.section)
+    for i, record in enumerate(container.records):
+        state[record["name"]] = decode_tensor(record, container.sections(i))
     return state, dict(container.meta)
 
 

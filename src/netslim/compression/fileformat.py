@@ -3,19 +3,23 @@
 Layout (integers little-endian)::
 
     magic      8 bytes   b"\\x89NSZ\\r\\n\\x1a\\n"
-    version    uint16    FORMAT_VERSION
+    version    uint16    FORMAT_VERSION (2)
     flags      uint16    0 (reserved; any other value is rejected)
     hlen       uint32    length of the compressed header
     hcrc       uint32    CRC32 of the compressed header bytes
     header     hlen bytes, zlib-compressed UTF-8 JSON
     data       the sections, back to back
 
-The JSON header is ``{"meta": {...}, "options": {...}, "tensors": [record, ...], "data_bytes": N}``.
-Each tensor record has ``name``, ``dtype``, ``shape``, ``kind`` (``raw``, ``sparse-float32`` or
-``sparse-quantized``) and kind specific fields (see :mod:`.tensor_codec`), plus ``sections``:
-``{section name: [offset, length, crc32]}`` with offsets relative to the start of the data area. Every
-section is CRC-checked when read; any inconsistency raises :class:`~netslim.errors.CorruptFileError`,
-never returns garbage.
+The JSON header is ``{"meta": {...}, "tensors": [record, ...], "data_bytes": N}``. Each tensor record has
+``name``, ``dtype``, ``shape``, ``kind`` (``raw``, ``sparse-float32`` or ``sparse-quantized``) and kind
+specific fields (see :mod:`.tensor_codec`), plus ``sections``: ``[[section name, length], ...]`` in data
+order, and ``crc``: the CRC32 of the tensor's sections concatenated. Sections follow each other in record
+order, so offsets are implied. Every tensor is CRC-checked when read; any inconsistency raises
+:class:`~netslim.errors.CorruptFileError`, never returns garbage.
+
+Version history: version 1 stored ``[offset, length, crc32]`` per section, an ``options`` copy and
+4-byte Huffman table words; version 2 (this one) drops what can be derived and is refused by name when an
+older file is read (re-compress the checkpoint).
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ import json
 import struct
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from netslim.errors import CorruptFileError
 
 MAGIC = b"\x89NSZ\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PREAMBLE = struct.Struct("<8sHHII")
 
 
@@ -42,23 +46,18 @@ class TensorEntry:
     sections: dict[str, bytes]
 
 
-def write_container(
-    meta: dict[str, Any], entries: Iterable[TensorEntry], options: dict[str, Any] | None = None
-) -> bytes:
-    """Serialize ``meta``, the encoding ``options`` and the tensor entries; returns the file bytes."""
+def write_container(meta: dict[str, Any], entries: Iterable[TensorEntry]) -> bytes:
+    """Serialize ``meta`` and the tensor entries; returns the file bytes."""
     records = []
     blobs: list[bytes] = []
-    offset = 0
     for entry in entries:
         record = dict(entry.record)
-        record["sections"] = {}
-        for name, blob in entry.sections.items():
-            record["sections"][name] = [offset, len(blob), zlib.crc32(blob)]
-            blobs.append(blob)
-            offset += len(blob)
+        record["sections"] = [[name, len(blob)] for name, blob in entry.sections.items()]
+        record["crc"] = zlib.crc32(b"".join(entry.sections.values()))
+        blobs.extend(entry.sections.values())
         records.append(record)
     header_json = json.dumps(
-        {"meta": meta, "options": options or {}, "tensors": records, "data_bytes": offset},
+        {"meta": meta, "tensors": records, "data_bytes": sum(len(b) for b in blobs)},
         separators=(",", ":"),
         sort_keys=True,
     )
@@ -74,6 +73,8 @@ class Container:
     header: dict[str, Any]
     data: memoryview
     header_bytes: int
+    # Data offset of each tensor's first section, plus the end of the data area (filled by read_container).
+    _starts: list[int] = field(default_factory=list)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -83,28 +84,48 @@ class Container:
     def records(self) -> list[dict[str, Any]]:
         return self.header["tensors"]
 
-    def section(self, record: dict[str, Any], name: str) -> memoryview:
-        """The bytes of section ``name`` of a tensor, CRC-checked."""
+    def sections(self, index: int) -> dict[str, memoryview]:
+        """The sections of tensor number ``index``, ``{name: bytes}``, after checking the tensor's CRC32."""
+        record = self.records[index]
+        start = self._starts[index]
+        stop = self._starts[index + 1]
+        blob = self.data[start:stop]
+        if zlib.crc32(blob) != record.get("crc"):
+            raise CorruptFileError(
+                f"compressed file is corrupt: CRC32 mismatch in tensor {record.get('name')!r}; "
+                "the file was damaged, compress the checkpoint again"
+            )
+        out = {}
+        at = 0
+        for name, length in record["sections"]:
+            out[name] = blob[at : at + length]
+            at += length
+        return out
+
+
+
+def _section_starts(records: list[Any], data_bytes: int) -> list[int]:
+    """Data offset where each tensor's sections start, plus the end; checks the section lists."""
+    starts = [0]
+    for record in records:
+        if not isinstance(record, dict) or "name" not in record:
+            raise CorruptFileError("compressed file: a tensor record has no name; the header is damaged")
         try:
-            offset, length, crc = record["sections"][name]
+            lengths = [int(length) for name, length in record["sections"] if isinstance(name, str)]
+            if len(lengths) != len(record["sections"]) or min(lengths, default=0) < 0:
+                raise ValueError("bad section list")
         except (KeyError, TypeError, ValueError):
             raise CorruptFileError(
-                f"compressed file: tensor {record.get('name')!r} lacks its {name!r} section; "
+                f"compressed file: tensor {record.get('name')!r} has a malformed section list; "
                 "the header is damaged"
             ) from None
-        if offset < 0 or length < 0 or offset + length > len(self.data):
-            raise CorruptFileError(
-                f"compressed file is truncated: section {name!r} of tensor {record.get('name')!r} "
-                f"ends at byte {offset + length} of a data area of {len(self.data)} bytes; "
-                "copy or write the file again"
-            )
-        blob = self.data[offset : offset + length]
-        if zlib.crc32(blob) != crc:
-            raise CorruptFileError(
-                f"compressed file is corrupt: CRC32 mismatch in section {name!r} of tensor "
-                f"{record.get('name')!r}; the file was damaged, compress the checkpoint again"
-            )
-        return blob
+        starts.append(starts[-1] + sum(lengths))
+    if starts[-1] != data_bytes:
+        raise CorruptFileError(
+            f"compressed file: the sections add up to {starts[-1]} bytes, the header announces {data_bytes}; "
+            "the header is damaged"
+        )
+    return starts
 
 
 def read_container(blob: bytes | bytearray | memoryview) -> Container:
@@ -131,6 +152,11 @@ def read_container(blob: bytes | bytearray | memoryview) -> Container:
         )
     if version < 1:
         raise CorruptFileError(f"compressed file is corrupt: invalid format version {version}")
+    if version < FORMAT_VERSION:
+        raise CorruptFileError(
+            f"compressed model has format version {version}, written by an older netslim; this one reads "
+            f"version {FORMAT_VERSION} only: compress the original checkpoint again"
+        )
     if flags != 0:
         raise CorruptFileError(f"compressed file is corrupt: unknown flags {flags:#06x} in the preamble")
     start = _PREAMBLE.size
@@ -159,4 +185,5 @@ def read_container(blob: bytes | bytearray | memoryview) -> Container:
             f"compressed file has {len(data) - data_bytes} unexpected trailing bytes; "
             "it may be two files joined"
         )
-    return Container(header=header, data=data, header_bytes=start + hlen)
+    starts = _section_starts(header["tensors"], data_bytes)
+    return Container(header=header, data=data, header_bytes=start + hlen, _starts=starts)

@@ -1,10 +1,12 @@
 """Canonical Huffman coding of small-alphabet integer streams (weight codes, index fields), vectorized.
 
-Stream layout (all little-endian): a code-length table, then the payload bits (MSB first). The table takes
-whichever of two forms is smaller::
+Stream layout: a code-length table, then the payload bits (MSB first). The table starts with a mode byte
+and a symbol count ``n`` (unsigned LEB128 varint); code lengths (at most :data:`MAX_CODE_LENGTH` = 20) are
+packed in 5 bits each with :mod:`.bitpack`. The encoder writes whichever of the two forms is smaller::
 
-    sparse: uint32 n                  | uint16 symbol[n] | uint8 length[n]
-    dense:  uint32 (0x80000000 | n)   | uint8 length[n]   (length of symbol i, 0 = absent)
+    empty:  0x00
+    dense:  0x01 | n | length[n] (5 bits each; length of symbol i, 0 = absent)
+    sparse: 0x02 | n | uint16 symbol[n] (little-endian, ascending) | length[n] (5 bits each)
 
 Only the code-length table is stored; codes are rebuilt canonically (sorted by length, then symbol). Code
 lengths are capped at :data:`MAX_CODE_LENGTH` so decoding can use a lookup table indexed by the next
@@ -18,10 +20,10 @@ length, i.e. a "next offset" function; the offsets of all symbols are then found
 from __future__ import annotations
 
 import heapq
-import struct
 
 import numpy as np
 
+from netslim.compression import bitpack
 from netslim.errors import CorruptFileError
 
 MAX_CODE_LENGTH = 20
@@ -80,7 +82,7 @@ def encode(stream: np.ndarray) -> bytes:
     """Huffman-encode a 1-D array of integers in ``[0, 65535]``; returns the self-contained byte string."""
     stream = np.asarray(stream).ravel()
     if stream.size == 0:
-        return struct.pack("<I", 0)
+        return bytes([_EMPTY])
     if stream.min() < 0 or stream.max() > _MAX_SYMBOL:
         raise ValueError("Huffman symbols must lie in [0, 65535]")
     stream = stream.astype(np.int64)
@@ -94,35 +96,61 @@ def encode(stream: np.ndarray) -> bytes:
     return _write_table(symbols, lengths) + _pack_codes(sym_code, sym_len)
 
 
-_DENSE_FLAG = 0x80000000
+_EMPTY, _DENSE, _SPARSE = 0, 1, 2
+_LENGTH_BITS = 5
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    for i in range(at, min(at + 4, len(data))):
+        value |= (data[i] & 0x7F) << shift
+        shift += 7
+        if not data[i] & 0x80:
+            return value, i + 1
+    raise CorruptFileError("Huffman stream is truncated or malformed (bad symbol count)")
 
 
 def _write_table(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
     n_dense = int(symbols[-1]) + 1
-    if n_dense < 3 * symbols.size:
-        dense = np.zeros(n_dense, dtype=np.uint8)
+    dense_size = bitpack.packed_size(n_dense, _LENGTH_BITS)
+    sparse_size = 2 * symbols.size + bitpack.packed_size(symbols.size, _LENGTH_BITS)
+    if dense_size <= sparse_size:
+        dense = np.zeros(n_dense, dtype=np.uint32)
         dense[symbols] = lengths
-        return struct.pack("<I", _DENSE_FLAG | n_dense) + dense.tobytes()
-    header = struct.pack("<I", symbols.size)
-    return header + symbols.astype("<u2").tobytes() + lengths.astype(np.uint8).tobytes()
+        return bytes([_DENSE]) + _varint(n_dense) + bitpack.pack_bits(dense, _LENGTH_BITS)
+    return (bytes([_SPARSE]) + _varint(symbols.size) + symbols.astype("<u2").tobytes()
+            + bitpack.pack_bits(lengths, _LENGTH_BITS))
 
 
 def _read_table(data: memoryview) -> tuple[np.ndarray, np.ndarray, int]:
     """Parse the code-length table; returns ``(symbols, lengths, end offset)``."""
-    if len(data) < 4:
+    if len(data) < 1:
         raise CorruptFileError("Huffman stream is truncated (no symbol table)")
-    (word,) = struct.unpack_from("<I", data, 0)
-    n = word & ~_DENSE_FLAG
-    dense = bool(word & _DENSE_FLAG)
-    end = 4 + (n if dense else 3 * n)
+    mode = data[0]
+    if mode == _EMPTY:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1
+    if mode not in (_DENSE, _SPARSE):
+        raise CorruptFileError(f"Huffman stream has an unknown table mode {mode}")
+    n, at = _read_varint(data, 1)
+    sym_bytes = 0 if mode == _DENSE else 2 * n
+    end = at + sym_bytes + bitpack.packed_size(n, _LENGTH_BITS)
     if n > _MAX_SYMBOL + 1 or len(data) < end:
         raise CorruptFileError(f"Huffman stream is truncated or malformed (table of {n} symbols)")
-    if dense:
-        all_lengths = np.frombuffer(data[4:end], dtype=np.uint8).astype(np.int64)
-        symbols = np.flatnonzero(all_lengths)
-        return symbols, all_lengths[symbols], end
-    symbols = np.frombuffer(data[4 : 4 + 2 * n], dtype="<u2").astype(np.int64)
-    return symbols, np.frombuffer(data[4 + 2 * n : end], dtype=np.uint8).astype(np.int64), end
+    lengths = bitpack.unpack_bits(data[at + sym_bytes : end], _LENGTH_BITS, n).astype(np.int64)
+    if mode == _DENSE:
+        symbols = np.flatnonzero(lengths)
+        return symbols, lengths[symbols], end
+    symbols = np.frombuffer(data[at : at + sym_bytes], dtype="<u2").astype(np.int64)
+    return symbols, lengths, end
 
 
 def _pack_codes(codes: np.ndarray, lengths: np.ndarray, chunk: int = 1 << 18) -> bytes:

@@ -20,6 +20,15 @@ The weight tensor is flattened in row-major (C) order. Its non-zero entries, at 
 
 Example (3-bit fields, covering gaps 1..8): a single non-zero at position 19 has gap 20, giving two
 fillers (positions 7 and 15) and then the entry with field 3: fields ``[7, 7, 3]``, values ``[0, 0, v]``.
+
+**Escaped fillers** (only for Huffman-coded index streams, whose alphabet is not limited to ``b`` bits).
+The same entries are produced, but a filler is written as the extra symbol ``2**b`` ("advance ``2**b``,
+no weight here") instead of field ``2**b - 1`` with a zero value. The value stream then holds the
+``nnz`` real weights only. Positions and the filler count are exactly those of the plain form; only the
+zero values of the fillers are no longer stored. Example above: fields ``[8, 8, 3]``, values ``[v]``.
+
+**Scan order.** The caller chooses the order in which the tensor is flattened (see :mod:`.tensor_codec`);
+this module only sees a flat array.
 """
 
 from __future__ import annotations
@@ -101,3 +110,25 @@ def scatter(entry_values: np.ndarray, fields: np.ndarray, numel: int, dtype: np.
     out = np.zeros(numel, dtype=dtype)
     out[decode_positions(fields, numel)] = entry_values
     return out
+
+
+def escape_fillers(stream: SparseStream, bits: int) -> np.ndarray:
+    """The stream's fields with every filler replaced by the escape symbol ``2**bits``; int64 array."""
+    fields = np.full(stream.count, 1 << bits, dtype=np.int64)
+    fields[stream.entry_of_nonzero] = stream.fields[stream.entry_of_nonzero]
+    return fields
+
+
+def decode_escaped(fields: np.ndarray, bits: int, numel: int) -> np.ndarray:
+    """Flattened positions of the real (non-filler) entries of an escaped stream, in stream order.
+
+    Raises :class:`~netslim.errors.CorruptFileError` for a symbol above the escape symbol or a position
+    outside a tensor of ``numel``.
+    """
+    span = 1 << bits
+    fields = np.asarray(fields, dtype=np.int64)
+    if fields.size and (fields.min() < 0 or fields.max() > span):
+        raise CorruptFileError(f"relative index symbol outside 0..{span} in an escaped {bits}-bit stream")
+    is_filler = fields == span
+    positions = decode_positions(np.where(is_filler, span - 1, fields), numel)
+    return positions[~is_filler]

@@ -6,6 +6,7 @@ Definitions:
 * ``dense_bytes``: ``numel * element size`` of the tensor's dtype (4 bytes per float32 weight).
 * ``bits/nz``: ``8 * bytes / nnz`` (non-zeros only; fillers are overhead). For ``raw`` tensors every
   element counts as stored, so ``nnz = numel``.
+* ``layout``: scan order and filler form of a sparse tensor (``row``/``col``, ``zero``/``escape``).
 * ``index %``: index bytes relative to value bytes (values + codebook), the measure behind Han et al.'s
   "storage overhead of only 15.6%" for 5-bit indices next to 32-bit weights.
 * totals: ``total_bytes`` is the whole file (preamble and header included); ``ratio = dense_bytes /
@@ -33,6 +34,7 @@ class LayerSize:
     index_bytes: int
     value_bytes: int
     dense_bytes: int
+    layout: str = ""  # sparse kinds: "<scan>/<fillers>", e.g. "col/zero" (see tensor_codec)
 
     @property
     def bytes(self) -> int:
@@ -87,7 +89,7 @@ class SizeReport:
                     "name": lay.name, "kind": lay.kind, "shape": list(lay.shape), "numel": lay.numel,
                     "nnz": lay.nnz, "entries": lay.entries, "bytes": lay.bytes,
                     "index_bytes": lay.index_bytes, "value_bytes": lay.value_bytes,
-                    "dense_bytes": lay.dense_bytes,
+                    "dense_bytes": lay.dense_bytes, "layout": lay.layout,
                     "bits_per_nonzero": lay.bits_per_nonzero, "index_overhead_pct": lay.index_overhead_pct,
                 }
                 for lay in self.layers
@@ -96,23 +98,23 @@ class SizeReport:
 
     def render(self) -> str:
         """A plain-text table: one row per tensor, then the header and the total."""
-        head = ["tensor", "kind", "shape", "nnz", "fillers", "bytes", "bits/nz", "index %", "dense", "ratio"]
+        head = ["tensor", "kind", "layout", "shape", "nnz", "fillers", "bytes", "bits/nz", "index %", "dense", "ratio"]
         rows = [head]
         for lay in self.layers:
             rows.append([
-                lay.name, lay.kind, "x".join(map(str, lay.shape)) or "scalar", str(lay.nnz),
+                lay.name, lay.kind, lay.layout, "x".join(map(str, lay.shape)) or "scalar", str(lay.nnz),
                 str(lay.entries - lay.nnz), str(lay.bytes), f"{lay.bits_per_nonzero:.2f}",
                 f"{lay.index_overhead_pct:.1f}", str(lay.dense_bytes), f"{lay.ratio:.1f}x",
             ])
-        rows.append(["(header)", "", "", "", "", str(self.header_bytes), "", "", "", ""])
+        rows.append(["(header)", "", "", "", "", "", str(self.header_bytes), "", "", "", ""])
         rows.append([
-            "total", "", "", str(self.nnz), "", str(self.total_bytes), "", "", str(self.dense_bytes),
+            "total", "", "", "", str(self.nnz), "", str(self.total_bytes), "", "", str(self.dense_bytes),
             f"{self.ratio:.1f}x",
         ])
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = []
         for i, row in enumerate(rows):
-            cells = [c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
+            cells = [c.ljust(w) if j < 4 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
             lines.append("  ".join(cells).rstrip())
             if i == 0 or i == len(rows) - 3:
                 lines.append("  ".join("-" * w for w in widths))
@@ -130,7 +132,7 @@ def size_report(blob: bytes | Container) -> SizeReport:
     container = blob if isinstance(blob, Container) else read_container(blob)
     layers = []
     for rec in container.records:
-        sections = {name: int(s[1]) for name, s in rec["sections"].items()}
+        sections = {name: int(length) for name, length in rec["sections"]}
         numel = 1
         for s in rec["shape"]:
             numel *= int(s)
@@ -140,10 +142,11 @@ def size_report(blob: bytes | Container) -> SizeReport:
             index_bytes = sections.get("index", 0)
             value_bytes = sections.get("values", 0) + sections.get("codebook", 0)
             entries, nnz = int(rec["count"]), int(rec["nnz"])
+        layout = f"{rec['scan']}/{rec['fillers']}" if rec["kind"] != "raw" else ""
         layers.append(LayerSize(
             name=rec["name"], kind=rec["kind"], shape=tuple(int(s) for s in rec["shape"]), numel=numel,
             nnz=nnz, entries=entries, index_bytes=index_bytes, value_bytes=value_bytes,
-            dense_bytes=numel * _element_size(rec["dtype"]),
+            dense_bytes=numel * _element_size(rec["dtype"]), layout=layout,
         ))
     total = container.header_bytes + len(container.data)
     return SizeReport(layers=layers, total_bytes=total, header_bytes=container.header_bytes)

@@ -1,0 +1,683 @@
+"""Render docs/RESULTS.md and docs/img/*.png from the stored row JSON (never from typed-in figures).
+
+Deterministic: the same JSON gives the same markdown and plots. Missing rows are named with the command
+that produces them; failed rows with their error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks import paper_numbers as paper
+from benchmarks.suite import load_results
+
+SUITES = ("full", "quick", "smoke")
+Results = dict[str, dict[str, Any]]
+
+
+def command(suite: str, name: str) -> str:
+    """The command that (re)produces one row."""
+    return f"python -m benchmarks.run --suite {suite} --only {name}"
+
+
+def ok(results: Results, name: str) -> dict[str, Any] | None:
+    """The measured result of row ``name``, or None when it is missing or failed."""
+    rec = results.get(name)
+    return rec["result"] if rec and rec.get("status") == "ok" else None
+
+
+def absent(suite: str, results: Results, name: str) -> str:
+    """One line saying why row ``name`` has no figures and how to get them."""
+    rec = results.get(name)
+    if rec and rec.get("status") != "ok":
+        err = str(rec.get("result", {}).get("error", "unknown error")).replace("|", "/")
+        return f"- `{name}` failed: {err} (rerun: `{command(suite, name)}`)"
+    return f"- `{name}` not run yet: `{command(suite, name)}`"
+
+
+def n(v: float | None) -> str:
+    """A count with a K/M/G unit."""
+    if v is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.2f}{unit}"
+    return f"{v:.0f}"
+
+
+def f2(v: float | None, suffix: str = "") -> str:
+    """A float with two decimals, '-' for None."""
+    return "-" if v is None else f"{v:.2f}{suffix}"
+
+
+def pruned_pct(before: float | None, after: float | None) -> str:
+    """``after (x% pruned)`` relative to ``before``."""
+    if before is None or after is None or not before:
+        return n(after)
+    return f"{n(after)} ({100.0 * (1 - after / before):.1f}%)"
+
+
+def verdict(met: bool) -> str:
+    """PASS or MISS."""
+    return "PASS" if met else "MISS"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table."""
+    out = [f"| {' | '.join(header)} |", "|" + "|".join("---" for _ in header) + "|"]
+    out += [f"| {' | '.join(r)} |" for r in rows]
+    return out
+
+
+def lat(d: dict[str, Any] | None, batch: int) -> str:
+    """Latency at ``batch`` from a {batch: ms} dict stored with string keys."""
+    return "-" if not d else f2(d.get(str(batch)))
+
+
+# ---------------------------------------------------------------- slimming
+def slimming_section(suite: str, results: Results, img: Path) -> list[str]:
+    """Paper Table 1 layout, targets, the ratio sweep and the multi-pass table."""
+    from benchmarks.rows_slimming import FAMILIES
+
+    out = [
+        "### Network Slimming (paper Table 1 layout, reduced scale)",
+        "",
+        "Test error on the test split; params / FLOPs (FLOPs = 2 x multiply-adds) with the share pruned "
+        "relative to the unpruned network; CPU latency is the median ms per forward pass.",
+        "",
+    ]
+    rows, notes, targets = [], [], []
+    for fam in FAMILIES.values():
+        base_name, sparse_name = f"slim_{fam.key}_baseline", f"slim_{fam.key}_sparse"
+        base, sparse = ok(results, base_name), ok(results, sparse_name)
+        for name, res, stage in ((base_name, base, "baseline"), (sparse_name, sparse, "sparsity-trained")):
+            if res is None:
+                notes.append(absent(suite, results, name))
+                continue
+            label = f"{res['model']} {_kw(res['model_kwargs'])}"
+            extra = f" (lambda {res['sparsity']:g})" if stage != "baseline" else ""
+            rows.append(
+                [
+                    label,
+                    stage + extra,
+                    f2(res["test_error"]),
+                    n(res["params"]),
+                    n(res["flops"]),
+                    lat(res["latency_ms"], 1),
+                    lat(res["latency_ms"], 64),
+                    f"`{command(suite, name)}`",
+                ]
+            )
+        for ratio in fam.ratios:
+            name = f"slim_{fam.key}_{round(ratio * 100)}"
+            res = ok(results, name)
+            if res is None:
+                notes.append(absent(suite, results, name))
+                continue
+            label = f"{res['model']} {_kw(res['model_kwargs'])}"
+            pct = f"{round(ratio * 100)}%"
+            p = pruned_pct(res["params_before"], res["params_after"])
+            fl = pruned_pct(res["flops_before"], res["flops_after"])
+            rows.append(
+                [
+                    label,
+                    f"pruned {pct}, before fine-tuning",
+                    f2(res["test_error_pruned"]),
+                    p,
+                    fl,
+                    "-",
+                    "-",
+                    f"`{command(suite, name)}`",
+                ]
+            )
+            rows.append(
+                [
+                    label,
+                    f"pruned {pct}, fine-tuned {res['finetune_epochs']} ep",
+                    f2(res["test_error_finetuned"]),
+                    p,
+                    fl,
+                    lat(res["latency_ms_after"], 1),
+                    lat(res["latency_ms_after"], 64),
+                    f"`{command(suite, name)}`",
+                ]
+            )
+            if base is not None:
+                diff = res["test_error_finetuned"] - base["test_error"]
+                targets.append(
+                    [
+                        label,
+                        pct,
+                        f2(base["test_error"]),
+                        f2(res["test_error_finetuned"]),
+                        f"{diff:+.2f}",
+                        verdict(diff <= paper.TARGET_SLIM_ERROR_POINTS),
+                    ]
+                )
+    out += (
+        table(
+            [
+                "model",
+                "stage",
+                "test error %",
+                "params (pruned)",
+                "FLOPs (pruned)",
+                "latency b1 ms",
+                "latency b64 ms",
+                "command",
+            ],
+            rows,
+        )
+        if rows
+        else []
+    )
+    out += ["", *notes, ""] if notes else [""]
+    out += [
+        f"Target: at the paper's ratios, fine-tuned test error within {paper.TARGET_SLIM_ERROR_POINTS} "
+        "points of the baseline.",
+        "",
+    ]
+    if targets:
+        out += table(
+            ["model", "ratio", "baseline error %", "fine-tuned error %", "difference (points)", "target"],
+            targets,
+        )
+        out.append("")
+    out += ratio_sweep_section(suite, results, img)
+    out += multipass_section(suite, results)
+    return out
+
+
+def _kw(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(kwargs.items()))
+
+
+def ratio_sweep_section(suite: str, results: Results, img: Path) -> list[str]:
+    """Accuracy vs ratio without fine-tuning: beta folded into the next layer vs the paper's plain cut."""
+    name = "slim_vgg_ratio_sweep"
+    out = ["### Accuracy vs pruning ratio without fine-tuning: folded beta vs plain cut", ""]
+    res = ok(results, name)
+    if res is None:
+        return [*out, absent(suite, results, name), ""]
+    out += [
+        f"Sparsity-trained {res['model']} ({_kw(res['model_kwargs'])}), unpruned test error "
+        f"{f2(res['test_error_unpruned'])}%. Output error is the relative max difference from the masked "
+        f"model (gamma = 0) on random inputs. Command: `{command(suite, name)}`",
+        "",
+    ]
+    rows = [
+        [
+            f"{p['ratio']:.2f}",
+            f2(p["test_error_folded"]),
+            f2(p["test_error_plain_cut"]),
+            f"{p['test_error_plain_cut'] - p['test_error_folded']:+.2f}",
+            f"{p['output_error_folded']:.1e}",
+            f"{p['output_error_plain_cut']:.1e}",
+            n(p["params"]),
+        ]
+        for p in res["points"]
+    ]
+    out += table(
+        [
+            "ratio",
+            "error % folded",
+            "error % plain cut",
+            "plain - folded (points)",
+            "output error folded",
+            "output error plain",
+            "params",
+        ],
+        rows,
+    )
+    png = _plot(img / f"{suite}-ratio-sweep.png", lambda ax: _sweep_plot(ax, res))
+    out += ["", f"![accuracy vs ratio]({png})", ""] if png else [""]
+    return out
+
+
+def _sweep_plot(ax: Any, res: dict[str, Any]) -> None:
+    xs = [p["ratio"] for p in res["points"]]
+    ax.plot(xs, [100 - p["test_error_folded"] for p in res["points"]], "o-", label="folded beta (netslim)")
+    ax.plot(
+        xs, [100 - p["test_error_plain_cut"] for p in res["points"]], "s--", label="plain cut (paper code)"
+    )
+    ax.set_xlabel("share of channels pruned")
+    ax.set_ylabel("test accuracy % (no fine-tuning)")
+    ax.legend()
+
+
+def multipass_section(suite: str, results: Results) -> list[str]:
+    """Paper Table 4 layout for the multi-pass VGG, with the paper's CIFAR-10 rows beside it."""
+    name = "slim_vgg_multipass"
+    out = ["### Multi-pass slimming (paper Table 4 layout)", ""]
+    res = ok(results, name)
+    if res is None:
+        out.append(absent(suite, results, name))
+    else:
+        out += [
+            f"{res['model']} ({_kw(res['model_kwargs'])}); each pass: sparsity training (skipped in pass 1, "
+            f"which starts from the sparsity-trained checkpoint), a global 50% cut with at most 50% of any "
+            f"layer, {res['epochs_per_phase']} fine-tuning epoch(s). Command: `{command(suite, name)}`",
+            "",
+        ]
+        out += table(
+            ["iter", "trained error %", "fine-tuned error %", "params pruned %", "FLOPs pruned %"],
+            [
+                [
+                    str(p["iter"]),
+                    f2(p["test_error_trained"]),
+                    f2(p["test_error_finetuned"]),
+                    f2(p["params_pruned_pct"]),
+                    f2(p["flops_pruned_pct"]),
+                ]
+                for p in res["passes"]
+            ],
+        )
+    out += ["", f"Paper's numbers ({paper.MULTIPASS_SOURCE}):", ""]
+    out += table(
+        ["iter", "trained error %", "fine-tuned error %", "params pruned %", "FLOPs pruned %"],
+        [
+            [
+                str(p["iter"]),
+                f2(p["trained"]),
+                f2(p["finetuned"]),
+                f2(p["params_pruned"]),
+                f2(p["flops_pruned"]),
+            ]
+            for p in paper.MULTIPASS_TABLE4_CIFAR10
+        ],
+    )
+    return [*out, ""]
+
+
+def slimming_paper_section() -> list[str]:
+    """The paper's Table 1 (CIFAR-10) and CIFAR-100 / SVHN errors, clearly labelled."""
+    out = [
+        f"### Paper's numbers: {paper.SLIMMING_SOURCE}",
+        "",
+        "Not measured here. With the data present, the same rows run on it with e.g. "
+        "`python -m benchmarks.run --suite full --dataset cifar10 --data-dir DIR --results-dir "
+        "benchmarks/results-cifar10 --docs-dir docs/cifar10` (likewise `cifar100`, `svhn`).",
+        "",
+    ]
+    rows = [
+        [
+            str(r["model"]),
+            str(r["setting"]),
+            f2(r["error"]),  # type: ignore[arg-type]
+            f"{n(r['params'])}" + (f" ({r['params_pruned']}%)" if "params_pruned" in r else ""),  # type: ignore[arg-type]
+            f"{n(r['flops'])}" + (f" ({r['flops_pruned']}%)" if "flops_pruned" in r else ""),
+        ]  # type: ignore[arg-type]
+        for r in paper.SLIMMING_TABLE1_CIFAR10
+    ]
+    out += table(["model", "setting", "test error %", "params (pruned)", "FLOPs (pruned)"], rows)
+    out += [
+        "",
+        *table(
+            ["model", "CIFAR-100 error %", "SVHN error %"],
+            [[str(r["model"]), str(r["cifar100"]), str(r["svhn"])] for r in paper.SLIMMING_TABLE1_OTHER],
+        ),
+    ]
+    return [*out, ""]
+
+
+# ---------------------------------------------------------------- Han / Deep Compression
+def weights_section(suite: str, results: Results) -> list[str]:
+    """Han et al. Table 1 layout, per-layer Tables 2-3 layout and Deep Compression sizes."""
+    out = [
+        "### Weight pruning (Han et al. Tables 1-3 layout)",
+        "",
+        f"Target: >= {paper.TARGET_HAN_RATE:g}x fewer weights with test error within "
+        f"{paper.TARGET_HAN_ERROR_POINTS} points of the baseline.",
+        "",
+    ]
+    rows, layer_rows, size_rows, notes = [], [], [], []
+    for name, model in (("han_lenet300_100", "lenet300_100"), ("han_lenet5", "lenet5")):
+        res = ok(results, name)
+        if res is None:
+            notes.append(absent(suite, results, name))
+            continue
+        diff = res["pruned_error"] - res["baseline_error"]
+        met = res["compression_rate"] >= paper.TARGET_HAN_RATE and diff <= paper.TARGET_HAN_ERROR_POINTS
+        rows.append(
+            [
+                model,
+                f2(res["baseline_error"]),
+                f2(res["pruned_error"]),
+                f"{diff:+.2f}",
+                f"{n(res['weights'])} -> {n(res['weights_kept'])}",
+                f"{res['compression_rate']:.1f}x",
+                f2(res["flops_kept_pct"]),
+                verdict(met),
+                f"`{command(suite, name)}`",
+            ]
+        )
+        ref = paper.HAN_PER_LAYER[model]
+        for lay in res["layers"]:
+            pk = ref.get(lay["name"])
+            layer_rows.append(
+                [
+                    model,
+                    lay["name"],
+                    n(lay["weights"]),
+                    f2(lay["kept_pct"]),
+                    f2(lay.get("flops_kept_pct")),
+                    "-" if pk is None else f"{pk[0]} / {pk[1]}",
+                ]
+            )
+        dc = paper.DEEP_COMPRESSION[model]
+        paper_rate = {"P": dc["p_rate"], "P+Q": dc["pq_rate"], "P+Q+H": dc["pqh_rate"]}
+        for label, s in res["sizes"].items():
+            size_rows.append(
+                [
+                    model,
+                    label,
+                    n(s["bytes"]),
+                    f2(100.0 * s["bytes"] / s["dense_bytes"]),
+                    f"{s['ratio']:.1f}x",
+                    f2(s["test_error"]),
+                    f"{paper_rate[label]:g}x" if label in paper_rate else "-",
+                ]
+            )
+    if rows:
+        out += table(
+            [
+                "model",
+                "baseline error %",
+                "pruned error %",
+                "difference",
+                "weights before -> after",
+                "rate",
+                "FLOPs kept %",
+                "target",
+                "command",
+            ],
+            rows,
+        )
+    out += ["", *notes, "", f"Paper's numbers ({paper.HAN_SOURCE}):", ""]
+    out += table(
+        ["model", "baseline error %", "pruned error %", "params before -> after", "rate"],
+        [
+            [
+                m,
+                f2(r["error"]),
+                f2(r["pruned_error"]),
+                f"{n(r['params'])} -> {n(r['params_after'])}",
+                f"{r['rate']:g}x",
+            ]
+            for m, r in paper.HAN_TABLE1.items()
+        ],
+    )
+    if layer_rows:
+        out += ["", "Per layer (measured; last column the paper's weights kept % / FLOPs kept %):", ""]
+        out += table(["model", "layer", "weights", "weights kept %", "FLOPs kept %", "paper"], layer_rows)
+    if size_rows:
+        out += [
+            "",
+            "Storage: pruning only (P), + quantization (P+Q), + Huffman coding (P+Q+H); test error of "
+            "the decoded model; last column the paper's rate "
+            f"({paper.DEEP_COMPRESSION_SOURCE}).",
+            "",
+        ]
+        out += table(
+            ["model", "setting", "bytes", "% of dense", "rate", "test error %", "paper rate"], size_rows
+        )
+    return [*out, ""]
+
+
+# ---------------------------------------------------------------- speed
+def speed_section(suite: str, results: Results) -> list[str]:
+    """Engine vs torch-pruning, slimmed latency, sparse FC, sparsity overhead and demo wall time."""
+    out = ["### Speed and cost", "", "Ratios measured side by side in one process (medians).", ""]
+    res = ok(results, "speed_engine_vs_tp")
+    out += ["#### Channel engine vs torch-pruning", ""]
+    if res is None:
+        out.append(absent(suite, results, "speed_engine_vs_tp"))
+    else:
+        out += [
+            f"BN scales: {res['proxy']}; {res['repeats']} repeat(s). "
+            f"Command: `{command(suite, 'speed_engine_vs_tp')}`",
+            "",
+        ]
+        out += table(
+            ["model", "ratio", "params", "netslim plan+apply s", "torch-pruning s", "netslim / TP"],
+            [
+                [
+                    c["model"],
+                    f"{c['ratio']}",
+                    n(c["params"]),
+                    f"{c['netslim_s']:.3f}",
+                    f"{c['tp_s']:.3f}" if "tp_s" in c else c.get("tp_error", "not installed"),
+                    f2(c.get("ratio_netslim_over_tp")),
+                ]
+                for c in res["cases"]
+            ],
+        )
+    out += ["", "#### Slimmed vs unpruned VGG-19 (70%), CPU latency", ""]
+    res = ok(results, "speed_slimmed_latency")
+    if res is None:
+        out.append(absent(suite, results, "speed_slimmed_latency"))
+    else:
+        out += [
+            f"FLOPs {n(res['flops_before'])} -> {n(res['flops_after'])} (ratio {res['flop_ratio']:.2f}x), "
+            f"{res['threads']} thread(s). Command: `{command(suite, 'speed_slimmed_latency')}`",
+            "",
+        ]
+        out += table(
+            ["batch", "unpruned ms", "slimmed ms", "speedup", "FLOP ratio", "speedup / FLOP ratio"],
+            [
+                [
+                    str(b),
+                    f2(res[f"batch{b}"]["before_ms"]),
+                    f2(res[f"batch{b}"]["after_ms"]),
+                    f"{res[f'batch{b}']['speedup']:.2f}x",
+                    f"{res['flop_ratio']:.2f}x",
+                    f2(res[f"batch{b}"]["speedup_over_flop_ratio"]),
+                ]
+                for b in (1, 64)
+            ],
+        )
+    out += ["", "#### Sparse vs dense FC layers", ""]
+    res = ok(results, "speed_sparse_fc")
+    out += [absent(suite, results, "speed_sparse_fc")] if res is None else sparse_fc_table(res, suite)
+    out += ["", "#### Sparsity-training step overhead", ""]
+    res = ok(results, "speed_sparsity_overhead")
+    if res is None:
+        out.append(absent(suite, results, "speed_sparsity_overhead"))
+    else:
+        out += [
+            f"{res['model']} width {res['width']}, batch {res['batch']}, "
+            f"{res['steps_each']} interleaved steps each. "
+            f"Command: `{command(suite, 'speed_sparsity_overhead')}`",
+            "",
+        ]
+        out += table(
+            [
+                "mode",
+                "BN channels",
+                "step ms",
+                "step + hook ms",
+                "overhead (steps)",
+                "hook alone ms",
+                "overhead (hook alone)",
+            ],
+            [
+                [
+                    r["mode"],
+                    str(r["bn_channels"]),
+                    f2(r["step_ms"]),
+                    f2(r["step_with_hook_ms"]),
+                    f"{100 * r['overhead_steps']:+.2f}%",
+                    f"{r['hook_alone_ms']:.3f}",
+                    f"{100 * r['overhead_hook_alone']:.3f}%",
+                ]
+                for r in res["rows"]
+            ],
+        )
+    out += ["", "#### Demo wall time", ""]
+    res = ok(results, "speed_demo")
+    out.append(
+        absent(suite, results, "speed_demo")
+        if res is None
+        else f"`netslim demo`: {res['seconds']:.1f} s. Command: `{command(suite, 'speed_demo')}`"
+    )
+    out += [
+        "",
+        f"Paper's numbers ({paper.SPEED_SOURCE}): slimming Table 6, VGG on a GTX 1080, "
+        f"{paper.SLIMMING_TABLE6['baseline_s_per_iter']} s/iter baseline vs "
+        f"{paper.SLIMMING_TABLE6['pruned70_s_per_iter']} s/iter 70% pruned; Deep Compression, sparse FC "
+        f"on a Core i7 at batch 1: {paper.DC_SPARSE_FC_CPU_SPEEDUP_BATCH1:g}x faster on average, slower at "
+        "batch 64.",
+    ]
+    return [*out, ""]
+
+
+def sparse_fc_table(res: dict[str, Any], suite: str) -> list[str]:
+    """One line per FC shape x density x batch: median ms per backend, netslim's choice, dense / choice."""
+    cells = res["cells"]
+    backends = sorted({b for c in cells for b in c["times_ms"]} - {"dense", "auto"})
+    rows = []
+    for c in cells:
+        t = c["times_ms"]
+        rows.append(
+            [
+                c["shape"],
+                f"{100 * c['density']:.0f}%",
+                str(c["batch"]),
+                f"{t['dense']:.3f}",
+                *[f"{t[b]:.3f}" if b in t else "-" for b in backends],
+                f"{t['auto']:.3f}",
+                c["auto_backend"],
+                f"{t['dense'] / t['auto']:.2f}x",
+            ]
+        )
+    return [
+        f"Median ms per call. Command: `{command(suite, 'speed_sparse_fc')}`",
+        "",
+        *table(
+            [
+                "layer",
+                "density",
+                "batch",
+                "dense ms",
+                *[f"{b} ms" for b in backends],
+                "netslim auto ms",
+                "auto picks",
+                "dense / auto",
+            ],
+            rows,
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- plots and page
+def _plot(path: Path, draw: Callable[[Any], None]) -> str | None:
+    """Draw one figure to ``path``; returns its path relative to docs/ (None without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw(ax)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return f"img/{path.name}"
+
+
+def _channels_plot(suite: str, results: Results, img: Path) -> list[str]:
+    res = ok(results, "slim_vgg_70")
+    widths = (res or {}).get("layer_widths") or {}
+    if not widths:
+        return []
+
+    if isinstance(widths, dict):  # older results: a name -> [before, after] object, keys sorted by name
+        key = lambda k: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", k)]  # noqa: E731
+        widths = [[k, *widths[k]] for k in sorted(widths, key=key)]
+
+    def draw(ax: Any) -> None:
+        names = [w[0] for w in widths]
+        before = [w[1] for w in widths]
+        after = [w[2] for w in widths]
+        xs = range(len(names))
+        ax.bar(xs, before, color="#cccccc", label="before")
+        ax.bar(xs, after, color="#1f77b4", label="kept")
+        ax.set_xticks(list(xs), names, rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("channels")
+        ax.legend()
+
+    png = _plot(img / f"{suite}-vgg70-channels.png", draw)
+    return ["### Channels kept per layer (VGG, 70%)", "", f"![channels kept]({png})", ""] if png else []
+
+
+def machine_line(results: Results) -> str:
+    """The machine of a suite's rows (the first stored row's)."""
+    rec = next(iter(results.values()))
+    m = rec.get("machine", {})
+    return (
+        f"Machine: {m.get('cpu_count')} CPU cores, torch threads {m.get('torch_threads')}, torch "
+        f"{m.get('torch')}, Python {m.get('python')}, {m.get('platform')}; CUDA: {m.get('cuda') or 'none'}."
+    )
+
+
+def render(results_dir: Path, docs_dir: Path) -> Path:
+    """Write ``docs_dir/RESULTS.md`` and plots in ``docs_dir/img`` from ``results_dir``; returns its path."""
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    img = docs_dir / "img"
+    lines = [
+        "# netslim results",
+        "",
+        "Generated by `python -m benchmarks.run` from the JSON under `benchmarks/results/<suite>/`; do not "
+        "edit by hand. Every measured row names the command that produced it. The paper's figures are in "
+        'separate tables labelled "Paper\'s numbers". Quick suite: `make bench-quick` (minutes); full: '
+        "`make bench-full` (hours on CPU, resumable: finished rows are skipped).",
+        "",
+    ]
+    present = [(s, load_results(results_dir, s)) for s in SUITES]
+    present = [(s, r) for s, r in present if r]
+    if not present:
+        lines += [
+            f"No results yet: not run yet: `python -m benchmarks.run --suite {s}`" for s in ("quick", "full")
+        ]
+        lines.append("")
+    for suite, results in present:
+        total = sum(float(r.get("seconds", 0)) for r in results.values())
+        lines += [
+            f"## Suite `{suite}`",
+            "",
+            machine_line(results),
+            f"Data set: {_dataset(results)}. Rows stored: {len(results)}, their run time "
+            f"{total / 60:.1f} min.",
+            "",
+        ]
+        if suite == "smoke":
+            lines += [
+                "Smoke rows run a few batches to keep the scripts working; their figures mean nothing.",
+                "",
+            ]
+        lines += slimming_section(suite, results, img)
+        lines += _channels_plot(suite, results, img)
+        lines += weights_section(suite, results)
+        lines += speed_section(suite, results)
+    lines += ["## Paper's numbers", "", *slimming_paper_section()]
+    out = docs_dir / "RESULTS.md"
+    out.write_text("\n".join(lines).rstrip() + "\n")
+    return out
+
+
+def _dataset(results: Results) -> str:
+    names = sorted(
+        {
+            str(r["result"].get("dataset"))
+            for r in results.values()
+            if r.get("status") == "ok" and "dataset" in r.get("result", {})
+        }
+    )
+    return ", ".join(names) or "-"

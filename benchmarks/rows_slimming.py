@@ -1,0 +1,346 @@
+"""Network Slimming rows (paper Table 1, Table 4 and the ratio sweep) at reduced scale on Fashion-MNIST.
+
+Rows share training work through checkpoints in ``<work_dir>/<family>/``: ``baseline.pt`` (plain training)
+and ``sparse.pt`` (sparsity training). A row that needs one trains it when it is missing, so any row can be
+run alone with ``--only``; interrupted trainings resume from the trainer's own checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmarks.suite import RowContext, row
+
+_BUNDLES: dict[tuple[Any, ...], Any] = {}
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family of the slimming table and its settings per suite (smoke, quick, full)."""
+
+    key: str
+    model: tuple[str, str, str]
+    kwargs: tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+    sparsity: tuple[float, float, float]  # full uses the paper's lambda
+    ratios: tuple[float, ...] = field(default_factory=tuple)
+
+
+FAMILIES = {
+    "vgg": Family(
+        "vgg",
+        ("vgg11", "vgg11", "vgg19"),
+        ({"width": 0.125}, {"width": 0.25}, {"width": 0.5}),
+        (1e-4, 5e-4, 1e-4),
+        (0.7,),
+    ),
+    "preresnet": Family(
+        "preresnet",
+        ("preresnet", "preresnet", "preresnet"),
+        ({"depth": 11, "width": 0.5}, {"depth": 20}, {"depth": 56}),
+        (1e-5, 1e-4, 1e-5),
+        (0.4, 0.6),
+    ),
+    "densenet": Family(
+        "densenet",
+        ("densenet", "densenet", "densenet"),
+        ({"depth": 7, "growth": 4}, {"depth": 16, "growth": 8}, {"depth": 40, "growth": 12}),
+        (1e-5, 1e-4, 1e-5),
+        (0.4, 0.7),
+    ),
+}
+
+
+def load_data(
+    ctx: RowContext, *, train_limit: tuple[int | None, int | None, int | None] = (128, 12000, None)
+) -> Any:
+    """The suite's data bundle (cached per process): tiny and few batches for smoke, a subset for quick."""
+    from netslim.data import get_loaders
+
+    limit = ctx.scale(*train_limit)
+    key = (ctx.suite, ctx.dataset, ctx.data_dir, limit)
+    if key not in _BUNDLES:
+        _BUNDLES[key] = get_loaders(
+            ctx.dataset,
+            data_dir=ctx.data_dir,
+            batch_size=ctx.scale(32, 64, 64),
+            val_size=ctx.scale(64, 2000, 5000),
+            seed=0,
+            limit=limit,
+            max_batches=ctx.scale(2, None, None),
+            augment=ctx.suite != "smoke",
+        )
+    return _BUNDLES[key]
+
+
+def example_input(data: Any) -> torch.Tensor:
+    """One zero input of the data set's shape (batch 1)."""
+    return torch.zeros(1, *data.input_shape)
+
+
+def train_config(ctx: RowContext, epochs: int, **kw: Any) -> Any:
+    """A TrainConfig for this suite: no progress bar, smoke capped at a few batches."""
+    from netslim.train import TrainConfig
+
+    return TrainConfig(epochs=epochs, progress=False, max_batches=ctx.scale(2, None, None), seed=0, **kw)
+
+
+def test_error(model: nn.Module, data: Any) -> float:
+    """Top-1 test error in percent."""
+    from netslim.train import evaluate
+
+    return 100.0 * (1.0 - evaluate(model.cpu(), data.test)["accuracy"])
+
+
+def fit(model: nn.Module, data: Any, config: Any, run_dir: Path, callbacks: list[Any] | None = None) -> None:
+    """Train ``model`` in place, resuming from ``run_dir``'s checkpoint when an earlier run was cut off."""
+    from netslim.train import Trainer
+
+    resume = (run_dir / "checkpoint.pt").is_file()
+    Trainer(
+        model, data.train, data.val, config=config, callbacks=callbacks or [], run_dir=run_dir, device="cpu"
+    ).fit(resume=resume)
+    model.cpu()
+
+
+def measure(model: nn.Module, data: Any, ctx: RowContext) -> dict[str, Any]:
+    """Params, FLOPs and CPU latency (median ms) at batch 1 and 64."""
+    from netslim.measurement.api import measure as ns_measure
+
+    m = ns_measure(
+        model.eval(),
+        example_input(data),
+        batch_sizes=(1, 64),
+        repeats=ctx.scale(1, 10, 30),
+        warmup=ctx.scale(0, 3, 3),
+        file_size=False,
+    )
+    return {
+        "params": int(m["params"]),
+        "flops": int(m["flops"]),
+        "latency_ms": {str(b): float(v) for b, v in m["latency_ms"].items()},
+        "threads": m["threads"],
+    }
+
+
+def _describe(ctx: RowContext, fam: Family) -> dict[str, Any]:
+    return {"model": ctx.scale(*fam.model), "model_kwargs": ctx.scale(*fam.kwargs), "dataset": ctx.dataset}
+
+
+def _epochs(ctx: RowContext, fam: Family) -> int:
+    return ctx.scale(1, 4 if fam.key == "vgg" else 3, 40)
+
+
+def checkpoint(ctx: RowContext, fam: Family, stage: str) -> Path:
+    """Path of the family's ``baseline`` or ``sparse`` checkpoint, training it first when it is missing."""
+    import netslim
+    from netslim.models import create
+    from netslim.slimming.sparsity import BNSparsity
+
+    folder = ctx.work_dir / fam.key
+    path = folder / f"{stage}.pt"
+    if path.is_file():
+        return path
+    data = load_data(ctx)
+    torch.manual_seed(0)
+    model = create(
+        ctx.scale(*fam.model),
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        input_size=data.input_shape[-1],
+        **ctx.scale(*fam.kwargs),
+    )
+    callbacks = [BNSparsity(model, ctx.scale(*fam.sparsity))] if stage == "sparse" else []
+    fit(
+        model,
+        data,
+        train_config(ctx, _epochs(ctx, fam), lr=0.1, schedule="step"),
+        folder / f"{stage}-run",
+        callbacks,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    netslim.save(model, path, extra={"stage": stage, "suite": ctx.suite})
+    return path
+
+
+def _trained_row(ctx: RowContext, fam: Family, stage: str) -> dict[str, Any]:
+    import netslim
+
+    data = load_data(ctx)
+    model = netslim.load(checkpoint(ctx, fam, stage))
+    out = {
+        **_describe(ctx, fam),
+        "stage": stage,
+        "epochs": _epochs(ctx, fam),
+        "test_error": test_error(model, data),
+        **measure(model, data, ctx),
+    }
+    if stage == "sparse":
+        out["sparsity"] = ctx.scale(*fam.sparsity)
+        gammas = torch.cat(
+            [
+                m.weight.detach().abs().flatten()
+                for m in model.modules()
+                if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) and m.weight is not None
+            ]
+        )
+        out["gamma_below_1e-2"] = float((gammas < 1e-2).float().mean())
+    return out
+
+
+def _slim_row(ctx: RowContext, fam: Family, ratio: float) -> dict[str, Any]:
+    """Prune the sparsity-trained model at ``ratio`` and fine-tune it (netslim's workflow)."""
+    import netslim
+    from netslim.measurement.api import compare
+    from netslim.slimming.workflow import SlimmingConfig, run_slimming
+
+    data = load_data(ctx)
+    sparse = checkpoint(ctx, fam, "sparse")
+    ft_epochs = ctx.scale(1, 2, 20)
+    run_dir = ctx.work_dir / fam.key / f"slim{round(ratio * 100)}"
+    config = SlimmingConfig(
+        model=ctx.scale(*fam.model),
+        dataset=ctx.dataset,
+        checkpoint=str(sparse),
+        ratio=ratio,
+        sparsity=ctx.scale(*fam.sparsity),
+        finetune=train_config(ctx, ft_epochs, lr=0.01, schedule="cosine"),
+        run_dir=str(run_dir),
+        device="cpu",
+        latency=False,
+        plots=False,
+    )
+    res = run_slimming(config, data=data, verbose=False)
+    before, after = netslim.load(sparse), netslim.load(run_dir / "finetuned.pt")
+    timed = compare(
+        before,
+        after,
+        example_input(data),
+        batch_sizes=(1, 64),
+        repeats=ctx.scale(1, 10, 30),
+        warmup=ctx.scale(0, 3, 3),
+        file_size=False,
+    )
+
+    def err(d: dict[str, Any] | None) -> float | None:
+        return None if not d or d.get("test_acc") is None else 100.0 * (1.0 - d["test_acc"])
+
+    first = res["passes"][0]
+    return {
+        **_describe(ctx, fam),
+        "ratio": ratio,
+        "sparsity": config.sparsity,
+        "finetune_epochs": ft_epochs,
+        "test_error_sparse": err(res["before"]),
+        "test_error_pruned": err(res["after_prune"]),
+        "test_error_plain_cut": err(res["plain_cut"]),
+        "test_error_finetuned": err(res["after"]),
+        "params_before": int(timed["a"]["params"]),
+        "params_after": int(timed["b"]["params"]),
+        "flops_before": int(timed["a"]["flops"]),
+        "flops_after": int(timed["b"]["flops"]),
+        "latency_ms_before": {str(b): float(v) for b, v in timed["a"]["latency_ms"].items()},
+        "latency_ms_after": {str(b): float(v) for b, v in timed["b"]["latency_ms"].items()},
+        "threads": timed["a"]["threads"],
+        # a list keeps the model's layer order (the suite writes JSON objects with sorted keys)
+        "layer_widths": [[k, *v] for k, v in (first.get("layer_widths") or {}).items()],
+        "pruned_channels": first.get("pruned_channels"),
+        "total_channels": first.get("total_channels"),
+    }
+
+
+def _register(fam: Family) -> None:
+    row(f"slim_{fam.key}_baseline", "slimming")(lambda ctx, f=fam: _trained_row(ctx, f, "baseline"))
+    row(f"slim_{fam.key}_sparse", "slimming")(lambda ctx, f=fam: _trained_row(ctx, f, "sparse"))
+    for r in fam.ratios:
+        row(f"slim_{fam.key}_{round(r * 100)}", "slimming")(lambda ctx, f=fam, r=r: _slim_row(ctx, f, r))
+
+
+for _fam in FAMILIES.values():
+    _register(_fam)
+
+
+@row("slim_vgg_ratio_sweep", "slimming")
+def ratio_sweep(ctx: RowContext) -> dict[str, Any]:
+    """Test error of the sparsity-trained VGG cut at each ratio, no fine-tuning: folded beta vs plain cut."""
+    import netslim
+    from netslim.slimming import api
+
+    fam = FAMILIES["vgg"]
+    data = load_data(ctx)
+    model = netslim.load(checkpoint(ctx, fam, "sparse"))
+    x = example_input(data)
+    probe = torch.randn(8, *data.input_shape, generator=torch.Generator().manual_seed(0))
+    points = []
+    for ratio in ctx.scale(
+        (0.3, 0.7), tuple(r / 10 for r in range(1, 10)), tuple(r / 20 for r in range(2, 20))
+    ):
+        p = api.plan(model, x, ratio)
+        folded = api.apply(model, p, fold_beta=True)
+        plain = api.apply(model, p, fold_beta=False)
+        fe = api.folding_error(model, p, probe)
+        points.append(
+            {
+                "ratio": ratio,
+                "test_error_folded": test_error(folded, data),
+                "test_error_plain_cut": test_error(plain, data),
+                "output_error_folded": fe["folded"],
+                "output_error_plain_cut": fe["plain_cut"],
+                "params": sum(q.numel() for q in folded.parameters()),
+            }
+        )
+    return {**_describe(ctx, fam), "test_error_unpruned": test_error(model, data), "points": points}
+
+
+@row("slim_vgg_multipass", "slimming")
+def multipass(ctx: RowContext) -> dict[str, Any]:
+    """Paper Table 4 layout: passes of (sparsity training,) a 50% cut capped at 50% per layer, fine-tuning."""
+    from netslim.slimming.workflow import SlimmingConfig, run_slimming
+
+    fam = FAMILIES["vgg"]
+    data = load_data(ctx)
+    passes = ctx.scale(2, 3, 6)
+    config = SlimmingConfig(
+        model=ctx.scale(*fam.model),
+        dataset=ctx.dataset,
+        checkpoint=str(checkpoint(ctx, fam, "sparse")),
+        ratio=0.5,
+        passes=passes,
+        max_layer_ratio=0.5,
+        sparsity=ctx.scale(*fam.sparsity),
+        train=train_config(ctx, ctx.scale(1, 1, 20), lr=0.01, schedule="cosine"),
+        finetune=train_config(ctx, ctx.scale(1, 1, 20), lr=0.01, schedule="cosine"),
+        run_dir=str(ctx.work_dir / fam.key / "multipass"),
+        device="cpu",
+        latency=False,
+        plots=False,
+        compare_plain_cut=False,
+    )
+    res = run_slimming(config, data=data, verbose=False)
+    base = res["passes"][0]
+    rows = []
+    for h in res["passes"]:
+        rows.append(
+            {
+                "iter": h["pass"],
+                "test_error_trained": 100.0 * (1.0 - h["trained"]["test_acc"]),
+                "test_error_finetuned": 100.0 * (1.0 - h["finetuned"]["test_acc"]),
+                "params": h["params_after"],
+                "flops": h["flops_after"],
+                "params_pruned_pct": 100.0 * (1.0 - h["params_after"] / base["params_before"]),
+                "flops_pruned_pct": 100.0 * (1.0 - h["flops_after"] / base["flops_before"])
+                if h["flops_after"]
+                else None,
+            }
+        )
+    return {
+        **_describe(ctx, fam),
+        "passes": rows,
+        "params_base": base["params_before"],
+        "flops_base": base["flops_before"],
+        "epochs_per_phase": config.finetune.epochs,
+    }

@@ -1,0 +1,133 @@
+"""``netslim slim``: Network Slimming end to end: sparsity training, prune, fine-tune, before/after table.
+
+Example::
+
+    netslim slim --model vgg19 --dataset cifar10 --sparsity 1e-4 --ratio 0.7 --epochs 160 \\
+        --finetune-epochs 40 --finetune-lr 0.001 --finetune-schedule constant
+    netslim slim --checkpoint runs/train-.../model.pt --dataset cifar10 --ratio 0.7   # already sparse-trained
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from netslim.cli._common import (
+    add_data_args,
+    add_model_args,
+    add_run_args,
+    add_train_args,
+    build_data,
+    build_model,
+    config_from_args,
+    default_run_dir,
+    model_kwargs,
+)
+from netslim.errors import NetslimError
+
+
+def add_pruning_args(parser: argparse.ArgumentParser) -> None:
+    """The cut's options, shared with ``netslim prune``: ratio, caps, scope, rounding, beta folding."""
+    g = parser.add_argument_group("pruning")
+    g.add_argument("--ratio", type=float, default=0.7, help="share of BN channels to prune (default: 0.7)")
+    g.add_argument("--max-layer-ratio", type=float, metavar="F",
+                   help="never prune more than this share of one layer (multi-pass default: 0.5)")
+    g.add_argument("--min-channels", type=int, default=1, metavar="N",
+                   help="keep at least N channels per layer (default: 1)")
+    g.add_argument("--scope", choices=("global", "local"), default="global",
+                   help="one threshold over all layers (paper) or the ratio per layer (default: global)")
+    g.add_argument("--round-to", type=int, default=1, metavar="N",
+                   help="round kept channel counts to a multiple of N (default: 1)")
+    g.add_argument("--no-fold-beta", action="store_true",
+                   help="drop pruned channels' beta like the reference code instead of folding it forward")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``slim`` sub-command."""
+    p = subparsers.add_parser(
+        "slim",
+        help="Network Slimming: train with BN sparsity, prune channels, fine-tune, report before/after",
+        description="Train MODEL with L1 on the BatchNorm scales (or start from --checkpoint), prune the "
+        "weakest channels, fine-tune, and print accuracy, params, FLOPs and CPU latency before and after. "
+        "Writes config.json, plan.json, sparse.pt, pruned.pt, finetuned.pt and results.json into --run-dir.",
+    )
+    add_model_args(p, required=False)
+    add_data_args(p)
+    add_train_args(p)
+    g = p.add_argument_group("sparsity")
+    g.add_argument("--sparsity", "-s", type=float, default=1e-4, metavar="S",
+                   help="L1 strength on BN scales (paper: 1e-4 VGG, 1e-5 ResNet/DenseNet; default: 1e-4)")
+    g.add_argument("--sparsity-mode", choices=("subgradient", "proximal"), default="subgradient",
+                   help="subgradient: the paper's, for SGD; proximal: soft threshold, use with Adam")
+    g.add_argument("--sparsity-schedule", choices=("constant", "linear_decay"), default="constant")
+    g.add_argument("--sparsity-exclude", nargs="+", default=[], metavar="NAME",
+                   help="BN modules (or parents) left out of the penalty, e.g. classifier")
+    g.add_argument("--checkpoint", metavar="PATH",
+                   help="a sparsity-trained netslim checkpoint: skip the first sparsity training")
+    add_pruning_args(p)
+    f = p.add_argument_group("fine-tuning")
+    f.add_argument("--passes", type=int, default=1,
+                   help="rounds of sparsity training, pruning and fine-tuning, each cutting --ratio of "
+                   "what is left (default: 1; with more, --max-layer-ratio defaults to 0.5)")
+    f.add_argument("--finetune-epochs", type=int, default=10, help="(default: 10)")
+    f.add_argument("--finetune-lr", type=float, default=0.01,
+                   help="(default: 0.01; the paper re-runs 0.1 with steps, Rethinking uses 0.001 constant)")
+    f.add_argument("--finetune-schedule", choices=("step", "cosine", "constant"), default="cosine",
+                   help="(default: cosine)")
+    r = p.add_argument_group("report")
+    r.add_argument("--no-plain-cut", action="store_true", help="skip evaluating the cut without beta folding")
+    r.add_argument("--no-latency", action="store_true", help="skip CPU latency timing")
+    r.add_argument("--no-plots", action="store_true", help="skip the plots")
+    add_run_args(p)
+    p.set_defaults(func=run)
+
+
+def config_from(args: argparse.Namespace) -> Any:
+    """The :class:`SlimmingConfig` the parsed options describe (validated; bad values raise NetslimError)."""
+    from netslim.slimming.workflow import SlimmingConfig
+
+    if args.model is None and args.checkpoint is None:
+        raise NetslimError("pass --model NAME to train a zoo model, or --checkpoint PATH of a trained one")
+    if args.resume:
+        raise NetslimError("slim does not resume; start it again, or pass --checkpoint of the sparse model")
+    train = config_from_args(args)
+    finetune = dataclasses.replace(
+        train, epochs=args.finetune_epochs, lr=args.finetune_lr, schedule=args.finetune_schedule
+    )
+    run_dir = args.run_dir or default_run_dir("slim", args.model, args.dataset)
+    return SlimmingConfig(
+        model=args.model or "",
+        model_kwargs=model_kwargs(args),
+        dataset=args.dataset,
+        checkpoint=args.checkpoint,
+        sparsity=args.sparsity,
+        sparsity_mode=args.sparsity_mode,
+        sparsity_schedule=args.sparsity_schedule,
+        sparsity_exclude=list(args.sparsity_exclude),
+        train=train,
+        ratio=args.ratio,
+        passes=args.passes,
+        max_layer_ratio=args.max_layer_ratio,
+        min_channels=args.min_channels,
+        scope=args.scope,
+        round_to=args.round_to,
+        fold_beta=not args.no_fold_beta,
+        finetune=finetune,
+        run_dir=str(run_dir),
+        device=args.device,
+        compare_plain_cut=not args.no_plain_cut,
+        latency=not args.no_latency,
+        plots=not args.no_plots,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the slimming workflow and print the before/after table. Returns the exit code."""
+    from netslim.slimming.workflow import run_slimming
+
+    config = config_from(args)  # validates ratio & co. before any data is read
+    bundle = build_data(args)
+    model = None if args.checkpoint else build_model(args, bundle)
+    run_slimming(config, data=bundle, model=model, verbose=True)
+    return 0

@@ -1,0 +1,226 @@
+"""Network Slimming, one call: ``plan`` (choose channels), ``apply`` (cut them), ``slim`` (both).
+
+Typical use::
+
+    result = netslim.slim(model, torch.randn(1, 3, 32, 32), ratio=0.7)
+    print(result.summary())
+    small = result.model
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+from netslim.errors import PruningError
+from netslim.slimming.graph import analyze
+from netslim.slimming.plan import PruningPlan
+from netslim.slimming.planner import _check_ratio, build_plan, group_scores, select_channels
+from netslim.slimming.surgery import cut
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
+         ignored_layers: Iterable[nn.Module | str] | None = None, scope: str = "global",
+         layer_ratios: Mapping[str, float] | None = None, score_reduce: str = "max", min_channels: int = 1,
+         max_layer_ratio: float | None = None, round_to: int = 1) -> PruningPlan:
+    """Choose the channels to remove by BatchNorm |gamma| and return a :class:`PruningPlan`.
+
+    ``ratio`` is the fraction of prunable channels removed (global scope: one threshold over all of them;
+    local: that fraction of each group). Raises PruningError for an out-of-range ratio, a model without
+    (prunable) BatchNorm, or (with ``min_channels=0``) a ratio that would empty a layer; TracingError if the
+    model does not run on ``example_inputs``.
+    """
+    _check_ratio(ratio, "ratio")
+    if not any(isinstance(m, _BN) for m in model.modules()):
+        raise PruningError("the model has no BatchNorm layer: Network Slimming scores channels by BatchNorm "
+                           "scaling factors; add BatchNorm after convolutions or use netslim.weights")
+    graph = analyze(model, example_inputs, ignored_layers)
+    scores = group_scores(model, graph, score_reduce)
+    if not scores:
+        normed = [g for g in graph.groups if any(m.role in ("norm", "select") for m in g.members)]
+        reasons = sorted({g.reason for g in normed})
+        raise PruningError("no BatchNorm channels can be pruned in this model (" + "; ".join(reasons[:5]) +
+                           "); check ignored_layers or the warnings above")
+    keep, meta = select_channels(graph, scores, ratio, scope=scope, layer_ratios=layer_ratios,
+                                 min_channels=min_channels, max_layer_ratio=max_layer_ratio,
+                                 round_to=round_to)
+    meta.update(ratio=ratio, scope=scope, score_reduce=score_reduce, min_channels=min_channels,
+                max_layer_ratio=max_layer_ratio, round_to=round_to,
+                layer_ratios=dict(layer_ratios) if layer_ratios else None)
+    return build_plan(model, graph, keep, meta)
+
+
+def apply(model: nn.Module, plan: PruningPlan, *, fold_beta: bool = True, inplace: bool = False) -> nn.Module:
+    """Return a physically smaller copy of ``model`` (or ``model`` itself if ``inplace``) cut as planned.
+
+    With ``fold_beta`` the removed channels' constant act(beta) is folded into the next layer. The plan
+    (with any bias the folding added) is appended to ``new_model.netslim_plans`` so ``netslim.load`` can
+    replay it.
+    """
+    if not isinstance(plan, PruningPlan):
+        raise PruningError(f"apply expects a PruningPlan, got {type(plan).__name__}; use netslim.plan(...)")
+    if inplace:
+        new = model
+        added = cut(new, plan, fold_beta)
+    else:
+        new, shared = _copy_sharing_replaced(model, plan)
+        added = cut(new, plan, fold_beta)
+        _unshare(new, shared)
+    record = plan.to_dict()
+    record["added_bias"] = sorted(set(record["added_bias"]) | set(added))
+    new.netslim_plans = [*getattr(model, "netslim_plans", []), record]
+    return new
+
+
+_REPLACED = ("weight", "bias", "running_mean", "running_var")
+
+
+def _copy_sharing_replaced(model: nn.Module, plan: PruningPlan) -> tuple[nn.Module, set[int]]:
+    """Deep copy that skips copying the tensors the cut replaces anyway (they are sliced afresh)."""
+    mods = dict(model.named_modules())
+    memo: dict[int, Any] = {}
+    for fqn, lp in plan.layers.items():
+        m = mods.get(fqn)
+        if m is None:
+            continue
+        names = _REPLACED if lp.get("out_keep") is not None else ("weight",) if lp.get("in_keep") else ()
+        for name in names:
+            t = getattr(m, name, None)
+            if isinstance(t, torch.Tensor):
+                memo[id(t)] = t
+    shared = set(memo)
+    return copy.deepcopy(model, memo), shared
+
+
+def _unshare(model: nn.Module, shared: set[int]) -> None:
+    """Clone any tensor still shared with the source model (e.g. a weight tied to a second layer)."""
+    with torch.no_grad():
+        for m in model.modules():
+            for store in (m._parameters, m._buffers):
+                for name, t in store.items():
+                    if t is not None and id(t) in shared:
+                        store[name] = nn.Parameter(t.detach().clone(), t.requires_grad) \
+                            if isinstance(t, nn.Parameter) else t.clone()
+
+
+@dataclass
+class SlimResult:
+    """Outcome of :func:`slim`: the slimmed model, its plan and before/after sizes."""
+
+    model: nn.Module
+    plan: PruningPlan
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+
+    def summary(self) -> str:
+        """A text table: per-layer widths before/after, then params and FLOPs before/after."""
+        rows = [str(self.plan), ""]
+        for label, a, b in (("params", self.params_before, self.params_after),
+                            ("FLOPs", self.flops_before, self.flops_after)):
+            pct = 100.0 * (1 - b / a) if a else 0.0
+            rows.append(f"{label:<7} {a:>14,} -> {b:>14,}  ({pct:.1f}% removed)")
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable summary (plan plus sizes)."""
+        return {"plan": self.plan.to_dict(), "params_before": self.params_before,
+                "params_after": self.params_after, "flops_before": self.flops_before,
+                "flops_after": self.flops_after}
+
+
+def count(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
+    """(parameters, FLOPs) of one forward pass; FLOPs = 2 x multiply-adds of conv/linear + 2 per BN output."""
+    params = sum(p.numel() for p in model.parameters())
+    flops = [0]
+
+    def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        per = out.numel() // max(out.shape[0], 1)
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            flops[0] += 2 * per * (m.in_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
+        elif isinstance(m, nn.Linear):
+            flops[0] += 2 * per * m.in_features
+        elif isinstance(m, _BN):
+            flops[0] += 2 * per
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear | _BN)]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            _run(model, example_inputs)
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return params, flops[0]
+
+
+def _run(model: nn.Module, example_inputs: Any) -> Any:
+    if isinstance(example_inputs, dict):
+        return model(**example_inputs)
+    if isinstance(example_inputs, torch.Tensor):
+        return model(example_inputs)
+    return model(*example_inputs)
+
+
+def slim(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *, fold_beta: bool = True,
+         **plan_kwargs: Any) -> SlimResult:
+    """Plan and apply Network Slimming in one call; returns a :class:`SlimResult` (input model untouched)."""
+    p = plan(model, example_inputs, ratio, **plan_kwargs)
+    new = apply(model, p, fold_beta=fold_beta)
+    pb, fb = count(model, example_inputs)
+    pa, fa = count(new, example_inputs)
+    return SlimResult(new, p, pb, pa, fb, fa)
+
+
+def masked_model(model: nn.Module, plan: PruningPlan, *, zero_beta: bool = True) -> nn.Module:
+    """A copy of ``model`` with the planned-away BatchNorm channels' gamma (and beta) set to zero."""
+    masked = copy.deepcopy(model)
+    mods = dict(masked.named_modules())
+    with torch.no_grad():
+        for fqn, lp in plan.layers.items():
+            if lp["kind"] != "bn" or lp.get("out_keep") is None:
+                continue
+            bn = mods[fqn]
+            gone = torch.ones(lp["out_before"], dtype=torch.bool)
+            gone[torch.tensor(lp["out_keep"], dtype=torch.long)] = False
+            if bn.weight is not None:
+                bn.weight[gone] = 0
+                if zero_beta:
+                    bn.bias[gone] = 0
+    return masked
+
+
+def _rel_err(a: Any, b: Any) -> float:
+    ta = [t for t in tree_flatten(a)[0] if isinstance(t, torch.Tensor)]
+    tb = [t for t in tree_flatten(b)[0] if isinstance(t, torch.Tensor)]
+    num = max(float((x - y).abs().max()) for x, y in zip(ta, tb))
+    den = max(float(x.abs().max()) for x in ta)
+    return num / max(den, 1e-12)
+
+
+def folding_error(model: nn.Module, plan: PruningPlan, example_inputs: Any) -> dict[str, float]:
+    """Relative max error of the slimmed model vs the masked one (gamma = 0, beta kept), eval mode.
+
+    Returns ``{"folded": ..., "plain_cut": ...}``: with beta folding, and with the plain cut that drops
+    the removed channels' beta (as the reference code does).
+    """
+    reference = masked_model(model, plan, zero_beta=False).eval()
+    with torch.no_grad():
+        ref = _run(reference, example_inputs)
+        out = {}
+        for key, fold in (("folded", True), ("plain_cut", False)):
+            small = apply(model, plan, fold_beta=fold).eval()
+            out[key] = _rel_err(ref, _run(small, example_inputs))
+    return out

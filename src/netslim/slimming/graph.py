@@ -1,0 +1,240 @@
+"""Channel-coupling groups: which channels of which layers must be removed together.
+
+Public low-level API (also used for dead-neuron removal in Han-style weight pruning)::
+
+    groups = build_groups(model, example_inputs, ignored_layers=None)   # list[ChannelGroup]
+    plan = plan_from_keep(model, example_inputs, {group.index or group.name: kept_channel_indices})
+
+A :class:`ChannelGroup` is a set of coupled channels of equal ``size``: channel ``i`` of the group is one
+channel that several layers share (a conv's output filter ``i``, the BatchNorm entry that normalises it, the
+matching input slice of every consumer, the tied channel of every residual branch). ``group.members`` lists
+:class:`Member` entries ``(fqn, role, positions, channels)``: ``role`` is ``"out"`` (conv/linear output
+channels), ``"in"`` (conv input channels / linear input features; after a flatten one channel owns a block
+of features, after a concat the positions carry the concat offset), ``"norm"`` (BatchNorm channels),
+``"select"`` (a pre-activation BatchNorm read through a channel selection) or ``"dw"`` (depthwise conv,
+input and output together); ``positions[j]`` of the module's dimension holds group channel ``channels[j]``.
+``group.prunable`` is False (with ``group.reason``) when the channels must not change: model inputs and
+outputs, ``ignored_layers``, grouped convolutions, unknown ops, a tensor read through a channel selection,
+irregular coupling. ``group.scorable`` additionally requires a BatchNorm whose zeroed channels make every
+conv/linear read of the group zero, which is what Network Slimming needs.
+
+How BatchNorms join groups: a BatchNorm reading the output of a conv/linear that nothing else reads (the
+post-activation pattern conv -> BN) shares that conv's channels. Any other BatchNorm (pre-activation: it
+reads a residual trunk, a concatenation or a tensor others read) starts its own channels; when they are
+pruned the BN reads its kept channels through a :class:`~netslim.slimming.select.ChannelSelect` and the
+shared tensor keeps its width, exactly as in the paper's pre-activation ResNet and DenseNet code. A
+BatchNorm reading a concatenation gets one group per concatenated part (named ``<bn>[a:b]`` after the
+first), so each part follows its own producer.
+
+Group names are the FQN of the layer that creates the channels (``"<input>"`` for the model input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from netslim.slimming.trace import ModRec, Trace, trace_model
+
+if TYPE_CHECKING:
+    from netslim.slimming.plan import PruningPlan
+
+
+@dataclass
+class Member:
+    """One layer's share of a group: ``positions`` along the module's dim hold group ``channels``."""
+
+    fqn: str
+    role: str
+    positions: torch.Tensor
+    channels: torch.Tensor
+
+
+@dataclass
+class ChannelGroup:
+    """A set of coupled channels (see the module docstring)."""
+
+    index: int
+    name: str
+    size: int
+    members: list[Member] = field(default_factory=list)
+    prunable: bool = True
+    reason: str = ""
+    scorable: bool = False
+
+    def layers(self, role: str | None = None) -> list[str]:
+        """FQNs of member layers (optionally of one role), in model order."""
+        return [m.fqn for m in self.members if role is None or m.role == role]
+
+    def __repr__(self) -> str:
+        state = "prunable" if self.prunable else f"fixed: {self.reason}"
+        roles = ", ".join(f"{m.fqn}[{m.role}]" for m in self.members[:6])
+        more = f", +{len(self.members) - 6}" if len(self.members) > 6 else ""
+        return f"ChannelGroup({self.index}, {self.name!r}, size={self.size}, {state}; {roles}{more})"
+
+
+@dataclass
+class Graph:
+    """Everything the planner and surgery need: groups, per-module records, variable maps."""
+
+    groups: list[ChannelGroup]
+    trace: Trace
+    modules: dict[str, ModRec]
+    kinds: dict[str, str]
+    split_bns: set[str]
+    labels: torch.Tensor
+    group_of_var: torch.Tensor
+    chan_of_var: torch.Tensor
+
+
+def components(n: int, edges: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Connected components of ``n`` nodes: each node's label is the smallest node id of its component."""
+    labels = torch.arange(n)
+    if not edges or n == 0:
+        return labels
+    a = torch.cat([e[0].reshape(-1) for e in edges])
+    b = torch.cat([e[1].reshape(-1) for e in edges])
+    while True:
+        la, lb = labels[a], labels[b]
+        m = torch.minimum(la, lb)
+        new = labels.clone()
+        new.scatter_reduce_(0, la, m, reduce="amin")
+        new.scatter_reduce_(0, lb, m, reduce="amin")
+        while True:
+            jumped = new[new]
+            if torch.equal(jumped, new):
+                break
+            new = jumped
+        if torch.equal(new, labels):
+            return labels
+        labels = new
+
+
+def _names(model: nn.Module, layers: Iterable[Any] | None) -> set[str]:
+    from netslim.errors import PruningError
+
+    if not layers:
+        return set()
+    by_module = {m: n for n, m in model.named_modules()}
+    names: set[str] = set()
+    known = set(by_module.values())
+    for item in layers:
+        name = by_module.get(item) if isinstance(item, nn.Module) else item
+        if not isinstance(name, str) or name not in known:
+            raise PruningError(f"ignored layer {item!r} is not a module of this model; pass modules or FQNs "
+                               "as listed by model.named_modules()")
+        names.update(n for n in known if n == name or n.startswith(name + ".") or name == "")
+    return names
+
+
+def _is_inline_bn(tr: Trace, rec: ModRec) -> bool:
+    if len(rec.in_ids) != 1:
+        return False
+    inf = tr.infos.get(rec.in_ids[0])
+    if inf is None or inf.producer is None:
+        return False
+    if tr.modules[inf.producer].kind not in ("conv", "dwconv", "linear"):
+        return False
+    return all(len(tr.readers.get(t, ())) == 1 for t in inf.chain)
+
+
+def analyze(model: nn.Module, example_inputs: Any, ignored_layers: Iterable[Any] | None = None) -> Graph:
+    """Trace ``model`` and build its channel groups; returns a :class:`Graph`."""
+    tr = trace_model(model, example_inputs, _names(model, ignored_layers))
+    kinds = {f: r.kind for f, r in tr.modules.items()}
+    split = {f for f, r in tr.modules.items() if r.kind == "bn" and not _is_inline_bn(tr, r)}
+    links = [(r.in_desc, r.out_desc) for f, r in tr.modules.items() if r.kind == "bn" and f not in split]
+    labels = components(tr.n_vars, tr.edges + links)
+    space_of = torch.empty(tr.n_vars, dtype=torch.long)
+    for i, (start, n, _) in enumerate(tr.spaces):
+        space_of[start:start + n] = i
+    space_label = components(len(tr.spaces), [(space_of, space_of[labels])])
+    # channel numbering: the group's first space (its producer, in model order) numbers the channels
+    chan_of_comp = torch.full((tr.n_vars,), -1, dtype=torch.long)
+    gids = sorted(set(space_label.tolist()))
+    for s in gids:
+        start, n, _ = tr.spaces[s]
+        chan_of_comp[labels[start:start + n]] = torch.arange(n)
+    chan_of_var = chan_of_comp[labels]
+    groups: dict[int, ChannelGroup] = {}
+    for s in gids:
+        start, n, owner = tr.spaces[s]
+        groups[s] = ChannelGroup(index=-1, name=owner, size=n)
+    for i, (start, n, _) in enumerate(tr.spaces):
+        g = groups[int(space_label[i])]
+        ch = chan_of_var[start:start + n]
+        if n != g.size or bool((ch < 0).any()) or torch.unique(ch).numel() != n:
+            _fix(g, "irregular channel coupling (channels of one layer tied to several channels of another)")
+    for desc, reason in tr.pins:
+        for gid in torch.unique(space_label[space_of[desc]]).tolist():
+            _fix(groups[gid], reason)
+    _add_members(tr, groups, split, space_label, space_of, chan_of_var)
+    ordered = [g for g in groups.values() if g.members]
+    for i, g in enumerate(ordered):
+        g.index = i
+        g.scorable = g.prunable and g.scorable and any(m.role in ("norm", "select") for m in g.members)
+    return Graph(ordered, tr, tr.modules, kinds, split, labels, space_label[space_of], chan_of_var)
+
+
+def _fix(group: ChannelGroup, reason: str) -> None:
+    if group.prunable:
+        group.prunable, group.reason = False, reason
+
+
+def _add_members(tr: Trace, groups: dict[int, ChannelGroup], split: set[str], space_label: torch.Tensor,
+                 space_of: torch.Tensor, chan_of_var: torch.Tensor) -> None:
+    for g in groups.values():
+        g.scorable = True
+    for fqn in tr.order:
+        rec = tr.modules[fqn]
+        if rec.kind == "gconv" or rec.out_desc.numel() == 0:
+            continue
+        bn_role = "select" if fqn in split else "norm"
+        role = {"conv": "out", "linear": "out", "dwconv": "dw", "bn": bn_role}[rec.kind]
+        gl_out = space_label[space_of[rec.out_desc]]
+        for gid in torch.unique(gl_out).tolist():
+            pos = torch.nonzero(gl_out == gid).flatten()
+            groups[gid].members.append(Member(fqn, role, pos, chan_of_var[rec.out_desc[pos]]))
+        if rec.kind in ("conv", "linear"):
+            gl = space_label[space_of[rec.in_desc]]
+            raw = torch.zeros(rec.in_desc.numel(), dtype=torch.bool)
+            for segs in rec.in_segs:
+                for s, e, dead, expr in segs:
+                    if not dead and expr is None:
+                        raw[s:e] = True
+            for gid in torch.unique(gl).tolist():
+                pos = torch.nonzero(gl == gid).flatten()
+                g = groups[gid]
+                g.members.append(Member(fqn, "in", pos, chan_of_var[rec.in_desc[pos]]))
+                if bool(raw[pos].any()) and g.scorable:
+                    g.scorable = False
+                    g.reason = g.reason or f"{fqn} reads these channels before any BatchNorm"
+        elif rec.kind == "bn" and fqn in split:
+            for gid in torch.unique(space_label[space_of[rec.in_desc]]).tolist():
+                _fix(groups[gid], f"read through a channel selection by {fqn}")
+
+
+def build_groups(model: nn.Module, example_inputs: Any, ignored_layers: Iterable[Any] | None = None
+                 ) -> list[ChannelGroup]:
+    """Trace ``model`` on ``example_inputs`` and return its coupled channel groups in model order.
+
+    ``ignored_layers`` (modules or FQNs; containers include their children) keep their input and output
+    channels. See the module docstring for what a group holds.
+    """
+    return analyze(model, example_inputs, ignored_layers).groups
+
+
+def plan_from_keep(model: nn.Module, example_inputs: Any, keep: Mapping[int | str, Sequence[int]],
+                   ignored_layers: Iterable[Any] | None = None) -> PruningPlan:
+    """Build a :class:`PruningPlan` that keeps, for each group (by index or name), the given channels.
+
+    Groups not in ``keep`` keep all channels. Raises PruningError for a fixed group, an out-of-range or
+    empty keep list.
+    """
+    from netslim.slimming.planner import plan_from_keep_graph
+
+    return plan_from_keep_graph(model, analyze(model, example_inputs, ignored_layers), keep)

@@ -1,0 +1,96 @@
+"""PruningPlan: which channels of which layers to keep, JSON-serializable and replayable.
+
+``layers`` maps a module FQN to ``{"kind", "type", "out_before", "in_before", "out_keep", "in_keep",
+"select"}``: ``out_keep`` are kept output channels (BatchNorm channels for a BN, both sides for a depthwise
+conv), ``in_keep`` kept input channels/features of a conv/linear; ``None`` keeps everything. ``select``
+marks a pre-activation BatchNorm that reads its kept channels through a ChannelSelect. ``folds`` describe
+how the removed channels' constant output (their beta through the activation) is folded into the next
+layer, and ``added_bias`` lists layers that gained a bias doing so (replayed even without folding, so a
+saved slimmed model reloads with the same parameter names and shapes).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from netslim.errors import CorruptFileError
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class PruningPlan:
+    """Kept channel indices per layer plus metadata (ratio, threshold, scope, largest safe ratio)."""
+
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    folds: list[dict[str, Any]] = field(default_factory=list)
+    added_bias: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ---- queries --------------------------------------------------------------------------------------
+    def widths(self) -> dict[str, tuple[int, int]]:
+        """Map each planned layer to (channels before, channels after) of its pruned dimension."""
+        out = {}
+        for fqn, lp in self.layers.items():
+            out[fqn] = (int(lp["before"]), int(lp["after"]))
+        return out
+
+    @property
+    def pruned_channels(self) -> int:
+        """Number of group channels the plan removes."""
+        return int(self.meta.get("pruned_channels", 0))
+
+    def is_empty(self) -> bool:
+        """True if the plan removes nothing."""
+        return all(lp.get("out_keep") is None and lp.get("in_keep") is None for lp in self.layers.values())
+
+    # ---- serialization --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable deep copy of the plan."""
+        return {"version": PLAN_VERSION, "layers": copy.deepcopy(self.layers),
+                "folds": copy.deepcopy(self.folds), "added_bias": list(self.added_bias),
+                "meta": copy.deepcopy(self.meta)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PruningPlan:
+        """Rebuild a plan from :meth:`to_dict` output; raises CorruptFileError for malformed input."""
+        if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
+            raise CorruptFileError("not a netslim pruning plan (expected a dict with 'layers'); pass "
+                                   "the output of PruningPlan.to_dict()")
+        if data.get("version", PLAN_VERSION) > PLAN_VERSION:
+            raise CorruptFileError(f"pruning plan version {data['version']} is newer than this netslim")
+        return cls(layers=copy.deepcopy(data["layers"]), folds=copy.deepcopy(data.get("folds", [])),
+                   added_bias=list(data.get("added_bias", [])), meta=copy.deepcopy(data.get("meta", {})))
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The plan as a JSON string."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> PruningPlan:
+        """Parse :meth:`to_json` output."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise CorruptFileError(f"pruning plan is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def __str__(self) -> str:
+        m = self.meta
+        head = (f"PruningPlan: ratio={m.get('ratio')} scope={m.get('scope')} "
+                f"threshold={_fmt(m.get('threshold'))} "
+                f"pruned {m.get('pruned_channels', 0)}/{m.get('total_channels', 0)} channels, "
+                f"largest safe ratio={_fmt(m.get('max_safe_ratio'))}")
+        rows = [f"  {'layer':<40} {'kind':<7} {'before':>7} -> {'after':<7}"]
+        for fqn, (before, after) in self.widths().items():
+            kind = self.layers[fqn].get("kind", "")
+            mark = " (select)" if self.layers[fqn].get("select") else ""
+            rows.append(f"  {fqn:<40} {kind:<7} {before:>7} -> {after:<7}{mark}")
+        return "\n".join([head, *rows])
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

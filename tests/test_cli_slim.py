@@ -1,0 +1,144 @@
+"""``netslim slim`` and ``netslim prune`` end to end on tiny IDX data built in tmp."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import netslim
+from netslim.cli import main
+from netslim.io import read_checkpoint
+
+
+def write_tiny_mnist(root: Path, n_train: int = 320, n_test: int = 64, seed: int = 0) -> Path:
+    """MNIST IDX files: noise plus a bright bar whose row encodes the label (learnable in an epoch)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
+        header = struct.pack(">IIII", 0x803, n, 28, 28)
+        (root / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
+        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_tiny_mnist(tmp_path_factory.mktemp("data"))
+
+
+def common(data: Path) -> list[str]:
+    return ["--dataset", "mnist", "--data-dir", str(data), "--val-size", "64", "--batch-size", "32",
+            "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def slim_run(data_dir, tmp_path_factory) -> tuple[Path, str]:
+    """One `netslim slim` run shared by the tests that inspect its outputs."""
+    run = tmp_path_factory.mktemp("runs") / "slim"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["slim", "--model", "vgg11", "--width", "0.125", *common(data_dir), "--epochs", "1",
+                     "--lr", "0.05", "--sparsity", "1e-4", "--ratio", "0.5", "--finetune-epochs", "1",
+                     "--run-dir", str(run)])
+    assert code == 0
+    return run, buf.getvalue()
+
+
+def test_slim_writes_the_run_folder(slim_run) -> None:
+    run, _ = slim_run
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "plan.json", "sparse.pt", "pruned.pt", "finetuned.pt", "results.json",
+            "sparsity", "finetune"} <= names
+    assert (run / "sparsity" / "gamma_hist.jsonl").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["ratio"] == 0.5 and config["train"]["epochs"] == 1 and config["finetune"]["lr"] == 0.01
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["meta"]["ratio"] == 0.5
+    results = json.loads((run / "results.json").read_text())
+    before, after = results["before"], results["after"]
+    assert after["params"] < before["params"] and after["flops"] < before["flops"]
+    assert 0.0 <= after["test_acc"] <= 1.0 and results["after_prune"]["params"] == after["params"]
+    assert results["plain_cut"] is not None and len(results["passes"]) == 1
+    metrics = (run / "sparsity" / "metrics.jsonl").read_text().splitlines()
+    assert "gamma_frac_below_1e-2" in json.loads(metrics[-1])
+
+
+def test_slim_saved_models_load_and_match_the_report(slim_run) -> None:
+    run, _ = slim_run
+    final = netslim.load(run / "finetuned.pt")
+    results = json.loads((run / "results.json").read_text())
+    assert sum(p.numel() for p in final.parameters()) == results["after"]["params"]
+    assert len(final.netslim_plans) == 1
+    assert read_checkpoint(run / "sparse.pt").meta["extra"]["stage"] == "sparsity"
+
+
+def test_slim_prints_the_before_after_table(slim_run) -> None:
+    run, out = slim_run
+    for row in ("| test accuracy |", "| params |", "| FLOPs |", "| CPU latency, batch 1 |",
+                "right after the cut", "plain cut"):
+        assert row in out
+    assert str(run) in out
+
+
+def test_slim_from_checkpoint_multipass(slim_run, data_dir, tmp_path, capsys) -> None:
+    run, _ = slim_run
+    out_dir = tmp_path / "again"
+    code = main(["slim", "--checkpoint", str(run / "sparse.pt"), *common(data_dir), "--epochs", "1",
+                 "--ratio", "0.3", "--passes", "2", "--finetune-epochs", "1", "--no-latency",
+                 "--no-plain-cut", "--no-plots", "--run-dir", str(out_dir)])
+    assert code == 0
+    names = {p.name for p in out_dir.iterdir()}
+    assert "sparsity" not in names and "sparsity-pass2" in names and "finetune-pass2" in names
+    plans = json.loads((out_dir / "plan.json").read_text())
+    assert isinstance(plans, list) and len(plans) == 2
+    results = json.loads((out_dir / "results.json").read_text())
+    assert [p["pass"] for p in results["passes"]] == [1, 2]
+    assert all(p["max_layer_ratio"] == 0.5 for p in results["passes"]), "multi-pass caps layers at 50%"
+    assert len(netslim.load(out_dir / "finetuned.pt").netslim_plans) == 2
+    assert "CPU latency" not in capsys.readouterr().out
+
+
+def test_prune_cli(slim_run, data_dir, tmp_path, capsys) -> None:
+    run, _ = slim_run
+    out = tmp_path / "pruned.pt"
+    assert main(["prune", str(run / "sparse.pt"), "--dry-run", "--ratio", "0.6"]) == 0
+    assert "PruningPlan" in capsys.readouterr().out and not out.exists()
+
+    code = main(["prune", str(run / "sparse.pt"), "--ratio", "0.6", "-o", str(out), "--plan-out",
+                 str(tmp_path / "plan.json"), *common(data_dir)[:6]])
+    text = capsys.readouterr().out
+    assert code == 0 and out.is_file() and (tmp_path / "plan.json").is_file()
+    assert "test accuracy" in text and "params" in text
+    pruned, sparse = netslim.load(out), netslim.load(run / "sparse.pt")
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in sparse.parameters())
+    assert read_checkpoint(out).meta["extra"]["ratio"] == 0.6
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["slim", "--model", "vgg11", "--ratio", "1.5"],
+        ["slim", "--ratio", "0.5"],
+        ["slim", "--model", "vgg11", "--ratio", "0.5", "--passes", "0"],
+        ["prune", "CKPT", "--ratio", "0", "-o", "x.pt"],
+        ["prune", "CKPT", "--ratio", "0.5"],
+    ],
+)
+def test_bad_input_is_a_one_line_error(argv, slim_run, data_dir, capsys) -> None:
+    run, _ = slim_run
+    argv = [str(run / "sparse.pt") if a == "CKPT" else a for a in argv]
+    if argv[0] == "slim":
+        argv += ["--data-dir", str(data_dir), "--dataset", "mnist"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"netslim {argv[0]}: error:")
