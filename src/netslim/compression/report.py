@@ -98,7 +98,8 @@ class SizeReport:
 
     def render(self) -> str:
         """A plain-text table: one row per tensor, then the header and the total."""
-        head = ["tensor", "kind", "layout", "shape", "nnz", "fillers", "bytes", "bits/nz", "index %", "dense", "ratio"]
+        head = ["tensor", "kind", "layout", "shape", "nnz", "fillers", "bytes", "bits/nz", "index %", "dense",
+                "ratio"]
         rows = [head]
         for lay in self.layers:
             rows.append([
