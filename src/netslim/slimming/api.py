@@ -10,6 +10,8 @@ Typical use::
 from __future__ import annotations
 
 import copy
+import functools
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,9 +73,9 @@ def apply(model: nn.Module, plan: PruningPlan, *, fold_beta: bool = True, inplac
         new = model
         added = cut(new, plan, fold_beta)
     else:
-        new, shared = _copy_sharing_replaced(model, plan)
+        new, replaced = _copy_for_cut(model, plan)
         added = cut(new, plan, fold_beta)
-        _unshare(new, shared)
+        _unshare(replaced)
     record = plan.to_dict()
     record["added_bias"] = sorted(set(record["added_bias"]) | set(added))
     new.netslim_plans = [*getattr(model, "netslim_plans", []), record]
@@ -81,34 +83,84 @@ def apply(model: nn.Module, plan: PruningPlan, *, fold_beta: bool = True, inplac
 
 
 _REPLACED = ("weight", "bias", "running_mean", "running_var")
+_ATOMIC = (int, float, bool, str, type(None))
+_Shared = list[tuple[nn.Module, str, str, Any]]  # (new module, "_parameters"/"_buffers", name, tensor)
+_Shared = list[tuple[nn.Module, str, str, Any]]  # (new module, "_parameters"/"_buffers", name, tensor)
+_MODULE_STATE = (nn.Module.__reduce_ex__, nn.Module.__getstate__, nn.Module.__setstate__)
 
 
-def _copy_sharing_replaced(model: nn.Module, plan: PruningPlan) -> tuple[nn.Module, set[int]]:
-    """Deep copy that skips copying the tensors the cut replaces anyway (they are sliced afresh)."""
-    mods = dict(model.named_modules())
-    memo: dict[int, Any] = {}
+def _copy_for_cut(model: nn.Module, plan: PruningPlan) -> tuple[nn.Module, _Shared]:
+    """A deep copy of ``model`` whose to-be-cut tensors are still the originals (the cut slices them afresh).
+
+    Returns the copy and ``(new module, name, original tensor)`` for each tensor left shared, so
+    :func:`_unshare` can clone any the cut did not replace. Tensors tied to a second, uncut module are
+    copied there as usual.
+    """
+    planned: dict[str, tuple[str, ...]] = {}
     for fqn, lp in plan.layers.items():
-        m = mods.get(fqn)
-        if m is None:
-            continue
-        names = _REPLACED if lp.get("out_keep") is not None else ("weight",) if lp.get("in_keep") else ()
-        for name in names:
-            t = getattr(m, name, None)
-            if isinstance(t, torch.Tensor):
-                memo[id(t)] = t
-    shared = set(memo)
-    return copy.deepcopy(model, memo), shared
+        out_cut = lp.get("out_keep") is not None
+        planned[fqn] = _REPLACED if out_cut else ("weight",) if lp.get("in_keep") is not None else ()
+    memo: dict[int, Any] = {}
+    plans = getattr(model, "netslim_plans", None)
+    if plans is not None:  # replaced by apply with a new list (the old records are immutable history)
+        memo[id(plans)] = plans
+    replaced: _Shared = []
+    return _clone(model, "", memo, planned, replaced), replaced
 
 
-def _unshare(model: nn.Module, shared: set[int]) -> None:
-    """Clone any tensor still shared with the source model (e.g. a weight tied to a second layer)."""
+@functools.cache
+def _plain_module(cls: type) -> bool:
+    """True if ``cls`` deep-copies the default way: ``__getstate__`` state, then ``__setstate__``."""
+    return (getattr(cls, "__deepcopy__", None) is None and cls.__reduce_ex__ is nn.Module.__reduce_ex__
+            and cls.__reduce__ is nn.Module.__reduce__)
+
+
+def _clone(m: nn.Module, fqn: str, memo: dict[int, Any], planned: dict[str, tuple[str, ...]],
+           replaced: _Shared) -> nn.Module:
+    """What ``copy.deepcopy`` does for a module tree, without its generic per-object reduce machinery."""
+    cls = type(m)
+    if not _plain_module(cls):
+        return copy.deepcopy(m, memo)
+    new = cls.__new__(cls)
+    memo[id(m)] = new
+    skip = planned.get(fqn, ())
+    old = m.__getstate__()
+    if type(old) is not dict:
+        return copy.deepcopy(m, memo)
+    state = {}
+    for key, value in old.items():
+        if key == "_modules":
+            value = {name: None if c is None else memo[id(c)] if id(c) in memo else
+                     _clone(c, f"{fqn}.{name}" if fqn else name, memo, planned, replaced)
+                     for name, c in value.items()}
+        elif key == "_parameters" or key == "_buffers":
+            store = {}
+            for name, t in value.items():
+                if name in skip and t is not None:
+                    store[name] = t
+                    replaced.append((new, key, name, t))
+                else:
+                    store[name] = copy.deepcopy(t, memo)
+            value = store
+        elif type(value) in _ATOMIC or (type(value) is tuple and all(type(v) in _ATOMIC for v in value)):
+            pass
+        elif not value and type(value) in (dict, OrderedDict, set, list):
+            value = type(value)()
+        else:
+            value = copy.deepcopy(value, memo)
+        state[key] = value
+    new.__setstate__(state)
+    return new
+
+
+def _unshare(replaced: _Shared) -> None:
+    """Clone any to-be-cut tensor the cut left in place (a custom handler may keep some)."""
     with torch.no_grad():
-        for m in model.modules():
-            for store in (m._parameters, m._buffers):
-                for name, t in store.items():
-                    if t is not None and id(t) in shared:
-                        store[name] = nn.Parameter(t.detach().clone(), t.requires_grad) \
-                            if isinstance(t, nn.Parameter) else t.clone()
+        for m, key, name, t in replaced:
+            store = getattr(m, key)
+            if store.get(name) is t:
+                store[name] = nn.Parameter(t.detach().clone(), t.requires_grad) \
+                    if isinstance(t, nn.Parameter) else t.clone()
 
 
 @dataclass

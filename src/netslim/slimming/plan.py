@@ -50,9 +50,9 @@ class PruningPlan:
     # ---- serialization --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable deep copy of the plan."""
-        return {"version": PLAN_VERSION, "layers": copy.deepcopy(self.layers),
-                "folds": copy.deepcopy(self.folds), "added_bias": list(self.added_bias),
-                "meta": copy.deepcopy(self.meta)}
+        return {"version": PLAN_VERSION, "layers": _copy_json(self.layers),
+                "folds": _copy_json(self.folds), "added_bias": list(self.added_bias),
+                "meta": _copy_json(self.meta)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PruningPlan:
@@ -62,8 +62,8 @@ class PruningPlan:
                                    "the output of PruningPlan.to_dict()")
         if data.get("version", PLAN_VERSION) > PLAN_VERSION:
             raise CorruptFileError(f"pruning plan version {data['version']} is newer than this netslim")
-        return cls(layers=copy.deepcopy(data["layers"]), folds=copy.deepcopy(data.get("folds", [])),
-                   added_bias=list(data.get("added_bias", [])), meta=copy.deepcopy(data.get("meta", {})))
+        return cls(layers=_copy_json(data["layers"]), folds=_copy_json(data.get("folds", [])),
+                   added_bias=list(data.get("added_bias", [])), meta=_copy_json(data.get("meta", {})))
 
     def to_json(self, indent: int | None = None) -> str:
         """The plan as a JSON string."""
@@ -90,6 +90,23 @@ class PruningPlan:
             mark = " (select)" if self.layers[fqn].get("select") else ""
             rows.append(f"  {fqn:<40} {kind:<7} {before:>7} -> {after:<7}{mark}")
         return "\n".join([head, *rows])
+
+
+def _copy_json(obj: Any) -> Any:
+    """Deep copy of nested dicts/lists/tuples of plain values (copy.deepcopy is slow on long index lists)."""
+    kind = type(obj)
+    if kind is dict:
+        return {k: _copy_json(v) for k, v in obj.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMIC else _copy_json(v) for v in obj]
+    if kind is tuple:
+        return tuple([v if type(v) in _ATOMIC else _copy_json(v) for v in obj])
+    if kind in _ATOMIC:
+        return obj
+    return copy.deepcopy(obj)
+
+
+_ATOMIC = frozenset({int, float, str, bool, type(None)})
 
 
 def _fmt(v: Any) -> str:

@@ -63,11 +63,25 @@ def handler_for(m: nn.Module) -> Handler:
 def _param(p: torch.Tensor | None, idx: torch.Tensor, dim: int = 0) -> nn.Parameter | None:
     if p is None:
         return None
-    return nn.Parameter(p.detach().index_select(dim, idx.to(p.device)).clone(), requires_grad=p.requires_grad)
+    # index_select always allocates: the result never shares storage with ``p``
+    return nn.Parameter(p.detach().index_select(dim, idx.to(p.device)), requires_grad=p.requires_grad)
 
 
 def _buffer(b: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
-    return None if b is None else b.index_select(0, idx.to(b.device)).clone()
+    return None if b is None else b.index_select(0, idx.to(b.device))
+
+
+def _put(m: nn.Module, **values: Any) -> None:
+    """Replace existing parameters/buffers/attributes of ``m`` (skipping Module.__setattr__'s slow checks)."""
+    for name, v in values.items():
+        if name in m._parameters:
+            m._parameters[name] = v
+        elif name in m._buffers:
+            m._buffers[name] = v
+        elif name in m.__dict__:
+            m.__dict__[name] = v
+        else:
+            setattr(m, name, v)
 
 
 @register_handler(nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -78,17 +92,14 @@ class ConvHandler(Handler):
         depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
         if m.groups > 1 and not depthwise:
             raise PruningError(f"grouped convolution {m} cannot be pruned")
-        m.weight = _param(m.weight, idx)
-        m.bias = _param(m.bias, idx)
-        m.out_channels = idx.numel()
+        _put(m, weight=_param(m.weight, idx), bias=_param(m.bias, idx), out_channels=idx.numel())
         if depthwise:
             m.in_channels = m.groups = idx.numel()
 
     def prune_in(self, m: nn.Module, idx: torch.Tensor) -> None:
         if m.groups > 1:
             raise PruningError(f"grouped convolution {m} input channels cannot be pruned on their own")
-        m.weight = _param(m.weight, idx, 1)
-        m.in_channels = idx.numel()
+        _put(m, weight=_param(m.weight, idx, 1), in_channels=idx.numel())
 
 
 @register_handler(nn.Linear)
@@ -96,13 +107,10 @@ class LinearHandler(Handler):
     """Linear: output features (rows) and input features (columns)."""
 
     def prune_out(self, m: nn.Module, idx: torch.Tensor) -> None:
-        m.weight = _param(m.weight, idx)
-        m.bias = _param(m.bias, idx)
-        m.out_features = idx.numel()
+        _put(m, weight=_param(m.weight, idx), bias=_param(m.bias, idx), out_features=idx.numel())
 
     def prune_in(self, m: nn.Module, idx: torch.Tensor) -> None:
-        m.weight = _param(m.weight, idx, 1)
-        m.in_features = idx.numel()
+        _put(m, weight=_param(m.weight, idx, 1), in_features=idx.numel())
 
 
 @register_handler(nn.modules.batchnorm._BatchNorm)
@@ -110,11 +118,8 @@ class BatchNormHandler(Handler):
     """BatchNorm: gamma, beta and running statistics."""
 
     def prune_out(self, m: nn.Module, idx: torch.Tensor) -> None:
-        m.weight = _param(m.weight, idx)
-        m.bias = _param(m.bias, idx)
-        m.running_mean = _buffer(m.running_mean, idx)
-        m.running_var = _buffer(m.running_var, idx)
-        m.num_features = idx.numel()
+        _put(m, weight=_param(m.weight, idx), bias=_param(m.bias, idx), num_features=idx.numel(),
+             running_mean=_buffer(m.running_mean, idx), running_var=_buffer(m.running_var, idx))
 
     prune_in = prune_out
 
@@ -141,11 +146,15 @@ def _beta(mods: dict[str, nn.Module], bn_index: dict[str, list[int]], rows: torc
 
 
 def fold_deltas(mods: dict[str, nn.Module], plan: PruningPlan) -> dict[str, torch.Tensor]:
-    """Per consumer layer: the output shift (one value per output channel) the removed inputs contributed."""
+    """Per consumer layer: the output shift the removed inputs contributed, one value per KEPT output channel.
+
+    Only the kept output rows and removed input columns of the weight are read (the rest is cut away).
+    """
     deltas = {}
     with torch.no_grad():
         for fold in plan.folds:
-            m = mods[fold["consumer"]]
+            fqn = fold["consumer"]
+            m = mods[fqn]
             w = m.weight.detach()
             expr_of = torch.tensor(fold["expr_of"])
             consts = torch.zeros(expr_of.numel(), dtype=w.dtype, device=w.device)
@@ -153,9 +162,12 @@ def fold_deltas(mods: dict[str, nn.Module], plan: PruningPlan) -> dict[str, torc
                 rows = torch.nonzero(expr_of == k).flatten()
                 leaf = partial(_beta, mods, fold["bn_index"], rows, w)
                 consts[rows.to(w.device)] = _eval_expr(expr, leaf)
-            pos = torch.tensor(fold["positions"], device=w.device)
+            keep = plan.layers[fqn].get("out_keep") if fqn in plan.layers else None
+            if keep is not None:
+                w = w.index_select(0, torch.tensor(keep, device=w.device))
+            w = w.index_select(1, torch.tensor(fold["positions"], device=w.device))
             summed = w.sum(dim=tuple(range(2, w.dim()))) if w.dim() > 2 else w
-            deltas[fold["consumer"]] = summed.index_select(1, pos) @ consts
+            deltas[fqn] = summed @ consts
     return deltas
 
 
@@ -191,9 +203,6 @@ def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool) -> list[str]:
     fold_by = {f["consumer"]: f for f in plan.folds}
     with torch.no_grad():
         for fqn, delta in deltas.items():
-            keep = plan.layers[fqn].get("out_keep")
-            if keep is not None:
-                delta = delta[torch.tensor(keep, device=delta.device)]
             m, bn_name = mods[fqn], fold_by[fqn].get("target_bn")
             bn = mods.get(bn_name) if bn_name else None
             if m.bias is not None:
