@@ -28,7 +28,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's current setting)")
     p.add_argument("--no-latency", action="store_true", help="skip timing")
-    p.add_argument("--onnxruntime", action="store_true", help="also time the model exported to ONNX")
+    p.add_argument(
+        "--onnxruntime",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time the model exported to ONNX (default: when onnxruntime is installed)",
+    )
     p.add_argument("--json", metavar="OUT", help="write the full measurement dict(s) here")
     p.set_defaults(func=run)
 
@@ -39,6 +44,16 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     return obj
+
+
+def _want_onnxruntime(args: argparse.Namespace) -> bool:
+    if args.no_latency:
+        return False
+    if args.onnxruntime is not None:
+        return bool(args.onnxruntime)
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         threads=args.threads,
-        onnxruntime=args.onnxruntime,
+        onnxruntime=_want_onnxruntime(args),
     )
     ratio = ratios(results[0], results[1]) if len(results) == 2 else None
     print(format_table(results, names, ratio))

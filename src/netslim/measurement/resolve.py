@@ -41,7 +41,13 @@ def load_model(spec: str, input_size: str | None = None) -> nn.Module:
 
 def default_input_size(model: nn.Module) -> tuple[int, ...]:
     """``(C, H, W)`` from the model's zoo recipe (``in_channels``, ``input_size``), else ``(3, 32, 32)``."""
-    kwargs = (getattr(model, "netslim_recipe", None) or {}).get("kwargs", {})
+    recipe = getattr(model, "netslim_recipe", None) or {}
+    kwargs = dict(recipe.get("kwargs", {}))
+    if "input_size" not in kwargs and recipe.get("name"):
+        from netslim.models import MODELS
+
+        if recipe["name"] in MODELS:
+            kwargs["input_size"] = MODELS.get(recipe["name"]).defaults().get("input_size", 32)
     size = int(kwargs.get("input_size", 32))
     return (int(kwargs.get("in_channels", 3)), size, size)
 

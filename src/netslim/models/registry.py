@@ -35,6 +35,11 @@ class ModelEntry:
         params = inspect.signature(self.builder).parameters.values()
         return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
+    def defaults(self) -> dict[str, Any]:
+        """The builder's default keyword values (e.g. ``input_size`` 28 for the LeNets)."""
+        params = inspect.signature(self.builder).parameters.values()
+        return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
 
 class Registry:
     """Name -> builder map for one kind of object; duplicates and unknown names raise clear errors."""
