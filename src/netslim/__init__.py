@@ -31,8 +31,9 @@ _EXPORTS: dict[str, str] = {
     # persistence
     "save": "netslim.io",
     "load": "netslim.io",
-    # measurement
+    # measurement and deployment
     "measure": "netslim.measurement.api",
+    "fuse_bn": "netslim.fuse",
 }
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "SlimResult",
     "__version__",
     "apply",
+    "fuse_bn",
     "load",
     "measure",
     "multipass_slim",
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from netslim.fuse import fuse_bn
     from netslim.io import load, save
     from netslim.measurement.api import measure
     from netslim.slimming.api import SlimResult, apply, plan, slim
