@@ -149,30 +149,28 @@ def analyze(model: nn.Module, example_inputs: Any, ignored_layers: Iterable[Any]
     split = {f for f, r in tr.modules.items() if r.kind == "bn" and not _is_inline_bn(tr, r)}
     links = [(r.in_desc, r.out_desc) for f, r in tr.modules.items() if r.kind == "bn" and f not in split]
     labels = components(tr.n_vars, tr.edges + links)
-    space_of = torch.empty(tr.n_vars, dtype=torch.long)
-    for i, (start, n, _) in enumerate(tr.spaces):
-        space_of[start:start + n] = i
-    space_label = components(len(tr.spaces), [(space_of, space_of[labels])])
+    n_spaces = len(tr.spaces)
+    starts = torch.tensor([sp[0] for sp in tr.spaces], dtype=torch.long)
+    sizes = torch.tensor([sp[1] for sp in tr.spaces], dtype=torch.long)
+    space_of = torch.repeat_interleave(torch.arange(n_spaces), sizes)
+    space_label = components(n_spaces, [(space_of, space_of[labels])])
     # channel numbering: the group's first space (its producer, in model order) numbers the channels
+    local = torch.arange(tr.n_vars) - starts[space_of]
+    root = (space_label == torch.arange(n_spaces))[space_of]
     chan_of_comp = torch.full((tr.n_vars,), -1, dtype=torch.long)
-    gids = sorted(set(space_label.tolist()))
-    for s in gids:
-        start, n, _ = tr.spaces[s]
-        chan_of_comp[labels[start:start + n]] = torch.arange(n)
+    chan_of_comp[labels[root]] = local[root]
     chan_of_var = chan_of_comp[labels]
     groups: dict[int, ChannelGroup] = {}
-    for s in gids:
-        start, n, owner = tr.spaces[s]
-        groups[s] = ChannelGroup(index=-1, name=owner, size=n)
-    for i, (start, n, _) in enumerate(tr.spaces):
-        g = groups[int(space_label[i])]
-        ch = chan_of_var[start:start + n]
-        if n != g.size or bool((ch < 0).any()) or torch.unique(ch).numel() != n:
-            _fix(g, "irregular channel coupling (channels of one layer tied to several channels of another)")
+    for gid in torch.unique(space_label).tolist():
+        _, n, owner = tr.spaces[gid]
+        groups[gid] = ChannelGroup(index=-1, name=owner, size=n)
+    for gid in _irregular_spaces(space_of, space_label, sizes, chan_of_var):
+        _fix(groups[gid], "irregular channel coupling (channels of one layer tied to several channels of "
+                          "another)")
     for desc, reason in tr.pins:
         for gid in torch.unique(space_label[space_of[desc]]).tolist():
             _fix(groups[gid], reason)
-    _add_members(tr, groups, split, space_label, space_of, chan_of_var)
+    _add_members(tr, groups, split, space_label[space_of], chan_of_var)
     ordered = [g for g in groups.values() if g.members]
     for i, g in enumerate(ordered):
         g.index = i
@@ -180,41 +178,89 @@ def analyze(model: nn.Module, example_inputs: Any, ignored_layers: Iterable[Any]
     return Graph(ordered, tr, tr.modules, kinds, split, labels, space_label[space_of], chan_of_var)
 
 
+def _irregular_spaces(space_of: torch.Tensor, space_label: torch.Tensor, sizes: torch.Tensor,
+                      chan_of_var: torch.Tensor) -> list[int]:
+    """Group labels (in space order) of spaces that are not a permutation of their group's channels."""
+    if space_of.numel() == 0:
+        return []
+    bad = sizes != sizes[space_label]
+    bad |= torch.zeros_like(bad).scatter_reduce_(0, space_of, chan_of_var < 0, "amax")
+    key = space_of * (int(sizes.max()) + 1) + chan_of_var.clamp(min=0)
+    distinct = torch.bincount(torch.unique(key) // (int(sizes.max()) + 1), minlength=sizes.numel())
+    bad |= distinct != sizes
+    return space_label[torch.nonzero(bad).flatten()].tolist()
+
+
 def _fix(group: ChannelGroup, reason: str) -> None:
     if group.prunable:
         group.prunable, group.reason = False, reason
 
 
-def _add_members(tr: Trace, groups: dict[int, ChannelGroup], split: set[str], space_label: torch.Tensor,
-                 space_of: torch.Tensor, chan_of_var: torch.Tensor) -> None:
+def _split_by_group(gl: torch.Tensor, single: bool) -> list[tuple[int, torch.Tensor | None]]:
+    """(group label, positions) per group in ``gl``; positions None means all of them (one group)."""
+    if single:
+        return [(int(gl[0]), None)]
+    return [(gid, torch.nonzero(gl == gid).flatten()) for gid in torch.unique(gl).tolist()]
+
+
+def _add_members(tr: Trace, groups: dict[int, ChannelGroup], split: set[str], group_of_var: torch.Tensor,
+                 chan_of_var: torch.Tensor) -> None:
     for g in groups.values():
         g.scorable = True
-    for fqn in tr.order:
-        rec = tr.modules[fqn]
-        if rec.kind == "gconv" or rec.out_desc.numel() == 0:
+    recs = [tr.modules[f] for f in tr.order]
+    # one gather for every module's channels; a module whose channels all lie in one group (the common
+    # case) then needs no per-module unique/nonzero
+    descs = [d for r in recs for d in (r.out_desc, r.in_desc)]
+    lens = [d.numel() for d in descs]
+    flat = torch.cat(descs) if descs else torch.zeros(0, dtype=torch.long)
+    gl_all, ch_all = group_of_var[flat], chan_of_var[flat]
+    seg = torch.repeat_interleave(torch.arange(len(descs)), torch.tensor(lens, dtype=torch.long))
+    lo = torch.full((len(descs),), -1, dtype=torch.long).scatter_reduce_(0, seg, gl_all, "amin",
+                                                                         include_self=False)
+    hi = torch.full((len(descs),), -1, dtype=torch.long).scatter_reduce_(0, seg, gl_all, "amax",
+                                                                         include_self=False)
+    single = (lo == hi).tolist()
+    aranges: dict[int, torch.Tensor] = {}
+    off = 0
+    for k, rec in enumerate(recs):
+        n_out, n_in = lens[2 * k], lens[2 * k + 1]
+        gl_out, ch_out = gl_all[off:off + n_out], ch_all[off:off + n_out]
+        gl_in, ch_in = gl_all[off + n_out:off + n_out + n_in], ch_all[off + n_out:off + n_out + n_in]
+        off += n_out + n_in
+        fqn = rec.fqn
+        if rec.kind == "gconv" or n_out == 0:
             continue
         bn_role = "select" if fqn in split else "norm"
         role = {"conv": "out", "linear": "out", "dwconv": "dw", "bn": bn_role}[rec.kind]
-        gl_out = space_label[space_of[rec.out_desc]]
-        for gid in torch.unique(gl_out).tolist():
-            pos = torch.nonzero(gl_out == gid).flatten()
-            groups[gid].members.append(Member(fqn, role, pos, chan_of_var[rec.out_desc[pos]]))
+        for gid, pos in _split_by_group(gl_out, single[2 * k]):
+            if pos is None:
+                pos = aranges.setdefault(n_out, torch.arange(n_out))
+                groups[gid].members.append(Member(fqn, role, pos, ch_out))
+            else:
+                groups[gid].members.append(Member(fqn, role, pos, ch_out[pos]))
         if rec.kind in ("conv", "linear"):
-            gl = space_label[space_of[rec.in_desc]]
-            raw = torch.zeros(rec.in_desc.numel(), dtype=torch.bool)
-            for segs in rec.in_segs:
-                for s, e, dead, expr in segs:
-                    if not dead and expr is None:
-                        raw[s:e] = True
-            for gid in torch.unique(gl).tolist():
-                pos = torch.nonzero(gl == gid).flatten()
+            if n_in == 0:
+                continue
+            runs = [(s, e) for segs in rec.in_segs for s, e, dead, expr in segs if not dead and expr is None]
+            raw = None
+            if runs:
+                raw = torch.zeros(n_in, dtype=torch.bool)
+                for s, e in runs:
+                    raw[s:e] = True
+            for gid, pos in _split_by_group(gl_in, single[2 * k + 1]):
                 g = groups[gid]
-                g.members.append(Member(fqn, "in", pos, chan_of_var[rec.in_desc[pos]]))
-                if bool(raw[pos].any()) and g.scorable:
+                if pos is None:
+                    pos = aranges.setdefault(n_in, torch.arange(n_in))
+                    g.members.append(Member(fqn, "in", pos, ch_in))
+                    reads_raw = raw is not None and bool(raw.any())
+                else:
+                    g.members.append(Member(fqn, "in", pos, ch_in[pos]))
+                    reads_raw = raw is not None and bool(raw[pos].any())
+                if reads_raw and g.scorable:
                     g.scorable = False
                     g.reason = g.reason or f"{fqn} reads these channels before any BatchNorm"
         elif rec.kind == "bn" and fqn in split:
-            for gid in torch.unique(space_label[space_of[rec.in_desc]]).tolist():
+            for gid in torch.unique(gl_in).tolist():
                 _fix(groups[gid], f"read through a channel selection by {fqn}")
 
 

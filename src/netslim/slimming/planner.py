@@ -175,30 +175,34 @@ def build_plan(model: nn.Module, graph: Graph, keep: Mapping[int, torch.Tensor],
                ) -> PruningPlan:
     """Turn keep masks per group into a :class:`PruningPlan` (layer keep lists plus beta-fold records)."""
     mods = dict(model.named_modules())
+    # masks only for the layers a pruned group touches; every other layer keeps all its channels
     out_masks: dict[str, torch.Tensor] = {}
     in_masks: dict[str, torch.Tensor] = {}
-    for f, rec in graph.modules.items():
-        out_masks[f] = torch.ones(rec.out_desc.numel(), dtype=torch.bool)
-        in_masks[f] = torch.ones(rec.in_desc.numel(), dtype=torch.bool)
     for g in graph.groups:
         mask = keep.get(g.index)
         if mask is None or bool(mask.all()):
             continue
         for m in g.members:
             gone = m.positions[~mask[m.channels]]
-            (in_masks if m.role == "in" else out_masks)[m.fqn][gone] = False
+            if gone.numel() == 0:
+                continue
+            masks, desc = (in_masks, graph.modules[m.fqn].in_desc) if m.role == "in" else \
+                (out_masks, graph.modules[m.fqn].out_desc)
+            if m.fqn not in masks:
+                masks[m.fqn] = torch.ones(desc.numel(), dtype=torch.bool)
+            masks[m.fqn][gone] = False
     plan = PruningPlan(meta=dict(meta))
     for f, rec in graph.modules.items():
-        om, im = out_masks[f], in_masks[f]
+        om, im = out_masks.get(f), in_masks.get(f)
         kind = rec.kind
         plan.layers[f] = {
             "kind": kind, "type": type(mods[f]).__name__,
-            "out_before": int(om.numel()),
-            "in_before": int(im.numel()) if kind in ("conv", "linear") else None,
-            "out_keep": None if bool(om.all()) else torch.nonzero(om).flatten().tolist(),
-            "in_keep": None if bool(im.all()) or kind not in ("conv", "linear") else
+            "out_before": int(rec.out_desc.numel()),
+            "in_before": int(rec.in_desc.numel()) if kind in ("conv", "linear") else None,
+            "out_keep": None if om is None else torch.nonzero(om).flatten().tolist(),
+            "in_keep": None if im is None or kind not in ("conv", "linear") else
             torch.nonzero(im).flatten().tolist(),
-            "select": f in graph.split_bns and not bool(om.all()),
+            "select": f in graph.split_bns and om is not None,
         }
     for lp in plan.layers.values():  # width of the pruned dimension, for reports
         by_out = lp["kind"] in ("bn", "dwconv") or lp["out_keep"] is not None or not lp["in_before"]
@@ -214,8 +218,9 @@ def build_plan(model: nn.Module, graph: Graph, keep: Mapping[int, torch.Tensor],
 def _folds(graph: Graph, in_masks: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
     tr, labels = graph.trace, graph.labels
     folds = []
+    inverse: dict[str, torch.Tensor] = {}  # BN -> its channel index per variable label (-1: not its)
     for f, rec in graph.modules.items():
-        if rec.kind not in ("conv", "linear") or len(rec.in_segs) != 1 or bool(in_masks[f].all()):
+        if rec.kind not in ("conv", "linear") or len(rec.in_segs) != 1 or f not in in_masks:
             continue
         gone = torch.nonzero(~in_masks[f]).flatten()
         exprs, expr_of, positions = [], [], []
@@ -232,8 +237,10 @@ def _folds(graph: Graph, in_masks: dict[str, torch.Tensor]) -> list[dict[str, An
         pos = torch.cat(positions)
         bn_index = {}
         for b in sorted(_leaves(exprs)):
-            inv = torch.full((tr.n_vars,), -1, dtype=torch.long)
-            inv[labels[graph.modules[b].out_desc]] = torch.arange(graph.modules[b].out_desc.numel())
+            inv = inverse.get(b)
+            if inv is None:
+                inv = inverse[b] = torch.full((tr.n_vars,), -1, dtype=torch.long)
+                inv[labels[graph.modules[b].out_desc]] = torch.arange(graph.modules[b].out_desc.numel())
             bn_index[b] = inv[labels[rec.in_desc[pos]]].tolist()
         readers = tr.readers.get(rec.out_ids[0], [])
         target = None

@@ -13,6 +13,8 @@ away from the borders (see :func:`netslim.slimming.api.folding_error`).
 
 from __future__ import annotations
 
+import array
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -139,36 +141,48 @@ def _eval_expr(expr: Any, leaf: Callable[[str], torch.Tensor]) -> torch.Tensor:
             "minimum": torch.minimum}[op](a, b)
 
 
+def index_tensor(values: list[int]) -> torch.Tensor:
+    """A LongTensor of the plan's index list (through ``array``: several times faster than torch.tensor)."""
+    try:
+        return torch.frombuffer(array.array("q", values), dtype=torch.long) if values else \
+            torch.zeros(0, dtype=torch.long)
+    except (TypeError, OverflowError):
+        return torch.tensor(values, dtype=torch.long)  # raises its own error for a malformed plan
+
+
 def _beta(mods: dict[str, nn.Module], bn_index: dict[str, list[int]], rows: torch.Tensor,
           like: torch.Tensor, bn: str) -> torch.Tensor:
-    idx = torch.tensor(bn_index[bn])[rows].to(like.device)
+    idx = index_tensor(bn_index[bn])[rows].to(like.device)
     return mods[bn].bias.detach().to(like.dtype).index_select(0, idx)
 
 
-def fold_deltas(mods: dict[str, nn.Module], plan: PruningPlan) -> dict[str, torch.Tensor]:
-    """Per consumer layer: the output shift the removed inputs contributed, one value per KEPT output channel.
-
-    Only the kept output rows and removed input columns of the weight are read (the rest is cut away).
-    """
-    deltas = {}
+def fold_consts(mods: dict[str, nn.Module], plan: PruningPlan
+                ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per consumer layer: (removed input positions, the constant act(beta) each of them carries)."""
+    out = {}
     with torch.no_grad():
         for fold in plan.folds:
-            fqn = fold["consumer"]
-            m = mods[fqn]
-            w = m.weight.detach()
-            expr_of = torch.tensor(fold["expr_of"])
+            w = mods[fold["consumer"]].weight
+            expr_of = index_tensor(fold["expr_of"])
             consts = torch.zeros(expr_of.numel(), dtype=w.dtype, device=w.device)
             for k, expr in enumerate(fold["exprs"]):
                 rows = torch.nonzero(expr_of == k).flatten()
                 leaf = partial(_beta, mods, fold["bn_index"], rows, w)
                 consts[rows.to(w.device)] = _eval_expr(expr, leaf)
-            keep = plan.layers[fqn].get("out_keep") if fqn in plan.layers else None
-            if keep is not None:
-                w = w.index_select(0, torch.tensor(keep, device=w.device))
-            w = w.index_select(1, torch.tensor(fold["positions"], device=w.device))
-            summed = w.sum(dim=tuple(range(2, w.dim()))) if w.dim() > 2 else w
-            deltas[fqn] = summed @ consts
-    return deltas
+            out[fold["consumer"]] = (index_tensor(fold["positions"]).to(w.device), consts)
+    return out
+
+
+def fold_delta(weight: torch.Tensor, positions: torch.Tensor, consts: torch.Tensor) -> torch.Tensor:
+    """Output shift (one value per row of ``weight``) of inputs ``positions`` held at ``consts``.
+
+    ``sum_{i, k} W[o, i, k] * c_i`` as one matrix-vector product over the flattened weight (c is 0 at the
+    other inputs), much faster than summing the kernel of each removed input first.
+    """
+    full = torch.zeros(weight.shape[1], dtype=weight.dtype, device=weight.device)
+    full[positions] = consts
+    per_input = math.prod(weight.shape[2:])
+    return weight.flatten(1) @ (full.repeat_interleave(per_input) if per_input > 1 else full)
 
 
 def _add_bias(m: nn.Module, value: torch.Tensor) -> None:
@@ -187,18 +201,23 @@ def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool) -> list[str]:
         if lp.get("out_keep") is not None and size != lp["out_before"]:
             raise PruningError(f"the plan does not fit this model: {fqn} has {size} channels, the plan "
                                f"expects {lp['out_before']}")
-    deltas = fold_deltas(mods, plan) if fold_beta else {}
+    consts = fold_consts(mods, plan) if fold_beta else {}
+    deltas = {}
     with torch.no_grad():
         for fqn, lp in plan.layers.items():
             m = mods[fqn]
             h = handler_for(m)
             if lp.get("out_keep") is not None:
-                idx = torch.tensor(lp["out_keep"], dtype=torch.long)
+                idx = index_tensor(lp["out_keep"])
                 if lp.get("select"):
                     attach_select(m, idx)
                 h.prune_out(m, idx)
+            if fqn in consts:  # after the output cut, before the input cut: only the rows that stay
+                deltas[fqn] = fold_delta(m.weight.detach(), *consts[fqn])
             if lp.get("in_keep") is not None:
-                h.prune_in(m, torch.tensor(lp["in_keep"], dtype=torch.long))
+                h.prune_in(m, index_tensor(lp["in_keep"]))
+        for fqn in consts.keys() - deltas.keys():
+            deltas[fqn] = fold_delta(mods[fqn].weight.detach(), *consts[fqn])
     added = []
     fold_by = {f["consumer"]: f for f in plan.folds}
     with torch.no_grad():

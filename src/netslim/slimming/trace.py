@@ -5,9 +5,9 @@ Technique: concrete execution. The model runs on ``example_inputs`` under a
 real arguments (the ``dim`` of a ``cat``, the shape of a ``view``, the sizes of a ``split``) and the identity
 of every tensor, while forward hooks turn each leaf Conv/Linear/BatchNorm call into a single node. Python
 control flow on non-tensor values simply runs, which ``torch.fx`` symbolic tracing cannot do, and unlike
-autograd ``grad_fn`` walking the arguments of each op are available. Inside leaf conv/linear layers only the
-output shape is computed (on the meta device) unless ``shapes_only=False``, so a trace costs little more
-than the Python of one forward pass.
+autograd ``grad_fn`` walking the arguments of each op are available. Inside leaf conv/linear/BatchNorm layers
+only the output shape is computed (zeros of that shape) unless ``shapes_only=False``, so a trace costs little
+more than the Python of one forward pass.
 
 Every channel (dim 1 of a tensor, or feature of a 2-D tensor) is a *variable*; each tensor carries a
 ``desc``: the variable id of each of its channel positions. Convolutions and linear layers create fresh
@@ -107,9 +107,9 @@ def trace_model(model: nn.Module, example_inputs: Any, ignored: set[str] | None 
     """Run ``model`` once on ``example_inputs`` (eval mode, no grad) and record its channel flow.
 
     ``example_inputs`` is a tensor, a tuple of positional inputs or a dict of keyword inputs. The model's
-    training flags are restored afterwards. With ``shapes_only`` the conv/linear layers return zeros of the
-    right shape (computed on the meta device) instead of doing the arithmetic, which makes tracing several
-    times faster; pass False for a model whose control flow depends on activation values (a model that
+    training flags are restored afterwards. With ``shapes_only`` the conv/linear/BatchNorm layers return zeros
+    of the right shape instead of doing the arithmetic, which makes tracing several times faster; pass False
+    for a model whose control flow depends on activation values (a model that
     fails on the zeros is traced again with real arithmetic). Raises TracingError if the model does not run.
     """
     if shapes_only:
@@ -138,12 +138,16 @@ def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shap
                 _record_module(tr, fqn, kind, mod, args[0] if args else None, out)
             tr.depth -= 1
 
-    for mod in model.modules():
+    for mod in names:
         handles.append(mod.register_forward_pre_hook(push))
         handles.append(mod.register_forward_hook(pop))
     args, kwargs = _flat_inputs(example_inputs)
-    was_training = {m: m.training for m in model.modules()}
-    model.eval()
+    was_training = {m: m.training for m in names}
+    if all(type(m).train is nn.Module.train for m in names):
+        for m in names:  # what model.eval() does, without its recursion
+            m.training = False
+    else:
+        model.eval()
     try:
         with torch.no_grad():
             for t in tree_flatten((args, kwargs))[0]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import warnings
@@ -11,7 +12,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 from netslim.slimming.trace_types import (
     _BINARY,
@@ -33,16 +33,64 @@ from netslim.slimming.trace_types import (
     slice_segs,
 )
 
-_HEAVY = {F.conv1d, F.conv2d, F.conv3d, F.linear, torch.conv1d, torch.conv2d, torch.conv3d}
+_CONV = {F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d}
+_HEAVY = {*_CONV, F.linear, F.batch_norm, torch.batch_norm}
+
+
+def _conv_shape(args: tuple, kwargs: dict) -> list[int] | None:
+    """Output shape of a batched convolution with integer padding; None for anything else."""
+    x, w = args[0], args[1] if len(args) > 1 else kwargs.get("weight")
+    if not isinstance(w, torch.Tensor) or x.dim() != w.dim() or x.dtype != w.dtype:
+        return None
+    nd = w.dim() - 2
+    spec = []
+    for pos, key, default in ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1)):
+        v = args[pos] if len(args) > pos else kwargs.get(key, default)
+        v = tuple(v) if isinstance(v, list | tuple) else (v,) * nd
+        if len(v) != nd or not all(type(i) is int for i in v):
+            return None  # "same"/"valid" padding and the like: let torch work it out
+        spec.append(v)
+    stride, padding, dilation = spec
+    groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
+    if type(groups) is not int or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        return None  # let torch raise its error
+    out = [(size + 2 * p - d * (k - 1) - 1) // s + 1
+           for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
+    return [x.shape[0], w.shape[0], *out] if min(out, default=1) > 0 else None
 
 
 def _zeros_like_result(func: Any, args: tuple, kwargs: dict) -> torch.Tensor:
-    """Zeros of the shape ``func`` would return: the shape is computed on the meta device, no arithmetic."""
+    """Zeros of the shape ``func`` would return, without arithmetic (shape rules, else the meta device)."""
+    x = args[0]
+    shape = None
+    if func in _CONV:
+        shape = _conv_shape(args, kwargs)
+    elif func is F.linear:
+        w = args[1] if len(args) > 1 else kwargs.get("weight")
+        if isinstance(w, torch.Tensor) and w.dim() == 2 and x.dim() >= 1 and x.shape[-1] == w.shape[1] \
+                and x.dtype == w.dtype:
+            shape = [*x.shape[:-1], w.shape[0]]
+    elif x.dim() >= 2 and all(a.numel() == x.shape[1] for a in args[1:5] if isinstance(a, torch.Tensor)):
+        shape = list(x.shape)  # batch norm keeps the shape
+    if shape is not None:
+        return torch.zeros(shape, dtype=x.dtype, device=x.device)
     meta = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in args]
     mkw = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-    shape = func(*meta, **mkw)
-    x = args[0]
-    return torch.zeros(shape.shape, dtype=shape.dtype, device=x.device)
+    out = func(*meta, **mkw)
+    return torch.zeros(out.shape, dtype=out.dtype, device=x.device)
+
+
+def _tensors(obj: Any, found: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Append the tensors in nested tuples/lists/dicts to ``found`` (a lean ``tree_flatten``); returns it."""
+    if isinstance(obj, torch.Tensor):
+        found.append(obj)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            _tensors(v, found)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            _tensors(v, found)
+    return found
 
 
 class Tracer(TorchFunctionMode):
@@ -51,6 +99,7 @@ class Tracer(TorchFunctionMode):
         self.shapes_only = shapes_only
         self.n_vars = 0
         self.spaces: list[tuple[int, int, str]] = []
+        self.starts: list[int] = []  # first variable of each space, ascending
         self.edges: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.pins: list[tuple[torch.Tensor, str]] = []
         self.infos: dict[int, Info] = {}
@@ -67,6 +116,7 @@ class Tracer(TorchFunctionMode):
     def new_space(self, n: int, owner: str, pin: str | None = None) -> torch.Tensor:
         desc = torch.arange(self.n_vars, self.n_vars + n)
         self.spaces.append((self.n_vars, n, owner))
+        self.starts.append(self.n_vars)
         self.n_vars += n
         if pin:
             self.pins.append((desc, pin))
@@ -77,8 +127,12 @@ class Tracer(TorchFunctionMode):
 
         A BatchNorm after a concat (directly or through a depthwise conv) then joins each part's group.
         """
-        starts = torch.tensor([s[0] for s in self.spaces])
-        src = torch.searchsorted(starts, desc, right=True) - 1
+        if desc.numel() == 0:
+            return self.new_space(0, owner)
+        lo, hi = desc.aminmax()
+        if bisect.bisect_right(self.starts, int(lo)) == bisect.bisect_right(self.starts, int(hi)):
+            return self.new_space(desc.numel(), owner)  # one source space (spaces are ranges of ids)
+        src = torch.searchsorted(torch.tensor(self.starts), desc, right=True) - 1
         cuts = [0, *(torch.nonzero(src[1:] != src[:-1]).flatten() + 1).tolist(), desc.numel()]
         parts = [self.new_space(b - a, owner if k == 0 else f"{owner}[{a}:{b}]")
                  for k, (a, b) in enumerate(itertools.pairwise(cuts))]
@@ -134,10 +188,10 @@ class Tracer(TorchFunctionMode):
         name = norm_name(func)
         if name in _NO_TRACE:
             return out
-        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        outs = _tensors(out, [])
         if not outs:
             return out
-        ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        ins = _tensors(kwargs, _tensors(args, []))
         self.read(ins, name)
         try:
             handled = self.dispatch(name, args, kwargs, ins, outs)
