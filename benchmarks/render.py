@@ -205,16 +205,20 @@ def ratio_sweep_section(suite: str, results: Results, img: Path) -> list[str]:
     out += [
         f"Sparsity-trained {res['model']} ({_kw(res['model_kwargs'])}), unpruned test error "
         f"{f2(res['test_error_unpruned'])}%. Output error is the relative max difference from the masked "
-        f"model (gamma = 0) on random inputs. Command: `{command(suite, name)}`",
+        "model (gamma = 0, beta kept) on random inputs. Folded (mean): netslim's default, padded convs "
+        "get the spatial mean of the removed channels' contribution; folded (interior): exact away from the "
+        f"borders; plain cut: beta dropped, as the reference code does. Command: `{command(suite, name)}`",
         "",
     ]
     rows = [
         [
             f"{p['ratio']:.2f}",
             f2(p["test_error_folded"]),
+            f2(p.get("test_error_folded_interior")),
             f2(p["test_error_plain_cut"]),
             f"{p['test_error_plain_cut'] - p['test_error_folded']:+.2f}",
             f"{p['output_error_folded']:.1e}",
+            _e1(p.get("output_error_folded_interior")),
             f"{p['output_error_plain_cut']:.1e}",
             n(p["params"]),
         ]
@@ -223,10 +227,12 @@ def ratio_sweep_section(suite: str, results: Results, img: Path) -> list[str]:
     out += table(
         [
             "ratio",
-            "error % folded",
+            "error % folded (mean)",
+            "error % folded (interior)",
             "error % plain cut",
             "plain - folded (points)",
-            "output error folded",
+            "output error folded (mean)",
+            "output error folded (interior)",
             "output error plain",
             "params",
         ],
@@ -235,6 +241,10 @@ def ratio_sweep_section(suite: str, results: Results, img: Path) -> list[str]:
     png = _plot(img / f"{suite}-ratio-sweep.png", lambda ax: _sweep_plot(ax, res))
     out += ["", f"![accuracy vs ratio]({png})", ""] if png else [""]
     return out
+
+
+def _e1(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1e}"
 
 
 def _sweep_plot(ax: Any, res: dict[str, Any]) -> None:

@@ -35,21 +35,21 @@ FAMILIES = {
         "vgg",
         ("vgg11", "vgg11", "vgg19"),
         ({"width": 0.125}, {"width": 0.25}, {"width": 0.5}),
-        (1e-4, 5e-4, 1e-4),
+        (1e-4, 5e-3, 1e-4),
         (0.7,),
     ),
     "preresnet": Family(
         "preresnet",
         ("preresnet", "preresnet", "preresnet"),
         ({"depth": 11, "width": 0.5}, {"depth": 20}, {"depth": 56}),
-        (1e-5, 1e-4, 1e-5),
+        (1e-5, 2e-3, 1e-5),
         (0.4, 0.6),
     ),
     "densenet": Family(
         "densenet",
         ("densenet", "densenet", "densenet"),
         ({"depth": 7, "growth": 4}, {"depth": 16, "growth": 8}, {"depth": 40, "growth": 12}),
-        (1e-5, 1e-4, 1e-5),
+        (1e-5, 2e-3, 1e-5),
         (0.4, 0.7),
     ),
 }
@@ -281,14 +281,17 @@ def ratio_sweep(ctx: RowContext) -> dict[str, Any]:
     ):
         p = api.plan(model, x, ratio)
         folded = api.apply(model, p, fold_beta=True)
+        interior = api.apply(model, p, fold_beta="interior")
         plain = api.apply(model, p, fold_beta=False)
         fe = api.folding_error(model, p, probe)
         points.append(
             {
                 "ratio": ratio,
                 "test_error_folded": test_error(folded, data),
+                "test_error_folded_interior": test_error(interior, data),
                 "test_error_plain_cut": test_error(plain, data),
                 "output_error_folded": fe["folded"],
+                "output_error_folded_interior": fe["folded_interior"],
                 "output_error_plain_cut": fe["plain_cut"],
                 "params": sum(q.numel() for q in folded.parameters()),
             }

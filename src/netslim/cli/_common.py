@@ -79,17 +79,47 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
+def add_training_command_args(
+    parser: argparse.ArgumentParser, *, model_required: bool = True, epochs: int = 10, lr: float = 0.1
+) -> None:
+    """The model, data, training and run option groups of a command that trains, in that order."""
+    add_model_args(parser, required=model_required)
+    add_data_args(parser)
+    add_train_args(parser, epochs=epochs, lr=lr)
+    add_run_args(parser)
+
+
+def json_object_arg(text: str | None, option: str, example: str) -> dict[str, Any]:
+    """Parse the JSON object given to ``option`` (empty or None: ``{}``); bad JSON raises NetslimError."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise NetslimError(f"{option} is not valid JSON ({exc}); e.g. '{example}'") from None
+    if not isinstance(value, dict):
+        raise NetslimError(f"{option} must be a JSON object, e.g. '{example}'")
+    return value
+
+
 def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The model's keyword arguments from ``--model-kwargs`` and ``--width``."""
-    try:
-        kwargs = json.loads(getattr(args, "model_kwargs", None) or "{}")
-    except json.JSONDecodeError as exc:
-        raise NetslimError(f"--model-kwargs is not valid JSON ({exc}); e.g. '{{\"depth\": 20}}'") from None
-    if not isinstance(kwargs, dict):
-        raise NetslimError("--model-kwargs must be a JSON object, e.g. '{\"depth\": 20}'")
+    kwargs = json_object_arg(getattr(args, "model_kwargs", None), "--model-kwargs", '{"depth": 20}')
     if getattr(args, "width", None) is not None:
         kwargs["width"] = args.width
     return kwargs
+
+
+def check_model_source(args: argparse.Namespace) -> None:
+    """Before any data is read, reject a missing ``--checkpoint`` file, an unknown ``--model``, or neither."""
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise NetslimError(f"checkpoint {checkpoint} does not exist; pass a file written by netslim.save")
+        return
+    if not getattr(args, "model", None):
+        raise NetslimError("give --model NAME to train, or --checkpoint FILE with a trained model")
+    from netslim.models import MODELS
+
+    MODELS.get(args.model)  # raises UnknownNameError listing the zoo
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:

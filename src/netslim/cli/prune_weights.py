@@ -16,13 +16,12 @@ from typing import Any
 from torch import nn
 
 from netslim.cli._common import (
-    add_data_args,
-    add_model_args,
-    add_run_args,
-    add_train_args,
+    add_training_command_args,
     build_data,
+    check_model_source,
     config_from_args,
     default_run_dir,
+    json_object_arg,
 )
 from netslim.cli.sensitivity import accuracy_fn, add_sensitivity_args, prepare_model, run_sensitivity
 from netslim.errors import NetslimError
@@ -36,10 +35,7 @@ def register(subparsers: Any) -> None:
         description="Train MODEL (or load --checkpoint), optionally sweep per-layer sensitivity, then run "
         "--rounds of magnitude pruning and retraining at a reduced learning rate.",
     )
-    add_model_args(p, required=False)
-    add_data_args(p)
-    add_train_args(p, epochs=5, lr=0.05)
-    add_run_args(p)
+    add_training_command_args(p, model_required=False, epochs=5, lr=0.05)
     g = p.add_argument_group("pruning")
     g.add_argument("--checkpoint", type=Path, metavar="FILE", help="start from this trained model")
     g.add_argument("--rounds", type=int, default=3, help="prune/retrain rounds (default: 3)")
@@ -93,16 +89,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _layer_settings(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        settings = json.loads(args.layer_settings or "{}")
-    except json.JSONDecodeError as exc:
-        raise NetslimError(f"--layer-settings is not valid JSON ({exc})") from None
-    if not isinstance(settings, dict):
-        raise NetslimError('--layer-settings must be a JSON object, e.g. \'{"fc1": {"quality": 1.0}}\'')
-    return settings
-
-
 def pruning_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
     """The :class:`IterativePruningConfig` the options describe (``overrides``: per-layer settings)."""
     from netslim.weights.procedure import IterativePruningConfig
@@ -151,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
     from netslim.weights.procedure import iterative_prune
     from netslim.weights.report import format_report, sparsity_report
 
-    overrides = _layer_settings(args)
+    overrides = json_object_arg(args.layer_settings, "--layer-settings", '{"fc1": {"quality": 1.0}}')
     pruning_config(args, overrides)  # validate the options before any training
+    check_model_source(args)
     bundle = build_data(args)
     run_dir = Path(args.run_dir or default_run_dir("prune-weights", args.model, args.dataset))
     run_dir.mkdir(parents=True, exist_ok=True)

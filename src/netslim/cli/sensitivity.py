@@ -16,12 +16,10 @@ from typing import Any
 from torch import nn
 
 from netslim.cli._common import (
-    add_data_args,
-    add_model_args,
-    add_run_args,
-    add_train_args,
+    add_training_command_args,
     build_data,
     build_model,
+    check_model_source,
     config_from_args,
     default_run_dir,
 )
@@ -36,10 +34,7 @@ def register(subparsers: Any) -> None:
         description="Prune each Linear/Conv layer alone at increasing sparsity, without retraining, and "
         "record validation accuracy. Trains MODEL first unless --checkpoint is given.",
     )
-    add_model_args(p, required=False)
-    add_data_args(p)
-    add_train_args(p, epochs=5, lr=0.05)
-    add_run_args(p)
+    add_training_command_args(p, model_required=False, epochs=5, lr=0.05)
     add_sensitivity_args(p)
     p.add_argument("--checkpoint", type=Path, metavar="FILE", help="a trained model saved by netslim")
     p.set_defaults(func=run)
@@ -115,6 +110,7 @@ def run_sensitivity(
 
 def run(args: argparse.Namespace) -> int:
     """Train or load, sweep, write the outputs and print the per-layer tolerated sparsity."""
+    check_model_source(args)
     bundle = build_data(args)
     run_dir = Path(args.run_dir or default_run_dir("sensitivity", args.model, args.dataset))
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from netslim.cli._common import (
     add_train_args,
     build_data,
     build_model,
+    check_model_source,
     config_from_args,
     default_run_dir,
     model_kwargs,
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from netslim.slimming.workflow import run_slimming
 
     config = config_from(args)  # validates ratio & co. before any data is read
+    check_model_source(args)
     bundle = build_data(args)
     model = None if args.checkpoint else build_model(args, bundle)
     run_slimming(config, data=bundle, model=model, verbose=True)

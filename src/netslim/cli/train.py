@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from netslim.cli._common import (
-    add_data_args,
-    add_model_args,
-    add_run_args,
-    add_train_args,
+    add_training_command_args,
     build_data,
     build_model,
+    check_model_source,
     config_from_args,
     default_run_dir,
     format_table,
@@ -30,10 +28,7 @@ def register(subparsers: Any) -> None:
         description="Train MODEL on DATASET, evaluate on the test split, and write config.json, metrics.csv, "
         "metrics.jsonl, checkpoint.pt and model.pt into --run-dir. Under torchrun, runs DDP.",
     )
-    add_model_args(p)
-    add_data_args(p)
-    add_train_args(p)
-    add_run_args(p)
+    add_training_command_args(p)
     p.set_defaults(func=run)
 
 
@@ -44,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from netslim.train import distributed as dist
     from netslim.train.state import set_deterministic
 
+    check_model_source(args)
     info = dist.init_from_env()
     try:
         config = config_from_args(args)

@@ -105,13 +105,6 @@ def decode_positions(fields: np.ndarray, numel: int) -> np.ndarray:
     return positions
 
 
-def scatter(entry_values: np.ndarray, fields: np.ndarray, numel: int, dtype: np.dtype) -> np.ndarray:
-    """Dense flat array of ``numel`` zeros with each entry's value written at its decoded position."""
-    out = np.zeros(numel, dtype=dtype)
-    out[decode_positions(fields, numel)] = entry_values
-    return out
-
-
 def escape_fillers(stream: SparseStream, bits: int) -> np.ndarray:
     """The stream's fields with every filler replaced by the escape symbol ``2**bits``; int64 array."""
     fields = np.full(stream.count, 1 << bits, dtype=np.int64)

@@ -116,22 +116,7 @@ def measure(
     and ``conventions``. With ``onnxruntime`` it adds ``onnx_latency_ms``. With ``compare_to`` it returns
     :func:`compare` ``(compare_to, model)`` instead (``compare_to`` is the reference, "before").
     """
-    if compare_to is not None:
-        return compare(
-            compare_to,
-            model,
-            example_inputs,
-            latency=latency,
-            batch_sizes=batch_sizes,
-            repeats=repeats,
-            warmup=warmup,
-            threads=threads,
-            onnxruntime=onnxruntime,
-            file_size=file_size,
-        )
-    return compare_many(
-        [model],
-        example_inputs,
+    options: dict[str, Any] = dict(
         latency=latency,
         batch_sizes=batch_sizes,
         repeats=repeats,
@@ -139,7 +124,10 @@ def measure(
         threads=threads,
         onnxruntime=onnxruntime,
         file_size=file_size,
-    )[0]
+    )
+    if compare_to is not None:
+        return compare(compare_to, model, example_inputs, **options)
+    return compare_many([model], example_inputs, **options)[0]
 
 
 def compare_many(

@@ -18,6 +18,7 @@ from torch import nn
 from netslim.models._checks import check_common, depth_blocks, finite_float, positive_float, scale_channels
 from netslim.models._init import slimming_init
 from netslim.models.registry import register_model
+from netslim.models.resnet import make_stages
 
 __all__ = ["PreActBottleneck", "PreResNet"]
 
@@ -57,15 +58,7 @@ class PreResNet(nn.Module):
         super().__init__()
         widths = [scale_channels(c, width) for c in (16, 32, 64)]
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
-        in_planes = widths[0]
-        stages = []
-        for i, planes in enumerate(widths):
-            blocks = []
-            for b in range(blocks_per_stage):
-                stride = 2 if i > 0 and b == 0 else 1
-                blocks.append(PreActBottleneck(in_planes, planes, stride))
-                in_planes = planes * EXPANSION
-            stages.append(nn.Sequential(*blocks))
+        stages, in_planes = make_stages(PreActBottleneck, widths[0], widths, blocks_per_stage, EXPANSION)
         self.layer1, self.layer2, self.layer3 = stages
         self.bn = nn.BatchNorm2d(in_planes)
         self.relu = nn.ReLU(inplace=True)

@@ -10,6 +10,8 @@ the add exactly as the pruning engine must handle them. This adds a few thousand
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import nn
 
@@ -17,7 +19,7 @@ from netslim.models._checks import check_common, depth_blocks, finite_float, pos
 from netslim.models._init import slimming_init
 from netslim.models.registry import register_model
 
-__all__ = ["BasicBlock", "ResNet"]
+__all__ = ["BasicBlock", "ResNet", "make_stages"]
 
 
 class BasicBlock(nn.Module):
@@ -44,6 +46,25 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+def make_stages(
+    block: Callable[[int, int, int], nn.Module],
+    in_planes: int,
+    widths: Sequence[int],
+    blocks_per_stage: int,
+    expansion: int = 1,
+) -> tuple[list[nn.Sequential], int]:
+    """One ``nn.Sequential`` of ``block(in_planes, planes, stride)`` per width; each stage after the first
+    starts with stride 2. Returns the stages and the channel count they output (last width x expansion)."""
+    stages = []
+    for i, planes in enumerate(widths):
+        blocks = []
+        for b in range(blocks_per_stage):
+            blocks.append(block(in_planes, planes, 2 if i > 0 and b == 0 else 1))
+            in_planes = planes * expansion
+        stages.append(nn.Sequential(*blocks))
+    return stages, in_planes
+
+
 class ResNet(nn.Module):
     """Stem conv-BN-ReLU, three stages of basic blocks, global pooling, ``fc``."""
 
@@ -53,14 +74,7 @@ class ResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
-        in_planes = widths[0]
-        stages = []
-        for i, planes in enumerate(widths):
-            blocks = []
-            for b in range(blocks_per_stage):
-                blocks.append(BasicBlock(in_planes, planes, stride=2 if i > 0 and b == 0 else 1))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
+        stages, in_planes = make_stages(BasicBlock, widths[0], widths, blocks_per_stage)
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
@@ -93,53 +107,31 @@ def resnet(
     return model
 
 
-def _fixed_depth(
-    depth: int, num_classes: int, in_channels: int, input_size: int, width: float, bn_init: float
-) -> ResNet:
-    return resnet(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        input_size=input_size,
-        depth=depth,
-        width=width,
-        bn_init=bn_init,
-    )
+def _fixed_depth(depth: int, summary: str) -> Callable[..., ResNet]:
+    """A zoo builder for ResNet-``depth``; each gets its own explicit signature for the registry to read."""
+
+    def builder(
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        width: float = 1.0,
+        bn_init: float = 1.0,
+    ) -> ResNet:
+        return resnet(
+            num_classes=num_classes,
+            in_channels=in_channels,
+            input_size=input_size,
+            depth=depth,
+            width=width,
+            bn_init=bn_init,
+        )
+
+    builder.__name__ = builder.__qualname__ = f"resnet{depth}"
+    builder.__doc__ = summary
+    return register_model()(builder)
 
 
-@register_model()
-def resnet20(
-    *,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    input_size: int = 32,
-    width: float = 1.0,
-    bn_init: float = 1.0,
-) -> ResNet:
-    """CIFAR ResNet-20 (3 basic blocks per stage)."""
-    return _fixed_depth(20, num_classes, in_channels, input_size, width, bn_init)
-
-
-@register_model()
-def resnet56(
-    *,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    input_size: int = 32,
-    width: float = 1.0,
-    bn_init: float = 1.0,
-) -> ResNet:
-    """CIFAR ResNet-56 (9 basic blocks per stage)."""
-    return _fixed_depth(56, num_classes, in_channels, input_size, width, bn_init)
-
-
-@register_model()
-def resnet110(
-    *,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    input_size: int = 32,
-    width: float = 1.0,
-    bn_init: float = 1.0,
-) -> ResNet:
-    """CIFAR ResNet-110 (18 basic blocks per stage)."""
-    return _fixed_depth(110, num_classes, in_channels, input_size, width, bn_init)
+resnet20 = _fixed_depth(20, "CIFAR ResNet-20 (3 basic blocks per stage).")
+resnet56 = _fixed_depth(56, "CIFAR ResNet-56 (9 basic blocks per stage).")
+resnet110 = _fixed_depth(110, "CIFAR ResNet-110 (18 basic blocks per stage).")

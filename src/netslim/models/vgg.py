@@ -10,7 +10,7 @@ passed; a ``width`` multiplier scales every cfg entry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -51,14 +51,15 @@ def normalize_cfg(cfg: Sequence[object], width: float = 1.0) -> list[CfgEntry]:
 
 
 def make_features(cfg: Sequence[CfgEntry], in_channels: int, ceil_mode: bool = False) -> nn.Sequential:
-    """The conv3x3-BN-ReLU / max-pool stack described by a normalised cfg list."""
+    """The conv3x3-BN-ReLU / max-pool stack a cfg list (see :func:`normalize_cfg`) describes."""
     layers: list[nn.Module] = []
     channels = in_channels
     for item in cfg:
         if item == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=ceil_mode))
+        elif not isinstance(item, int):
+            raise NetslimError(f"cfg entries must be positive ints or 'M', got {item!r}; see normalize_cfg")
         else:
-            assert isinstance(item, int)
             layers += [
                 nn.Conv2d(channels, item, kernel_size=3, padding=1, bias=False),
                 nn.BatchNorm2d(item),
@@ -107,57 +108,29 @@ def _build(
     return model
 
 
-@register_model()
-def vgg11(
-    *,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    input_size: int = 32,
-    cfg: Sequence[object] | None = None,
-    width: float = 1.0,
-    bn_init: float = 1.0,
-) -> VGG:
-    """VGG-11 (8 conv-BN-ReLU layers), CIFAR style: global pooling and one linear classifier."""
-    return _build(11, num_classes, in_channels, input_size, cfg, width, bn_init)
+def _fixed_depth(depth: int, summary: str) -> Callable[..., VGG]:
+    """A zoo builder for VGG-``depth``; each gets its own explicit signature for the registry to read."""
+
+    def builder(
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        cfg: Sequence[object] | None = None,
+        width: float = 1.0,
+        bn_init: float = 1.0,
+    ) -> VGG:
+        return _build(depth, num_classes, in_channels, input_size, cfg, width, bn_init)
+
+    builder.__name__ = builder.__qualname__ = f"vgg{depth}"
+    builder.__doc__ = summary
+    return register_model()(builder)
 
 
-@register_model()
-def vgg13(
-    *,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    input_size: int = 32,
-    cfg: Sequence[object] | None = None,
-    width: float = 1.0,
-    bn_init: float = 1.0,
-) -> VGG:
-    """VGG-13 (10 conv-BN-ReLU layers), CIFAR style: global pooling and one linear classifier."""
-    return _build(13, num_classes, in_channels, input_size, cfg, width, bn_init)
-
-
-@register_model()
-def vgg16(
-    *,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    input_size: int = 32,
-    cfg: Sequence[object] | None = None,
-    width: float = 1.0,
-    bn_init: float = 1.0,
-) -> VGG:
-    """VGG-16 (13 conv-BN-ReLU layers), CIFAR style: global pooling and one linear classifier."""
-    return _build(16, num_classes, in_channels, input_size, cfg, width, bn_init)
-
-
-@register_model()
-def vgg19(
-    *,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    input_size: int = 32,
-    cfg: Sequence[object] | None = None,
-    width: float = 1.0,
-    bn_init: float = 1.0,
-) -> VGG:
-    """VGG-19 (16 conv-BN-ReLU layers) of Network Slimming: 20.04M parameters on CIFAR-10."""
-    return _build(19, num_classes, in_channels, input_size, cfg, width, bn_init)
+_CIFAR_STYLE = "CIFAR style: global pooling and one linear classifier."
+vgg11 = _fixed_depth(11, f"VGG-11 (8 conv-BN-ReLU layers), {_CIFAR_STYLE}")
+vgg13 = _fixed_depth(13, f"VGG-13 (10 conv-BN-ReLU layers), {_CIFAR_STYLE}")
+vgg16 = _fixed_depth(16, f"VGG-16 (13 conv-BN-ReLU layers), {_CIFAR_STYLE}")
+vgg19 = _fixed_depth(
+    19, "VGG-19 (16 conv-BN-ReLU layers) of Network Slimming: 20.04M parameters on CIFAR-10."
+)

@@ -60,10 +60,14 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
     return build_plan(model, graph, keep, meta)
 
 
-def apply(model: nn.Module, plan: PruningPlan, *, fold_beta: bool = True, inplace: bool = False) -> nn.Module:
+def apply(
+    model: nn.Module, plan: PruningPlan, *, fold_beta: bool | str = True, inplace: bool = False
+) -> nn.Module:
     """Return a physically smaller copy of ``model`` (or ``model`` itself if ``inplace``) cut as planned.
 
-    With ``fold_beta`` the removed channels' constant act(beta) is folded into the next layer. The plan
+    With ``fold_beta`` the removed channels' constant act(beta) is folded into the next layer (True or
+    "mean": zero-padded convs get the spatial mean of the contribution; "interior": its value away from
+    the borders; False: dropped, the reference code's plain cut). The plan
     (with any bias the folding added) is appended to ``new_model.netslim_plans`` so ``netslim.load`` can
     replay it.
     """
@@ -226,7 +230,7 @@ def _run(model: nn.Module, example_inputs: Any) -> Any:
     return model(*example_inputs)
 
 
-def slim(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *, fold_beta: bool = True,
+def slim(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *, fold_beta: bool | str = True,
          **plan_kwargs: Any) -> SlimResult:
     """Plan and apply Network Slimming in one call; returns a :class:`SlimResult` (input model untouched)."""
     p = plan(model, example_inputs, ratio, **plan_kwargs)
@@ -265,14 +269,15 @@ def _rel_err(a: Any, b: Any) -> float:
 def folding_error(model: nn.Module, plan: PruningPlan, example_inputs: Any) -> dict[str, float]:
     """Relative max error of the slimmed model vs the masked one (gamma = 0, beta kept), eval mode.
 
-    Returns ``{"folded": ..., "plain_cut": ...}``: with beta folding, and with the plain cut that drops
-    the removed channels' beta (as the reference code does).
+    Returns ``{"folded": ..., "folded_interior": ..., "plain_cut": ...}``: with the default (mean) beta
+    folding, with the interior-exact folding, and with the plain cut that drops the removed channels' beta
+    (as the reference code does).
     """
     reference = masked_model(model, plan, zero_beta=False).eval()
     with torch.no_grad():
         ref = _run(reference, example_inputs)
         out = {}
-        for key, fold in (("folded", True), ("plain_cut", False)):
+        for key, fold in (("folded", True), ("folded_interior", "interior"), ("plain_cut", False)):
             small = apply(model, plan, fold_beta=fold).eval()
             out[key] = _rel_err(ref, _run(small, example_inputs))
     return out

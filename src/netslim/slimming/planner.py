@@ -247,7 +247,8 @@ def _folds(graph: Graph, in_masks: dict[str, torch.Tensor]) -> list[dict[str, An
         if len(readers) == 1 and graph.kinds.get(readers[0]) == "bn" and readers[0] not in graph.split_bns:
             target = readers[0]
         folds.append({"consumer": f, "positions": pos.tolist(), "exprs": exprs,
-                      "expr_of": torch.cat(expr_of).tolist(), "bn_index": bn_index, "target_bn": target})
+                      "expr_of": torch.cat(expr_of).tolist(), "bn_index": bn_index, "target_bn": target,
+                      "in_spatial": list(rec.in_spatial)})
     return folds
 
 

@@ -7,15 +7,18 @@ Parameters of the same module class, so the result is an ordinary, smaller model
 Beta folding: with gamma = 0 a removed channel outputs the constant act(beta); its contribution to the next
 conv/linear layer is ``W[:, c].sum(kernel) * act(beta_c)``, added to that layer's bias, or subtracted from the
 running mean of the BatchNorm that directly follows a bias-free conv, or put in a new bias (recorded in the
-plan). Exact for linear layers, 1x1 and unpadded convs and pooling -> linear; for zero-padded convs exact
-away from the borders (see :func:`netslim.slimming.api.folding_error`).
+plan). Exact for linear layers, 1x1 and unpadded convs and pooling -> linear. For a zero-padded conv the
+true contribution is smaller at the borders (some taps read padding), so no constant is exact: by default
+each tap is weighted by the share of output positions where it reads real input, which folds the spatial
+mean of the contribution (the least-squares constant); ``fold_beta="interior"`` folds the interior value
+instead (exact away from the borders). :func:`netslim.slimming.api.folding_error` measures both.
 """
 
 from __future__ import annotations
 
 import array
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -156,9 +159,9 @@ def _beta(mods: dict[str, nn.Module], bn_index: dict[str, list[int]], rows: torc
     return mods[bn].bias.detach().to(like.dtype).index_select(0, idx)
 
 
-def fold_consts(mods: dict[str, nn.Module], plan: PruningPlan
-                ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per consumer layer: (removed input positions, the constant act(beta) each of them carries)."""
+def fold_consts(mods: dict[str, nn.Module], plan: PruningPlan, mean_fold: bool = True
+                ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Per consumer layer: (removed input positions, the constant act(beta) each carries, tap coverage)."""
     out = {}
     with torch.no_grad():
         for fold in plan.folds:
@@ -169,28 +172,67 @@ def fold_consts(mods: dict[str, nn.Module], plan: PruningPlan
                 rows = torch.nonzero(expr_of == k).flatten()
                 leaf = partial(_beta, mods, fold["bn_index"], rows, w)
                 consts[rows.to(w.device)] = _eval_expr(expr, leaf)
-            out[fold["consumer"]] = (index_tensor(fold["positions"]).to(w.device), consts)
+            cover = None
+            if mean_fold and fold.get("in_spatial"):
+                cover = tap_coverage(mods[fold["consumer"]], fold["in_spatial"])
+            out[fold["consumer"]] = (index_tensor(fold["positions"]).to(w.device), consts, cover)
     return out
 
 
-def fold_delta(weight: torch.Tensor, positions: torch.Tensor, consts: torch.Tensor) -> torch.Tensor:
+def tap_coverage(conv: nn.Module, in_spatial: Sequence[int]) -> torch.Tensor | None:
+    """Share of output positions at which each kernel tap reads inside the input (not the zero padding).
+
+    Returns a tensor of the kernel's spatial shape, or None when every tap always reads inside (no padding,
+    or not a convolution), where a constant input channel contributes the same amount everywhere.
+    """
+    if not isinstance(conv, nn.modules.conv._ConvNd) or conv.transposed:
+        return None
+    padding = conv.padding
+    if isinstance(padding, str) or len(in_spatial) != len(conv.kernel_size) or not any(padding):
+        return None  # "valid"/unpadded: every tap reads input; "same": keep the interior-exact fold
+    cover = torch.ones(())
+    for size, k, st, pad, dil in zip(in_spatial, conv.kernel_size, conv.stride, padding, conv.dilation):
+        out = (size + 2 * pad - dil * (k - 1) - 1) // st + 1
+        pos = torch.arange(out)[:, None] * st - pad + torch.arange(k)[None, :] * dil  # (out, k)
+        frac = ((pos >= 0) & (pos < size)).double().mean(0)
+        cover = cover[..., None] * frac
+    return cover
+
+
+def fold_delta(
+    weight: torch.Tensor, positions: torch.Tensor, consts: torch.Tensor, coverage: torch.Tensor | None = None
+) -> torch.Tensor:
     """Output shift (one value per row of ``weight``) of inputs ``positions`` held at ``consts``.
 
-    ``sum_{i, k} W[o, i, k] * c_i`` as one matrix-vector product over the flattened weight (c is 0 at the
-    other inputs), much faster than summing the kernel of each removed input first.
+    ``sum_{i, k} W[o, i, k] * c_i * cover[k]`` as one matrix-vector product over the flattened weight (c is
+    0 at the other inputs). With ``coverage`` (zero-padded convs, see :func:`tap_coverage`) each tap counts
+    by the share of positions where it reads real input: the shift is the spatial mean of the removed
+    channels' exact, position-dependent contribution, i.e. the least-squares best constant (exact in the
+    interior is ``coverage=None``).
     """
     full = torch.zeros(weight.shape[1], dtype=weight.dtype, device=weight.device)
     full[positions] = consts
     per_input = math.prod(weight.shape[2:])
-    return weight.flatten(1) @ (full.repeat_interleave(per_input) if per_input > 1 else full)
+    if coverage is not None:
+        vec = (full[:, None] * coverage.flatten().to(weight.dtype)[None, :]).flatten()
+    else:
+        vec = full.repeat_interleave(per_input) if per_input > 1 else full
+    return weight.flatten(1) @ vec
 
 
 def _add_bias(m: nn.Module, value: torch.Tensor) -> None:
     m.bias = nn.Parameter(value.detach().clone().to(m.weight.dtype), requires_grad=m.weight.requires_grad)
 
 
-def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool) -> list[str]:
-    """Narrow ``model`` in place as ``plan`` says; returns the layers that gained a bias (folding)."""
+def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> list[str]:
+    """Narrow ``model`` in place as ``plan`` says; returns the layers that gained a bias (folding).
+
+    ``fold_beta``: False drops removed channels' constants (the reference code's plain cut); True or "mean"
+    folds them, padded convs by their spatial mean (:func:`fold_delta`); "interior" folds padded convs by
+    the value away from the borders.
+    """
+    if fold_beta not in (True, False, "mean", "interior"):
+        raise PruningError(f"fold_beta must be True, False, 'mean' or 'interior', not {fold_beta!r}")
     mods = dict(model.named_modules())
     for fqn, lp in plan.layers.items():
         m = mods.get(fqn)
@@ -201,7 +243,7 @@ def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool) -> list[str]:
         if lp.get("out_keep") is not None and size != lp["out_before"]:
             raise PruningError(f"the plan does not fit this model: {fqn} has {size} channels, the plan "
                                f"expects {lp['out_before']}")
-    consts = fold_consts(mods, plan) if fold_beta else {}
+    consts = fold_consts(mods, plan, mean_fold=fold_beta != "interior") if fold_beta else {}
     deltas = {}
     with torch.no_grad():
         for fqn, lp in plan.layers.items():

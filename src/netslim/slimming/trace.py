@@ -78,7 +78,7 @@ def _record_module(tr: Tracer, fqn: str, kind: str, m: nn.Module, x: Any, out: A
             out_desc = tr.new_spaces_like(inf.desc, fqn)
         else:
             out_desc = tr.new_space(out.shape[1], fqn)
-        rec = ModRec(fqn, kind, inf.desc, out_desc, [id(x)], [], [inf.segs])
+        rec = ModRec(fqn, kind, inf.desc, out_desc, [id(x)], [], [inf.segs], tuple(x.shape[2:]))
         tr.modules[fqn] = rec
         tr.order.append(fqn)
     if fqn in tr.ignored:

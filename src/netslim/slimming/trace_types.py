@@ -67,6 +67,7 @@ class ModRec:
     in_ids: list[int] = field(default_factory=list)
     out_ids: list[int] = field(default_factory=list)
     in_segs: list[list[Seg]] = field(default_factory=list)
+    in_spatial: tuple[int, ...] = ()  # spatial size of the first input (H, W for a conv)
 
 
 @dataclass
