@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,11 @@ import pytest
 from benchmarks import render, run
 from benchmarks.suite import ROWS
 
+from helpers import idx_bytes
+
 
 def _write_idx(path: Path, data: np.ndarray) -> None:
-    magic = 0x00000800 | data.ndim  # 0x803 for N x 28 x 28 images, 0x801 for labels
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in data.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + data.astype(np.uint8).tobytes())
+    path.write_bytes(gzip.compress(idx_bytes(data)))
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from helpers import write_tiny_mnist
 from netslim.cli import main
-from test_train_cli import write_tiny_mnist
 
 
 def test_demo_runs_end_to_end_and_writes_report(tmp_path, capsys):

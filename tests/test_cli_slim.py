@@ -5,35 +5,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import netslim
+from helpers import write_tiny_mnist
 from netslim.cli import main
 from netslim.io import read_checkpoint
 
 
-def write_tiny_mnist(root: Path, n_train: int = 320, n_test: int = 64, seed: int = 0) -> Path:
-    """MNIST IDX files: noise plus a bright bar whose row encodes the label (learnable in an epoch)."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(labels):
-            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
-        header = struct.pack(">IIII", 0x803, n, 28, 28)
-        (root / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
-        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
-    return root
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    return write_tiny_mnist(tmp_path_factory.mktemp("data"))
+    return write_tiny_mnist(tmp_path_factory.mktemp("data"), n_train=320)
 
 
 def common(data: Path) -> list[str]:

@@ -4,35 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import netslim
+from helpers import write_tiny_mnist
 from netslim.cli import main
 from netslim.models import create
 
 
-def _write_idx(directory: Path, prefix: str, n: int, rng: np.random.Generator) -> None:
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
-    for i, label in enumerate(labels):  # a learnable signal: a bright row per class
-        images[i, 2 + 2 * label, :] = 255
-    (directory / f"{prefix}-images-idx3-ubyte").write_bytes(
-        struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes()
-    )
-    (directory / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
-
-
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    _write_idx(directory, "train", 96, rng)
-    _write_idx(directory, "t10k", 32, rng)
-    return directory
+    return write_tiny_mnist(
+        tmp_path_factory.mktemp("mnist"), n_train=96, n_test=32, noise=40, bar_height=1, bar_cols=(0, 28)
+    )
 
 
 COMMON = [

@@ -11,12 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from netslim.data import load_dataset
-from netslim.data.formats.cifar import read_cifar_bin, read_cifar_py
-from netslim.data.formats.idx import read_idx, read_idx_pair
-from netslim.data.safe_pickle import safe_loads
-from netslim.errors import CorruptFileError
-from test_data_builders import (
+from helpers import (
     cifar_bin_bytes,
     idx_bytes,
     rng_images,
@@ -24,6 +19,11 @@ from test_data_builders import (
     write_cifar_py,
     write_idx_dataset,
 )
+from netslim.data import load_dataset
+from netslim.data.formats.cifar import read_cifar_bin, read_cifar_py
+from netslim.data.formats.idx import read_idx, read_idx_pair
+from netslim.data.safe_pickle import safe_loads
+from netslim.errors import CorruptFileError
 
 
 @pytest.fixture(autouse=True)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import idx_bytes, rng_images, write_cifar10_bin, write_idx_dataset
 from netslim.cli import main as cli_main
 from netslim.data import TensorLoader, get_loaders, list_datasets, load_dataset, locate, split_indices
 from netslim.data.augment import AugmentParams, augment
 from netslim.data.registry import AugmentSpec, Resource, get_spec
 from netslim.errors import CorruptFileError, DataNotFoundError, NetslimError, UnknownNameError
-from test_data_builders import idx_bytes, rng_images, write_cifar10_bin, write_idx_dataset
 
 LOCATE = importlib.import_module("netslim.data.locate")
 DOWNLOAD = importlib.import_module("netslim.data.download")

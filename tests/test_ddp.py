@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from helpers import subprocess_env, write_tiny_mnist
 from netslim.io import read_checkpoint
-from test_train_cli import subprocess_env, write_tiny_mnist
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="needs torch.distributed with the Gloo backend")

@@ -11,19 +11,9 @@ import netslim
 from netslim.cli import main
 from netslim.cli.export import format_int8_table
 from netslim.export import compare_float_int8, export_onnx, max_abs_diff, quantize_int8, run_onnx
+from netslim.slimming.select import ChannelSelect
 
 pytest.importorskip("onnxruntime")
-
-
-class ChannelSelect(nn.Module):
-    """Stand-in for the slimming engine's ChannelSelect: ``x.index_select(1, idx)`` on a buffer."""
-
-    def __init__(self, idx: list[int]) -> None:
-        super().__init__()
-        self.register_buffer("idx", torch.tensor(idx))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.index_select(1, self.idx)
 
 
 class Residual(nn.Module):

@@ -14,6 +14,7 @@ from torch.nn.utils import parametrize
 import netslim
 from netslim.cli import main
 from netslim.measurement import compare, count, count_params, file_bytes, saved_size
+from netslim.slimming.select import ChannelSelect
 
 
 def conv_macs(n: int, cin: int, cout: int, k: int, hout: int, wout: int, groups: int = 1) -> int:
@@ -109,15 +110,6 @@ def test_parametrized_masks_are_seen_through_and_not_counted_as_compute() -> Non
     params, nonzero = count_params(net)
     assert params == 200 + 20 + 60 + 3  # mask buffers are not parameters, weights counted once
     assert nonzero == int(mask.sum()) + 20 + 60 + 3
-
-
-class ChannelSelect(nn.Module):
-    def __init__(self, idx: list[int]) -> None:
-        super().__init__()
-        self.register_buffer("idx", torch.tensor(idx))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.index_select(1, self.idx)
 
 
 def test_channel_select_costs_nothing_and_is_noted() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import subprocess_env, write_tiny_mnist
 from netslim.io import read_checkpoint
-from test_train_cli import subprocess_env, write_tiny_mnist
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 

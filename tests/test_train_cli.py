@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import struct
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
+from helpers import write_tiny_mnist
 from netslim.cli import main
 from netslim.cli._common import (
     add_data_args,
@@ -27,28 +25,6 @@ from netslim.cli._common import (
 )
 from netslim.errors import NetslimError
 from netslim.io import read_checkpoint
-
-
-def write_tiny_mnist(root: Path, n_train: int = 256, n_test: int = 64, seed: int = 0) -> Path:
-    """MNIST IDX files (big-endian magic 0x803 images / 0x801 labels) of noise plus a bright bar whose
-    row encodes the label, so a small network learns it in an epoch or two. Returns ``root``."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(labels):  # a bright bar whose row encodes the class
-            images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 255
-        image_header = struct.pack(">IIII", 0x803, n, 28, 28)
-        (root / f"{prefix}-images-idx3-ubyte").write_bytes(image_header + images.tobytes())
-        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
-    return root
-
-
-def subprocess_env() -> dict[str, str]:
-    """The environment for ``python -m netslim`` subprocesses: this checkout's ``src`` first on the path."""
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,3 +112,13 @@ def test_unknown_names_are_one_line_errors(tmp_path, capsys):
     assert err.startswith("netslim train: error:") and "lenet300_100" in err and "Traceback" not in err
     assert main(["train", "--model", "lenet300_100", "--dataset", "no-such-data", *common]) == 2
     assert "mnist" in capsys.readouterr().err
+
+
+def test_unknown_model_or_missing_checkpoint_fails_before_data_is_read(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    no_data = ["--dataset", "mnist", "--data-dir", str(tmp_path / "empty"), "--run-dir", str(run_dir)]
+    assert main(["train", "--model", "bogus", *no_data]) == 2
+    assert "unknown model 'bogus'" in capsys.readouterr().err
+    assert main(["sensitivity", "--checkpoint", str(tmp_path / "missing.pt"), *no_data]) == 2
+    assert "missing.pt does not exist" in capsys.readouterr().err
+    assert not run_dir.exists()

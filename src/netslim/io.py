@@ -95,9 +95,21 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise NetslimError(f"checkpoint {path} does not exist; pass a file written by netslim.save")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head == b"\x89NSZ\r\n\x1a\n":  # netslim.compression's container
+        raise CorruptFileError(
+            f"{path} is a compressed netslim file; restore a checkpoint first: "
+            f"netslim decompress {path} -o OUT.pt"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
+        if "Weights only load failed" in str(exc):
+            raise CorruptFileError(
+                f"{path} holds pickled Python objects (e.g. a whole module saved with torch.save(model)), "
+                "which netslim does not execute; save the model with netslim.save(model, path) instead"
+            ) from None
         raise CorruptFileError(
             f"{path} is not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
             "it may be truncated: write it again with netslim.save"

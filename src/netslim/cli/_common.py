@@ -1,8 +1,10 @@
 """Argument groups and helpers shared by the training-related sub-commands (train, slim, prune, ...).
 
 A command composes its parser from ``add_model_args``, ``add_data_args``, ``add_train_args`` and
-``add_run_args`` and then turns the parsed namespace into library objects with :func:`config_from_args`,
-:func:`build_data` and :func:`build_model`, so every command spells the same option the same way.
+``add_run_args`` (all four: :func:`add_training_command_args`), checks ``--model``/``--checkpoint`` with
+:func:`check_model_source` and then turns the parsed namespace into library objects with
+:func:`config_from_args`, :func:`build_data` and :func:`build_model`, so every command spells the same
+option the same way.
 """
 
 from __future__ import annotations

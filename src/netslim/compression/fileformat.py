@@ -78,10 +78,12 @@ class Container:
 
     @property
     def meta(self) -> dict[str, Any]:
+        """The ``meta`` dict stored in the header (empty when the file has none)."""
         return self.header.get("meta", {})
 
     @property
     def records(self) -> list[dict[str, Any]]:
+        """One header record per stored tensor, in file order."""
         return self.header["tensors"]
 
     def sections(self, index: int) -> dict[str, memoryview]:

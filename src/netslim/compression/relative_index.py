@@ -55,10 +55,12 @@ class SparseStream:
 
     @property
     def count(self) -> int:
+        """Number of stream entries, fillers included."""
         return int(self.fields.size)
 
     @property
     def nnz(self) -> int:
+        """Number of entries that hold a real non-zero (fillers excluded)."""
         return int(self.entry_of_nonzero.size)
 
 

@@ -38,6 +38,7 @@ class LayerSize:
 
     @property
     def bytes(self) -> int:
+        """Bytes this tensor takes in the file: index plus value bytes."""
         return self.index_bytes + self.value_bytes
 
     @property
@@ -54,6 +55,7 @@ class LayerSize:
 
     @property
     def ratio(self) -> float:
+        """Dense bytes / stored bytes (``inf`` when nothing is stored)."""
         return self.dense_bytes / self.bytes if self.bytes else float("inf")
 
 
@@ -67,14 +69,17 @@ class SizeReport:
 
     @property
     def dense_bytes(self) -> int:
+        """Dense bytes of all tensors (numel x element size of their dtype)."""
         return sum(layer.dense_bytes for layer in self.layers)
 
     @property
     def ratio(self) -> float:
+        """Dense bytes / file bytes (``inf`` for an empty file)."""
         return self.dense_bytes / self.total_bytes if self.total_bytes else float("inf")
 
     @property
     def nnz(self) -> int:
+        """Non-zero weights over all tensors."""
         return sum(layer.nnz for layer in self.layers)
 
     def to_dict(self) -> dict[str, Any]:

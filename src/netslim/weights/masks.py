@@ -36,6 +36,7 @@ class WeightMask(nn.Module):
         self.register_buffer("std", torch.tensor(float("nan")))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        """The weight with pruned entries zeroed."""
         return weight * self.mask
 
     def extra_repr(self) -> str:

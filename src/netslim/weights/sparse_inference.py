@@ -96,6 +96,7 @@ class SparseLinear(nn.Module):
             self.kernel = _CsrMatmul(linear.weight, linear.bias, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's output, computed with the sparse kernel (or the dense copy)."""
         if self.backend == "dense":
             return self.dense(x)
         lead = x.shape[:-1]
@@ -122,6 +123,7 @@ class SparseConv2d(nn.Module):
             self.kernel = _CsrMatmul(conv.weight.reshape(conv.out_channels, -1), conv.bias, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's output, computed with the sparse kernel (or the dense copy)."""
         if self.backend == "dense":
             return self.dense(x)
         n, _, h, w = x.shape
