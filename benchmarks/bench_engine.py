@@ -28,8 +28,6 @@ import argparse
 import copy
 import itertools
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.suite import machine_info
 from netslim.measurement.latency import forward_fn, num_threads, time_calls
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,18 +64,6 @@ def proxy_gammas(model: nn.Module, seed: int = 0) -> nn.Module:
             high = 0.3 * torch.exp(0.5 * torch.randn(n, generator=g))
             m.weight.copy_(torch.where(small, low, high))
     return model.eval()
-
-
-def machine() -> dict[str, Any]:
-    """Cores, torch threads and versions of the machine the figures come from."""
-    return {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-    }
 
 
 def median_time(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any]) -> tuple[float, Any]:
@@ -363,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     cut_repeats, lat_repeats = (1, 3) if args.quick else (5, 30)
     lat_repeats = args.repeats or lat_repeats
     result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    result.update(machine=machine(), proxy=PROXY)
+    result.update(machine=machine_info(), proxy=PROXY)
     if args.only != "latency":
         result.update(quick=args.quick, repeats=cut_repeats, cut_times=bench_cut_times(cut_repeats))
     if args.only != "cut":

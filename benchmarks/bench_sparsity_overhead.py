@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.bench_engine import machine
+from benchmarks.suite import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     width, steps = (0.25, 10) if args.quick else (1.0, 20)
     rows = [bench_mode(args.model, width, args.batch, steps, mode) for mode in ("subgradient", "proximal")]
-    result = {"machine": machine(), "model": args.model, "width": width, "batch": args.batch,
+    result = {"machine": machine_info(), "model": args.model, "width": width, "batch": args.batch,
               "steps_each": steps, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
