@@ -243,6 +243,28 @@ def ratio_sweep_section(suite: str, results: Results, img: Path) -> list[str]:
     return out
 
 
+def _latency_variants(res: dict[str, Any]) -> list[str]:
+    """Batch-64 speedup / FLOP ratio of each measured setting (channels_last, fused BN, round_to)."""
+    variants = res.get("variants") or []
+    if not variants:
+        return []
+    rows = [
+        [
+            v["setting"],
+            str(v["round_to"]),
+            str(v["threads"]),
+            f"{v['flop_ratio']:.2f}x",
+            f"{v['batch64']['speedup']:.2f}x",
+            f2(v["batch64"].get("speedup_over_flop_ratio")),
+        ]
+        for v in variants
+    ]
+    head = ["", "Inference settings (batch 64; target: speedup >= 0.9 x FLOP ratio):", ""]
+    return head + table(
+        ["setting", "round_to", "threads", "FLOP ratio", "speedup", "speedup / FLOP ratio"], rows
+    )
+
+
 def _e1(value: float | None) -> str:
     return "-" if value is None else f"{value:.1e}"
 
@@ -489,6 +511,7 @@ def speed_section(suite: str, results: Results) -> list[str]:
                 for b in (1, 64)
             ],
         )
+        out += _latency_variants(res)
     out += ["", "#### Sparse vs dense FC layers", ""]
     res = ok(results, "speed_sparse_fc")
     out += [absent(suite, results, "speed_sparse_fc")] if res is None else sparse_fc_table(res, suite)
