@@ -30,11 +30,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dataset", default="fashion-mnist", help="(default: fashion-mnist)")
     p.add_argument("--data-dir", help="folder holding the dataset files (default: searched)")
     p.add_argument("--limit-train", type=int, metavar="N", help="use only N training images (default: all)")
-    p.add_argument("--epochs", type=int, default=4, help="sparsity-training epochs (default: 4)")
+    p.add_argument("--epochs", type=int, default=6, help="sparsity-training epochs (default: 6)")
     p.add_argument("--sparsity", type=float, default=5e-3,
                    help="L1 strength on BN gammas (default: 5e-3; the paper's 1e-4 needs ~160 epochs)")
     p.add_argument("--ratio", type=float, default=0.7, help="share of channels removed (default: 0.7)")
-    p.add_argument("--finetune-epochs", type=int, default=2, help="(default: 2)")
+    p.add_argument("--finetune-epochs", type=int, default=3, help="(default: 3)")
     p.add_argument("--val-size", type=int, default=5000, help="training images held out (default: 5000)")
     p.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
     p.add_argument("--max-batches", type=int, help="at most N batches per epoch (smoke runs)")
