@@ -1,6 +1,6 @@
 """Run the benchmark suite and regenerate docs/RESULTS.md from the stored JSON.
 
-    python -m benchmarks.run --suite smoke|quick|full [--only ROW_OR_GROUP ...] [--force]
+    python -m benchmarks.run --suite smoke|quick|standard|full [--only ROW_OR_GROUP ...] [--force]
         [--results-dir benchmarks/results] [--docs-dir docs] [--data-dir DIR] [--dataset fashion-mnist]
 
 Rows already stored with status ok are skipped (the full suite resumes); ``--render-only`` skips running.
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import render, rows_slimming, rows_speed, rows_weights  # noqa: F401  (rows register on import)
+from benchmarks import render, rows_slimming, rows_speed, rows_standard, rows_weights  # noqa: F401  (rows register on import)
 from benchmarks.suite import ROWS, RowContext, run_rows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of the suite runner."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    p.add_argument("--suite", choices=("smoke", "quick", "full"), default="quick")
+    p.add_argument("--suite", choices=("smoke", "quick", "standard", "full"), default="quick")
     p.add_argument("--only", nargs="+", metavar="ROW_OR_GROUP", help="row names or groups to run")
     p.add_argument("--force", action="store_true", help="re-run rows that are already stored")
     p.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")

@@ -26,6 +26,7 @@ class TrainConfig:
     schedule: Literal["step", "cosine", "constant"] = "step"
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of `epochs` where "step" divides lr by 10
     amp: bool = False  # mixed precision where the device supports it (bf16 on CPU, fp16 + GradScaler on CUDA)
+    channels_last: bool = False  # NHWC weights and inputs (faster convs with oneDNN/cuDNN)
     seed: int = 0
     deterministic: bool = False
     max_batches: int | None = None  # cap batches per epoch (smoke runs and tests)

@@ -125,6 +125,8 @@ class Trainer:
         self.val_loader = val_loader
         self.callbacks = list(callbacks)
 
+        if self.config.channels_last:
+            model.to(memory_format=torch.channels_last)
         self.net = distributed.wrap(model.to(self.device), self.device, self.config.sync_bn)
         self.model: nn.Module = getattr(self.net, "module", self.net)  # what DDP wraps, else the model
         self.optimizer = build_optimizer(self.model, self.config)
@@ -211,6 +213,8 @@ class Trainer:
             if cfg.max_batches is not None and i >= cfg.max_batches:
                 break
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if cfg.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(self.device, cfg.amp):
                 logits = self.net(x)
                 loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
