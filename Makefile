@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-deps venv data lint bench-quick bench-full clean
+.PHONY: demo test test-deps venv data lint bench-quick bench-standard bench-full clean
 
 $(BIN)/.netslim-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ lint: venv
 
 bench-quick: venv data
 	$(BIN)/python -m benchmarks.run --suite quick
+
+# The papers' tables at 2-CPU scale (about 8 CPU-hours; resumable; one thread per process, two side by side).
+bench-standard: venv data
+	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m benchmarks.run --suite standard --only standard_baselines &
+	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m benchmarks.run --suite standard --only standard_slimming; wait
 
 bench-full: venv data
 	$(BIN)/python -m benchmarks.run --suite full

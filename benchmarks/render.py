@@ -674,9 +674,12 @@ def render(results_dir: Path, docs_dir: Path) -> Path:
         "`make bench-full` (hours on CPU, resumable: finished rows are skipped).",
         "",
     ]
+    from benchmarks.render_standard import standard_section  # it builds on this module's helpers
+
+    lines += standard_section(results_dir, load_results(results_dir, "standard"), img)
     present = [(s, load_results(results_dir, s)) for s in SUITES]
     present = [(s, r) for s, r in present if r]
-    if not present:
+    if not present and len(lines) < 10:
         lines += [
             f"No results yet: not run yet: `python -m benchmarks.run --suite {s}`" for s in ("quick", "full")
         ]

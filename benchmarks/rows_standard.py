@@ -298,6 +298,7 @@ def _slim_row(ctx: RowContext, spec: StandardModel, ratio: float, recipe: str, d
         "test_error_pruned": test_error(pruned, data),
         "test_error_plain_cut": test_error(plain, data),
         "readiness": getattr(plan, "readiness", None),
+        "threshold": plan.meta.get("threshold") if hasattr(plan, "meta") else None,
         "warnings": [str(w.message) for w in caught],
     }
     readiness = out["readiness"]

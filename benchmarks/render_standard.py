@@ -1,0 +1,282 @@
+"""The ``standard`` suite's part of docs/RESULTS.md (it leads the page) and its machine-readable summary.
+
+Reads only the stored row JSON of ``benchmarks/results/standard/``: baselines, the paper's Table 1 layout for
+Network Slimming (with gamma histograms, the cut threshold marked, and training curves), Han et al.'s Table 1
+layout, and writes ``benchmarks/results/standard/summary.json`` (one object per paper row).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from benchmarks.render import Results, absent, command, f2, n, ok, pruned_pct, table
+from benchmarks.rows_standard import STANDARD_MODELS
+from benchmarks.suite import ROWS
+
+SUITE = "standard"
+TARGET_POINTS = 0.3  # issue 10's goal: fine-tuned error within 0.3 point of the baseline
+
+
+def _slim_rows(results: Results) -> list[tuple[str, dict[str, Any]]]:
+    names = [n_ for n_ in results if n_.startswith("std_") and n_.rsplit("_", 1)[-1] in ("paper", "auto")]
+    return [(name, res) for name in sorted(names) if (res := ok(results, name))]
+
+
+def _baseline(results: Results, key: str) -> dict[str, Any] | None:
+    return ok(results, f"std_{key}_baseline")
+
+
+def baselines_section(results: Results) -> list[str]:
+    """The baselines table: error against the accepted quality, epochs and CPU time."""
+    rows = []
+    missing = []
+    for spec in STANDARD_MODELS.values():
+        name = f"std_{spec.key}_baseline"
+        res = ok(results, name)
+        if res is None:
+            missing.append(absent(SUITE, results, name))
+            continue
+        kw = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items())
+        rows.append(
+            [
+                f"{spec.model}" + (f" ({kw})" if kw else ""),
+                n(res["params"]),
+                n(res["flops"]),
+                str(res["epochs"]),
+                f"{res['train_seconds'] / 60:.0f} min ({res['threads']} thread)",
+                f2(res["test_error"], "%"),
+                f"<= {spec.accepted_error}%: {'met' if res['accepted'] else 'MISSED'}",
+                f"`{command(SUITE, name)}`",
+            ]
+        )
+    out = ["### Baselines", ""]
+    if rows:
+        out += table(
+            ["model", "params", "FLOPs", "epochs", "training time", "test error", "accepted", "command"],
+            rows,
+        )
+    return out + missing + [""]
+
+
+def slimming_section(results: Results, img: Path) -> list[str]:
+    """Network Slimming in the paper's Table 1 layout, then one figure pair per row."""
+    out = [
+        "### Network Slimming (paper Table 1 layout)",
+        "",
+        "Errors are test errors in %. *sparse*: trained from scratch with the L1 term on the BN scales "
+        "(same schedule as the baseline); *cut*: right after the global-threshold cut with beta folded; "
+        "*fine-tuned*: after fine-tuning the cut model. Recipe *paper*: the paper's fixed L1 strength and "
+        "plain fine-tuning; *auto*: netslim's budget-aware strength aimed at the ratio, and fine-tuning with "
+        "distillation from the sparse model.",
+        "",
+    ]
+    rows, figures = [], []
+    for name, res in _slim_rows(results):
+        key = name.split("_")[1]
+        base = _baseline(results, key)
+        base_err = base["test_error"] if base else None
+        final = res["test_error_finetuned"]
+        delta = None if base_err is None else final - base_err
+        verdict = "-" if delta is None else ("met" if delta <= TARGET_POINTS else "MISSED")
+        readiness = res.get("readiness") or {}
+        near_zero = readiness.get("near_zero_share")
+        rows.append(
+            [
+                f"{res['model']} ({key})",
+                f"{round(res['ratio'] * 100)}%",
+                f"{res['recipe']}{' + KD' if res.get('distill') else ''}",
+                f2(base_err),
+                f2(res["test_error_sparse"]),
+                "-" if near_zero is None else f"{100 * near_zero:.0f}%",
+                f"{f2(res['test_error_pruned'])} / {f2(res['test_error_plain_cut'])}",
+                f2(final) + ("" if delta is None else f" ({delta:+.2f})"),
+                verdict,
+                pruned_pct(res["params_before"], res["params_after"]),
+                pruned_pct(res["flops_before"], res["flops_after"]),
+                f"`{command(SUITE, name)}`",
+            ]
+        )
+        figures += _row_figures(name, res, base, img)
+    if rows:
+        out += table(
+            [
+                "model",
+                "ratio",
+                "recipe",
+                "baseline",
+                "sparse",
+                "near-zero gammas",
+                "cut (folded / plain)",
+                "fine-tuned (vs baseline)",
+                f"within {TARGET_POINTS} pt",
+                "params (pruned)",
+                "FLOPs (pruned)",
+                "command",
+            ],
+            rows,
+        )
+    done = dict(_slim_rows(results))
+    missing = [
+        absent(SUITE, results, name)
+        for name, r in ROWS.items()
+        if r.group == "standard_slimming" and name not in done
+    ]
+    return out + missing + ["", *figures]
+
+
+def _dedupe_epochs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last record of each epoch (a resumed run may have appended an epoch twice)."""
+    by_epoch = {int(r.get("epoch", i)): r for i, r in enumerate(records)}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _row_figures(name: str, res: dict[str, Any], base: dict[str, Any] | None, img: Path) -> list[str]:
+    """The gamma distribution per epoch with the cut threshold, and the training curves of every phase."""
+    from benchmarks.render import _plot
+
+    lines: list[str] = []
+    hist = _dedupe_epochs(res.get("gamma_hist") or [])
+    threshold = res.get("threshold")
+    if hist:
+
+        def draw_hist(ax: Any) -> None:
+            import matplotlib.cm as cm
+
+            picks = hist if len(hist) <= 6 else [hist[i * (len(hist) - 1) // 5] for i in range(6)]
+            for i, rec in enumerate(picks):
+                edges, counts = rec["log_bin_edges"], rec["log_counts"]
+                mids = [(a * b) ** 0.5 for a, b in itertools.pairwise(edges)]
+                colour = cm.viridis(i / max(len(picks) - 1, 1))
+                ax.plot(mids, counts, color=colour, label=f"epoch {rec['epoch']}")
+            if threshold:
+                label = f"cut threshold {threshold:.2g}"
+                ax.axvline(float(threshold), color="red", linestyle="--", label=label)
+            ax.set_xscale("log")
+            ax.set_xlabel("|gamma| (log scale; exact zeros not shown)")
+            ax.set_ylabel("channels")
+            ax.set_title(f"{name}: BN scale distribution during sparsity training")
+            ax.legend(fontsize=7)
+
+        png = _plot(img / f"{name}-gamma.png", draw_hist)
+        if png:
+            lines += [f"![{name} gamma histogram]({png})", ""]
+    phases = [
+        ("baseline", (base or {}).get("history") or []),
+        ("sparsity training", res.get("sparse_history") or []),
+        ("fine-tuning", res.get("finetune_history") or []),
+    ]
+    if any(h for _, h in phases):
+
+        def draw_curves(ax: Any) -> None:
+            offset = 0
+            for label, hist_ in phases:
+                if not hist_:
+                    continue
+                xs = [h["epoch"] + (offset if label == "fine-tuning" else 0) for h in hist_]
+                ax.plot(xs, [100 * (1 - h.get("val_acc", 0.0)) for h in hist_], label=f"{label} (val error)")
+                if label == "sparsity training":
+                    offset = max(xs)
+            ax.set_xlabel("epoch (fine-tuning continues after sparsity training)")
+            ax.set_ylabel("validation error %")
+            ax.set_ylim(0, 20)
+            ax.set_title(f"{name}: training curves")
+            ax.legend(fontsize=7)
+
+        png = _plot(img / f"{name}-curves.png", draw_curves)
+        if png:
+            lines += [f"![{name} training curves]({png})", ""]
+    return lines
+
+
+def weights_section(results: Results) -> list[str]:
+    """Han et al.'s Table 1 layout for the LeNets (rows ``std_<lenet>_han12x``)."""
+    out = ["### Learning both Weights and Connections (Han et al. Table 1 layout)", ""]
+    rows = []
+    for key in ("lenet300_100", "lenet5"):
+        name = f"std_{key}_han12x"
+        res = ok(results, name)
+        if res is None:
+            out.append(absent(SUITE, results, name))
+            continue
+        rows.append(
+            [
+                key,
+                f2(res.get("baseline_error")),
+                f2(res.get("final_error")),
+                f"{res.get('rate', 0):.1f}x",
+                f2(res.get("flops_kept_pct"), "%"),
+                f"`{command(SUITE, name)}`",
+            ]
+        )
+    if rows:
+        header = ["model", "baseline error", "pruned error", "compression", "FLOPs kept", "command"]
+        out += table(header, rows)
+    return [*out, ""]
+
+
+def summary(results: Results) -> list[dict[str, Any]]:
+    """One object per paper row (issue 10's machine summary)."""
+    out: list[dict[str, Any]] = []
+    for name, res in _slim_rows(results):
+        base = _baseline(results, name.split("_")[1])
+        out.append(
+            {
+                "table": "slimming",
+                "model": res["model"],
+                "ratio": res["ratio"],
+                "recipe": res["recipe"],
+                "baseline_error": base["test_error"] if base else None,
+                "final_error": res["test_error_finetuned"],
+                "epochs": res["epochs"] + res["finetune_epochs"],
+                "command": command(SUITE, name),
+            }
+        )
+    for key in ("lenet300_100", "lenet5"):
+        name = f"std_{key}_han12x"
+        res = ok(results, name)
+        if res:
+            out.append(
+                {
+                    "table": "weights",
+                    "model": key,
+                    "rate": res.get("rate"),
+                    "baseline_error": res.get("baseline_error"),
+                    "final_error": res.get("final_error"),
+                    "epochs": res.get("epochs"),
+                    "command": command(SUITE, name),
+                }
+            )
+    return out
+
+
+def write_summary(results_dir: Path, results: Results) -> Path:
+    """Write ``<results_dir>/standard/summary.json`` atomically; returns its path."""
+    path = results_dir / SUITE / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(summary(results), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def standard_section(results_dir: Path, results: Results, img: Path) -> list[str]:
+    """The standard suite's markdown (an empty list when no row is stored)."""
+    if not results:
+        return []
+    write_summary(results_dir, results)
+    return [
+        "## Standard suite: the papers' tables on Fashion-MNIST at 2-CPU scale",
+        "",
+        "Full training split (55,000 images; 5,000 held out for validation), test set only for these "
+        "figures, seed 0, one thread per process, bf16 autocast + channels_last for the conv nets. "
+        "Rows resume at epoch granularity; `benchmarks/results/standard/summary.json` holds one object per "
+        "paper row.",
+        "",
+        *baselines_section(results),
+        *slimming_section(results, img),
+        *weights_section(results),
+    ]
