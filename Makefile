@@ -45,8 +45,9 @@ bench-quick: venv data
 
 # The papers' tables at 2-CPU scale (about 8 CPU-hours; resumable; one thread per process, two side by side).
 bench-standard: venv data
-	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m benchmarks.run --suite standard --only standard_baselines &
-	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m benchmarks.run --suite standard --only standard_slimming; wait
+	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m benchmarks.run --suite standard --only standard_baselines & \
+	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m benchmarks.run --suite standard --only standard_slimming; \
+	wait
 
 bench-full: venv data
 	$(BIN)/python -m benchmarks.run --suite full
