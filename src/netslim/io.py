@@ -8,7 +8,9 @@ A checkpoint is one file written with ``torch.save`` and read back with ``torch.
      "state_dict": {name: tensor}}
 
 ``meta["recipe"]`` is the zoo recipe (``{"name": ..., "kwargs": {...}}``) when the model came from
-:func:`netslim.models.create`; ``meta["plans"]`` lists the pruning plans applied to the model, in order.
+:func:`netslim.models.create`, or a factory recipe (``"factory"``: file path + SHA-256 or module path,
+function name; see :mod:`netslim.models.factory`) when it came from :func:`netslim.models.resolve`;
+``meta["plans"]`` lists the pruning plans applied to the model, in order.
 :func:`load` rebuilds the architecture from the recipe, replays the plans on it (structure only) and then
 loads the weights, so a slimmed network loads without the user rebuilding its narrow configuration.
 """
@@ -188,8 +190,10 @@ def load(
 ) -> nn.Module:
     """Rebuild a model saved with :func:`save` and return it in eval mode.
 
-    Without ``model`` the architecture comes from the stored zoo recipe. For a model class of your own,
-    pass a fresh, unpruned instance: the stored plans are replayed onto it before the weights are loaded.
+    Without ``model`` the architecture comes from the stored recipe: a zoo model, or a model factory
+    (``FILE.py:FUNC``, run again only if that file is still at its recorded path; ``pkg.mod:FUNC``,
+    imported). For a model class of your own, pass a fresh, unpruned instance: the stored plans are
+    replayed onto it before the weights are loaded.
     """
     ckpt = read_checkpoint(path)
     if model is None:
@@ -199,9 +203,9 @@ def load(
                 f"{path} holds a model that is not from the netslim zoo ({ckpt.meta.get('class')}); "
                 "pass a fresh unpruned instance: netslim.load(path, model=MyNet())"
             )
-        from netslim.models import create
+        from netslim.models import create_from_recipe
 
-        model = create(recipe["name"], **recipe.get("kwargs", {}))
+        model = create_from_recipe(recipe, where=str(path))
     model = replay_plans(model, ckpt.plans)
     try:
         model.load_state_dict(ckpt.state_dict, strict=strict)

@@ -25,9 +25,15 @@ DEFAULT_DATASET = "fashion-mnist"
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """``--model NAME``, ``--width W`` (channel multiplier, where the model takes one), ``--model-kwargs``."""
+    """``--model SPEC``, ``--input-shape C H W``, ``--width W`` (channel multiplier), ``--model-kwargs``."""
     g = parser.add_argument_group("model")
-    g.add_argument("--model", required=required, metavar="NAME", help="zoo model name, e.g. vgg11")
+    g.add_argument("--model", required=required, metavar="SPEC",
+                   help="zoo model name (e.g. vgg11), path/to/file.py:factory or package.module:factory "
+                   "(the factory gets --model-kwargs and the dataset's num_classes/in_channels/input_size "
+                   "where it takes them; a file is run as Python code)")
+    g.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"),
+                   help="the model's input C H W where the dataset does not define it (recorded in the "
+                   "checkpoint)")
     g.add_argument("--width", type=float, metavar="W", help="channel width multiplier (models that take one)")
     g.add_argument("--model-kwargs", default="{}", metavar="JSON",
                    help='extra model arguments as a JSON object, e.g. \'{"depth": 20}\'')
@@ -119,9 +125,9 @@ def check_model_source(args: argparse.Namespace) -> None:
         return
     if not getattr(args, "model", None):
         raise NetslimError("give --model NAME to train, or --checkpoint FILE with a trained model")
-    from netslim.models import MODELS
+    from netslim.models import check_spec
 
-    MODELS.get(args.model)  # raises UnknownNameError listing the zoo
+    check_spec(args.model)  # an unknown zoo name lists the zoo; a factory must import
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
@@ -177,19 +183,25 @@ def build_data(args: argparse.Namespace, rank: int = 0, world: int = 1) -> Any:
 
 
 def build_model(args: argparse.Namespace, bundle: Any) -> nn.Module:
-    """The zoo model ``--model`` names, shaped for ``bundle`` (classes, channels, image size), seeded."""
-    from netslim.models import create
+    """The model ``--model`` names (zoo or factory), shaped for ``bundle``'s classes/channels/size, seeded."""
+    from netslim.models import resolve
     from netslim.train.state import seed_everything
 
     seed_everything(getattr(args, "seed", 0))  # same initial weights on every rank and every rerun
-    return create(args.model, num_classes=bundle.num_classes, in_channels=bundle.in_channels,
-                  input_size=bundle.image_size, **model_kwargs(args))
+    size = bundle.image_size
+    shape = getattr(args, "input_shape", None)
+    if shape is None:  # recorded with a factory model, so `netslim prune` can trace it without data
+        shape = (int(bundle.in_channels), *((size, size) if isinstance(size, int) else tuple(size)[-2:]))
+    return resolve(args.model, num_classes=bundle.num_classes, in_channels=bundle.in_channels,
+                   input_size=size, input_shape=shape, **model_kwargs(args))
 
 
 def default_run_dir(command: str, model: str | None, dataset: str | None, root: str | Path = "runs") -> Path:
     """``runs/<command>-<model>-<dataset>-<YYYYmmdd-HHMMSS>`` (missing parts left out)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    parts = [p for p in (command, model, dataset) if p]
+    from netslim.models.factory import spec_label
+
+    parts = [p for p in (command, spec_label(model) if model else None, dataset) if p]
     return Path(root) / "-".join([*parts, stamp])
 
 

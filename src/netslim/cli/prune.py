@@ -47,6 +47,8 @@ def _example_inputs(args: argparse.Namespace, recipe: dict[str, Any] | None, bun
     if bundle is not None:
         size = bundle.image_size if isinstance(bundle.image_size, int) else tuple(bundle.image_size)[-1]
         return torch.zeros(1, int(bundle.in_channels), int(size), int(size))
+    if (recipe or {}).get("input_shape"):  # recorded for factory models
+        return torch.zeros(1, *[int(v) for v in recipe["input_shape"]])
     kwargs = (recipe or {}).get("kwargs", {})
     if "in_channels" in kwargs and "input_size" in kwargs:
         size = int(kwargs["input_size"])

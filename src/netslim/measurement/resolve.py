@@ -22,7 +22,7 @@ def parse_input_size(text: str) -> tuple[int, ...]:
 
 
 def load_model(spec: str, input_size: str | None = None) -> nn.Module:
-    """A zoo model name (fresh, randomly initialised) or a checkpoint path (:func:`netslim.load`).
+    """A zoo name or ``FILE.py:FUNC`` / ``pkg.mod:FUNC`` spec (fresh model) or a checkpoint path (loaded).
 
     A zoo model is built for ``input_size`` (``"CxHxW"``: ``in_channels=C, input_size=H``) when given.
     """
@@ -31,17 +31,20 @@ def load_model(spec: str, input_size: str | None = None) -> nn.Module:
         from netslim.io import load
 
         return load(path)
-    from netslim.models import create
+    from netslim.models import resolve
 
     if input_size:
         dims = parse_input_size(input_size)
-        return create(spec, in_channels=dims[0], input_size=dims[1])
-    return create(spec)
+        shape = dims if len(dims) == 3 else None
+        return resolve(spec, in_channels=dims[0], input_size=dims[1], input_shape=shape)
+    return resolve(spec)
 
 
 def default_input_size(model: nn.Module) -> tuple[int, ...]:
     """``(C, H, W)`` from the model's zoo recipe (``in_channels``, ``input_size``), else ``(3, 32, 32)``."""
     recipe = getattr(model, "netslim_recipe", None) or {}
+    if recipe.get("input_shape"):
+        return tuple(int(v) for v in recipe["input_shape"])
     kwargs = dict(recipe.get("kwargs", {}))
     if "input_size" not in kwargs and recipe.get("name"):
         from netslim.models import MODELS

@@ -11,13 +11,14 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from torch import nn
 
 from netslim.errors import NetslimError, UnknownNameError
+from netslim.models.factory import create_from_factory, is_factory_spec, load_factory
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
@@ -124,8 +125,52 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any
     return model
 
 
-def create_from_recipe(recipe: dict[str, Any]) -> nn.Module:
-    """Rebuild a model from a ``netslim_recipe`` dict (``{"name": ..., "kwargs": {...}}``); returns it."""
+def create_from_recipe(recipe: dict[str, Any], where: str = "the checkpoint") -> nn.Module:
+    """Rebuild a model from a ``netslim_recipe`` dict (``{"name": ..., "kwargs": {...}}``); returns it.
+
+    A recipe with a ``factory`` record (a model from ``FILE.py:FUNC`` or ``pkg.mod:FUNC``) is rebuilt by
+    calling that factory again; ``where`` names the checkpoint in error messages.
+    """
     if not isinstance(recipe, dict) or "name" not in recipe:
         raise NetslimError(f"a model recipe is a dict with 'name' and 'kwargs', got {recipe!r}")
+    if recipe.get("factory"):
+        from netslim.models.factory import create_from_factory_recipe
+
+        return create_from_factory_recipe(recipe, where)
     return create(recipe["name"], **recipe.get("kwargs", {}))
+
+
+def resolve(spec: str, *, num_classes: int | None = None, in_channels: int | None = None,
+            input_size: int | None = None, input_shape: Sequence[int] | None = None, **kwargs: Any
+            ) -> nn.Module:
+    """Build the model a ``--model`` spec names and return it, stamped with a rebuildable recipe.
+
+    ``spec`` is a zoo name (``"vgg11"``), ``"path/to/file.py:factory"`` or ``"package.module:factory"``.
+    ``kwargs`` are the model's own options. ``num_classes``/``in_channels``/``input_size`` describe the data:
+    the zoo takes them all; a factory gets each one only if its signature accepts it. ``input_shape``
+    (C, H, W), when the data does not define the input, fills ``in_channels``/``input_size`` and is recorded
+    in a factory model's recipe. Loading a factory file runs its code (see :mod:`netslim.models.factory`).
+    """
+    if input_shape is not None:
+        shape = [int(v) for v in input_shape]
+        if len(shape) != 3 or min(shape) < 1:
+            raise NetslimError(f"input_shape takes three positive numbers C H W, e.g. 3 32 32; got {shape}")
+        if in_channels is not None and in_channels != shape[0]:
+            raise NetslimError(f"--input-shape has {shape[0]} channels but the data has {in_channels}; "
+                               "leave --input-shape out when the dataset defines the input")
+        in_channels = shape[0]
+        input_size = shape[1] if input_size is None else input_size
+    if is_factory_spec(spec):
+        return create_from_factory(spec, num_classes=num_classes, in_channels=in_channels,
+                                   input_size=input_size, input_shape=input_shape, **kwargs)
+    data = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels),
+                              ("input_size", input_size)) if v is not None}
+    return create(spec, **data, **kwargs)
+
+
+def check_spec(spec: str) -> None:
+    """Raise NetslimError if ``spec`` names no zoo model, no existing file or no importable factory."""
+    if is_factory_spec(spec):
+        load_factory(spec)
+    else:
+        MODELS.get(spec)
