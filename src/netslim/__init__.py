@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # network slimming
     "BNSparsity": "netslim.slimming.sparsity",
+    "add_channel_gates": "netslim.slimming.gates",
     "slim": "netslim.slimming.api",
     "plan": "netslim.slimming.api",
     "apply": "netslim.slimming.api",
@@ -41,6 +42,7 @@ __all__ = [
     "PruningPlan",
     "SlimResult",
     "__version__",
+    "add_channel_gates",
     "apply",
     "fuse_bn",
     "load",
@@ -57,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from netslim.io import load, save
     from netslim.measurement.api import measure
     from netslim.slimming.api import SlimResult, apply, plan, slim
+    from netslim.slimming.gates import add_channel_gates
     from netslim.slimming.multipass import multipass_slim
     from netslim.slimming.plan import PruningPlan
     from netslim.slimming.sparsity import BNSparsity

@@ -163,6 +163,7 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any
     meta: dict[str, Any] = {
         "recipe": getattr(model, "netslim_recipe", None),
         "plans": list(getattr(model, "netslim_plans", [])),
+        "gates": _gated(model),
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "extra": extra or {},
     }
@@ -171,6 +172,15 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any
     except TypeError as exc:
         raise NetslimError(f"extra must be JSON-serializable: {exc}") from None
     return write_checkpoint(path, Checkpoint(meta=meta, state_dict=plain_state_dict(model)))
+
+
+def _gated(model: nn.Module) -> list[str]:
+    """Names of the gated layers (netslim.add_channel_gates) in ``model``."""
+    if not any(getattr(m, "netslim_channel_scale", False) for m in model.modules()):
+        return []
+    from netslim.slimming.gates import gated_layers
+
+    return gated_layers(model)
 
 
 def replay_plans(model: nn.Module, plans: list[dict[str, Any]]) -> nn.Module:
@@ -207,6 +217,10 @@ def load(
 
         model = create_from_recipe(recipe, where=str(path))
     model = replay_plans(model, ckpt.plans)
+    if ckpt.meta.get("gates"):  # saved with channel gates (after any plans: a cut removes the gates)
+        from netslim.slimming.gates import wrap_layers
+
+        model = wrap_layers(model, ckpt.meta["gates"])
     try:
         model.load_state_dict(ckpt.state_dict, strict=strict)
     except RuntimeError as exc:

@@ -64,6 +64,9 @@ def register(subparsers: Any) -> None:
     g.add_argument("--sparsity-schedule", choices=("constant", "linear_decay"), default="constant")
     g.add_argument("--sparsity-exclude", nargs="+", default=[], metavar="NAME",
                    help="BN modules (or parents) left out of the penalty, e.g. classifier")
+    g.add_argument("--gates", action="store_true",
+                   help="for nets without BatchNorm: put a learnable channel gate after each conv/linear "
+                   "whose channels can be cut exactly, penalize and cut by it, fold it away after the cut")
     g.add_argument("--checkpoint", metavar="PATH",
                    help="a sparsity-trained netslim checkpoint: skip the first sparsity training")
     add_pruning_args(p)
@@ -106,6 +109,7 @@ def config_from(args: argparse.Namespace) -> Any:
         sparsity_mode=args.sparsity_mode,
         sparsity_schedule=args.sparsity_schedule,
         sparsity_exclude=list(args.sparsity_exclude),
+        channel_gates=args.gates,
         train=train,
         ratio=args.ratio,
         passes=args.passes,

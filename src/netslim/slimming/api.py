@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from netslim.errors import PruningError
+from netslim.slimming.gates import fold_gates, gated_layers, is_gate, strip_plan_record
 from netslim.slimming.graph import analyze
 from netslim.slimming.plan import PruningPlan
 from netslim.slimming.planner import _check_ratio, build_plan, group_scores, select_channels
@@ -41,9 +42,10 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
     model does not run on ``example_inputs``.
     """
     _check_ratio(ratio, "ratio")
-    if not any(isinstance(m, _BN) for m in model.modules()):
+    if not any(isinstance(m, _BN) or is_gate(m) for m in model.modules()):
         raise PruningError("the model has no BatchNorm layer: Network Slimming scores channels by BatchNorm "
-                           "scaling factors; add BatchNorm after convolutions or use netslim.weights")
+                           "scaling factors; add channel gates (netslim.add_channel_gates), add BatchNorm "
+                           "after convolutions, or use netslim.weights")
     graph = analyze(model, example_inputs, ignored_layers)
     scores = group_scores(model, graph, score_reduce)
     if not scores:
@@ -67,7 +69,8 @@ def apply(
 
     With ``fold_beta`` the removed channels' constant act(beta) is folded into the next layer (True or
     "mean": zero-padded convs get the spatial mean of the contribution; "interior": its value away from
-    the borders; False: dropped, the reference code's plain cut). The plan
+    the borders; False: dropped, the reference code's plain cut). Channel gates (netslim.add_channel_gates)
+    are multiplied into their layers and removed, so the result has no gate modules. The plan
     (with any bias the folding added) is appended to ``new_model.netslim_plans`` so ``netslim.load`` can
     replay it.
     """
@@ -82,6 +85,8 @@ def apply(
         _unshare(replaced)
     record = plan.to_dict()
     record["added_bias"] = sorted(set(record["added_bias"]) | set(added))
+    if gated_layers(new):  # channel gates: multiply them into their layers, restore the plain modules
+        record = strip_plan_record(record, fold_gates(new))
     new.netslim_plans = [*getattr(model, "netslim_plans", []), record]
     return new
 

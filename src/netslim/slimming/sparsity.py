@@ -306,7 +306,7 @@ def _select_norms(
     return [
         (name, m)
         for name, m in model.named_modules()
-        if isinstance(m, norm_types)
+        if (isinstance(m, norm_types) or getattr(m, "netslim_channel_scale", False))  # channel gates too
         and isinstance(getattr(m, "weight", None), nn.Parameter)
         and not excluded(name, m)
     ]

@@ -39,8 +39,8 @@ LEAF_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._
 
 
 def _leaf_kind(m: nn.Module) -> str | None:
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return "bn"
+    if isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "netslim_channel_scale", False):
+        return "bn"  # a channel gate (netslim.slimming.gates) is a BN without shift
     if isinstance(m, nn.Linear):
         return "linear"
     if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
@@ -127,7 +127,7 @@ def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shap
 
     def push(mod: nn.Module, args: tuple) -> None:
         tr.stack.append(names.get(mod, type(mod).__name__))
-        if isinstance(mod, LEAF_TYPES):
+        if isinstance(mod, LEAF_TYPES) or getattr(mod, "netslim_channel_scale", False):
             tr.depth += 1
 
     def pop(mod: nn.Module, args: tuple, out: Any) -> None:

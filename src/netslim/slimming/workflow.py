@@ -60,6 +60,7 @@ class SlimmingConfig:
     sparsity_mode: Literal["subgradient", "proximal"] = "subgradient"
     sparsity_schedule: Literal["constant", "linear_decay"] = "constant"
     sparsity_exclude: list[str] = field(default_factory=list)
+    channel_gates: bool = False  # netslim.add_channel_gates before each sparsity run (nets without BN)
     train: TrainConfig = field(default_factory=TrainConfig)
     # pruning
     ratio: float = 0.7
@@ -222,6 +223,7 @@ def run_slimming(
     """
     import netslim
     from netslim.slimming import api
+    from netslim.slimming.gates import add_channel_gates, gated_layers
     from netslim.slimming.multipass import multipass_slim
     from netslim.slimming.sparsity import BNSparsity
     from netslim.train import Trainer, evaluate
@@ -269,6 +271,8 @@ def run_slimming(
         if phase == "sparsity":
             say(f"== pass {index + 1}/{config.passes}: sparsity training (s={config.sparsity:g})")
             sub = run_dir / f"sparsity{suffix(index)}"
+            if config.channel_gates and not gated_layers(m):
+                say(str(add_channel_gates(m, example)))
             sparsity = BNSparsity(
                 m,
                 config.sparsity,
