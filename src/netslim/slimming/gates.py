@@ -231,6 +231,16 @@ def add_channel_gates(
             report.skipped[fqn] = next(g.reason for g in groups if not g.prunable)
         else:
             candidates.append(fqn)
+    for fqn, m in model.named_modules():
+        if (
+            isinstance(m, nn.modules.conv._ConvNd | nn.Linear)
+            and fqn not in graph.modules
+            and not any(fqn.startswith(f"{w}.") for w in gated_layers(model))
+        ):
+            report.skipped[fqn] = (
+                "the channel trace does not follow it (e.g. nn.Linear on a channels-last "
+                "tensor, or not called on the example inputs)"
+            )
     wrap_layers(model, candidates)
     gated_graph, _ = _analyze(model, example_inputs, ignored_layers)
     bad: list[str] = []

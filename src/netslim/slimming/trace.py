@@ -23,6 +23,7 @@ from BatchNorm betas when gamma is zero (used to fold the removed channels' cons
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -92,6 +93,26 @@ def _record_module(tr: Tracer, fqn: str, kind: str, m: nn.Module, x: Any, out: A
         tr.set_info(out, Info(out_desc, segs))
     else:
         tr.set_info(out, Info(out_desc, [(0, n, False, None)], fqn, (id(out),)))
+
+
+def output_tensors(output: Any) -> list[torch.Tensor]:
+    """Every tensor in a model's output: nested tuples/lists/dicts (HF ``ModelOutput`` included), named
+    tuples and dataclasses, so each one is pinned as a model output."""
+    found: list[torch.Tensor] = []
+    stack = [output]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, torch.Tensor):
+            found.append(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple):
+            stack.extend(obj)
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            stack.extend(getattr(obj, f.name) for f in dataclasses.fields(obj))
+        else:
+            stack.extend(t for t in tree_flatten(obj)[0] if t is not obj)
+    return found
 
 
 def _flat_inputs(example_inputs: Any) -> tuple[tuple, dict]:
@@ -166,8 +187,8 @@ def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shap
             h.remove()
         for m, flag in was_training.items():
             m.training = flag
-    for t in tree_flatten(output)[0]:
-        if isinstance(t, torch.Tensor) and t.dim() >= 1:
+    for t in output_tensors(output):
+        if t.dim() >= 1:
             inf = tr.info(t) if t.dim() >= 2 else None
             if inf is not None:
                 tr.pins.append((inf.desc, "model output"))
