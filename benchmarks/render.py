@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import paper_numbers as paper
+from benchmarks import rows_gates
 from benchmarks.suite import load_results
 
 SUITES = ("full", "quick", "smoke")
@@ -703,6 +704,7 @@ def render(results_dir: Path, docs_dir: Path) -> Path:
         lines += _channels_plot(suite, results, img)
         lines += weights_section(suite, results)
         lines += speed_section(suite, results)
+        lines += rows_gates.section(suite, results)
     lines += ["## Paper's numbers", "", *slimming_paper_section()]
     out = docs_dir / "RESULTS.md"
     out.write_text("\n".join(lines).rstrip() + "\n")

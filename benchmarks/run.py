@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import render, rows_slimming, rows_speed, rows_standard, rows_weights  # noqa: F401  (rows register on import)
+from benchmarks import render, rows_gates, rows_slimming, rows_speed, rows_standard, rows_weights  # noqa: F401  (rows register on import)
 from benchmarks.suite import ROWS, RowContext, run_rows
 
 ROOT = Path(__file__).resolve().parent.parent

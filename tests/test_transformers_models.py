@@ -212,7 +212,11 @@ HF = _hf()
 @pytest.mark.parametrize("family", sorted(HF))
 def test_transformers_cnn_cut_of_zeroed_bn_channels_is_exact(family) -> None:
     torch.manual_seed(0)
-    zero_and_cut(HF[family](), torch.randn(2, 3, 32, 32))
+    try:
+        model = HF[family]()
+    except AttributeError as exc:  # an older transformers without this family
+        pytest.skip(f"transformers {transformers.__version__} lacks {family}: {exc}")
+    zero_and_cut(model, torch.randn(2, 3, 32, 32))
 
 
 @pytest.mark.parametrize("family", ["convnext", "convnextv2", "bit"])

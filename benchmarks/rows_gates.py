@@ -1,0 +1,123 @@
+"""Channel gates row: a norm-free conv net on Fashion-MNIST, slimmed 50% through gates, next to its baseline.
+
+``gates_normfree``: the same architecture and initial weights trained twice: plainly (the baseline), and
+with :func:`netslim.add_channel_gates` plus L1 on the gates (:class:`netslim.BNSparsity`), then cut 50% of the
+gated channels with :func:`netslim.slim` (the gates are folded into the convolutions and removed) and
+fine-tuned. Reports test error, params and FLOPs of the baseline, the gated model, the cut and the fine-tuned
+model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmarks.rows_slimming import example_input, fit, load_data, train_config
+from benchmarks.rows_slimming import test_error as _test_error
+from benchmarks.suite import RowContext, row
+
+
+def norm_free_net(in_channels: int, num_classes: int, width: float) -> nn.Module:
+    """Four 3x3 convs with ReLU and max pooling, global average pooling, a linear layer; no normalization."""
+    c = [max(4, round(v * width)) for v in (32, 64, 128, 128)]
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c[0], 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c[0], c[1], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c[3], num_classes),
+    )  # fmt: skip
+
+
+def _size(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    from netslim.slimming.api import count
+
+    params, flops = count(model, example)
+    return {"params": params, "flops": flops}
+
+
+@row("gates_normfree", "gates", suites=("smoke", "quick", "full"))
+def gates_normfree(ctx: RowContext) -> dict[str, Any]:
+    """Baseline vs gated + L1 + 50% cut + fine-tuning, same architecture and initial weights."""
+    import netslim
+
+    data = load_data(ctx)
+    example = example_input(data)
+    width = ctx.scale(0.25, 1.0, 1.0)
+    epochs = ctx.scale(1, 3, 30)
+    ft_epochs = ctx.scale(1, 2, 10)
+    s = ctx.scale(1e-2, 1e-2, 1e-3)
+    lr = 0.05
+
+    def fresh() -> nn.Module:
+        torch.manual_seed(0)
+        return norm_free_net(data.in_channels, data.num_classes, width)
+
+    folder = ctx.work_dir / "gates_normfree"
+    baseline = fresh()
+    fit(baseline, data, train_config(ctx, epochs, lr=lr, schedule="cosine"), folder / "baseline-run")
+    gated = fresh()
+    report = netslim.add_channel_gates(gated, example)
+    sparsity = netslim.BNSparsity(gated, s, hist_file=None)
+    fit(gated, data, train_config(ctx, epochs, lr=lr, schedule="cosine"), folder / "gated-run", [sparsity])
+    gates = torch.cat([m.weight.detach().abs() for _, m in sparsity.named_norms])
+    result = netslim.slim(gated, example, ratio=0.5)
+    pruned = result.model
+    err_pruned = _test_error(pruned, data)
+    fit(pruned, data, train_config(ctx, ft_epochs, lr=0.01, schedule="cosine"), folder / "finetune-run")
+    return {
+        "model": "norm-free conv net (4 conv + linear, no normalization)",
+        "width": width,
+        "dataset": ctx.dataset,
+        "epochs": epochs,
+        "finetune_epochs": ft_epochs,
+        "sparsity": s,
+        "lr": lr,
+        "gated_layers": report.gated,
+        "skipped_layers": report.skipped,
+        "gate_below_1e-2": float((gates < 1e-2).float().mean()),
+        "ratio": 0.5,
+        "pruned_channels": result.plan.pruned_channels,
+        "total_channels": int(result.plan.meta.get("total_channels", 0)),
+        "test_error_baseline": _test_error(baseline, data),
+        "test_error_gated": _test_error(gated, data),
+        "test_error_pruned": err_pruned,
+        "test_error_finetuned": _test_error(pruned, data),
+        "gate_modules_after": sum(1 for m in pruned.modules() if getattr(m, "netslim_channel_scale", False)),
+        "baseline": _size(baseline, example),
+        "after": _size(pruned, example),
+    }
+
+
+def section(suite: str, results: dict[str, dict[str, Any]]) -> list[str]:
+    """The channel-gates table for RESULTS.md (empty when the row has not run in this suite)."""
+    rec = results.get("gates_normfree")
+    if not rec or rec.get("status") != "ok":
+        return []
+    r = rec["result"]
+    b, a = r["baseline"], r["after"]
+
+    def pct(x: float) -> str:
+        return f"{x:.2f}"
+
+    rows = [
+        ("baseline (no gates, no L1)", r["test_error_baseline"], b["params"], b["flops"]),
+        ("gated + L1 on gates", r["test_error_gated"], b["params"], b["flops"]),
+        ("cut 50% of gated channels", r["test_error_pruned"], a["params"], a["flops"]),
+        (f"fine-tuned {r['finetune_epochs']} epoch(s)", r["test_error_finetuned"], a["params"], a["flops"]),
+    ]
+    out = [
+        "### Channel gates on a net without normalization",
+        "",
+        f"{r['model']}, width {r['width']}, {r['epochs']} epochs, L1 {r['sparsity']:g} on the gates, "
+        f"{r['pruned_channels']}/{r['total_channels']} gated channels cut; the slimmed model has "
+        f"{r['gate_modules_after']} gate modules. Command: `python -m benchmarks.run --suite {suite} "
+        "--only gates_normfree`",
+        "",
+        "| model | test error % | params | FLOPs |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    out += [f"| {name} | {pct(err)} | {p:,} | {f:,} |" for name, err, p, f in rows]
+    return [*out, ""]
