@@ -239,3 +239,8 @@ def test_cli_slim_gates_on_a_norm_free_user_model(tmp_path, capsys) -> None:
     final = netslim.load(run / "finetuned.pt")
     assert not any(isinstance(m, ChannelGate | GatedLayer) for m in final.modules())
     assert final[0].out_channels + final[3].out_channels == 12  # half of the 24 gated channels
+    # `netslim prune` on the gated checkpoint: plans by the gates, folds them away
+    assert main(["prune", str(run / "sparse.pt"), "--ratio", "0.25", "-o", str(tmp_path / "p.pt")]) == 0
+    pruned = netslim.load(tmp_path / "p.pt")
+    assert not any(isinstance(m, ChannelGate | GatedLayer) for m in pruned.modules())
+    assert pruned[0].out_channels + pruned[3].out_channels == 18

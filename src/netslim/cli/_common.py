@@ -188,12 +188,17 @@ def build_model(args: argparse.Namespace, bundle: Any) -> nn.Module:
     from netslim.train.state import seed_everything
 
     seed_everything(getattr(args, "seed", 0))  # same initial weights on every rank and every rerun
+    kwargs = model_kwargs(args)
+    clash = sorted({"num_classes", "in_channels", "input_size"} & set(kwargs))
+    if clash:
+        raise NetslimError(f"--model-kwargs sets {', '.join(clash)}, which come from the dataset; leave "
+                           "them out (use --input-shape for a model whose input the dataset does not define)")
     size = bundle.image_size
     shape = getattr(args, "input_shape", None)
     if shape is None:  # recorded with a factory model, so `netslim prune` can trace it without data
         shape = (int(bundle.in_channels), *((size, size) if isinstance(size, int) else tuple(size)[-2:]))
     return resolve(args.model, num_classes=bundle.num_classes, in_channels=bundle.in_channels,
-                   input_size=size, input_shape=shape, **model_kwargs(args))
+                   input_size=size, input_shape=shape, **kwargs)
 
 
 def default_run_dir(command: str, model: str | None, dataset: str | None, root: str | Path = "runs") -> Path:

@@ -85,6 +85,16 @@ class GatedLayer(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.gate(self.layer(*args, **kwargs))
 
+    def __getattr__(self, name: str) -> Any:
+        # parents that read e.g. `self.conv.out_channels` keep working on the wrapped layer
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            modules = self.__dict__.get("_modules")
+            if modules is None or "layer" not in modules or name.startswith("__"):
+                raise
+            return getattr(modules["layer"], name)
+
 
 @register_handler(ChannelGate)
 class GateHandler(Handler):
