@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
 from netslim.errors import PruningError
 from netslim.slimming.gates import fold_gates, gated_layers, is_gate, strip_plan_record
@@ -26,6 +25,7 @@ from netslim.slimming.graph import analyze
 from netslim.slimming.plan import PruningPlan
 from netslim.slimming.planner import _check_ratio, build_plan, group_scores, select_channels
 from netslim.slimming.surgery import cut
+from netslim.slimming.trace import output_tensors
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -264,8 +264,7 @@ def masked_model(model: nn.Module, plan: PruningPlan, *, zero_beta: bool = True)
 
 
 def _rel_err(a: Any, b: Any) -> float:
-    ta = [t for t in tree_flatten(a)[0] if isinstance(t, torch.Tensor)]
-    tb = [t for t in tree_flatten(b)[0] if isinstance(t, torch.Tensor)]
+    ta, tb = output_tensors(a), output_tensors(b)  # dicts, ModelOutput, dataclasses, tuples
     num = max(float((x - y).abs().max()) for x, y in zip(ta, tb))
     den = max(float(x.abs().max()) for x in ta)
     return num / max(den, 1e-12)

@@ -241,10 +241,10 @@ def run_slimming(
     if config.checkpoint is not None:
         model = netslim.load(config.checkpoint, model=model)
     elif model is None:
-        from netslim.models import create
+        from netslim.models import resolve  # a zoo name or a FILE.py:FUNC / pkg.mod:FUNC factory
 
         size = data.image_size if isinstance(data.image_size, int) else tuple(data.image_size)[-1]
-        model = create(
+        model = resolve(
             config.model,
             num_classes=data.num_classes,
             in_channels=data.in_channels,
