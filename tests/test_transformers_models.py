@@ -203,10 +203,50 @@ def _hf() -> dict[str, Callable[[], nn.Module]]:
                 num_labels=3,
             )
         ),
+        "swiftformer": lambda: t.SwiftFormerForImageClassification(
+            t.SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 16, 24, 32], num_labels=3)
+        ),
+        "levit": lambda: t.LevitForImageClassification(
+            t.LevitConfig(
+                image_size=32,
+                hidden_sizes=[16, 24, 32],
+                num_attention_heads=[1, 2, 2],
+                depths=[1, 1, 1],
+                key_dim=[8, 8, 8],
+                num_labels=3,
+            )
+        ),
+        "textnet": lambda: t.TextNetForImageClassification(
+            t.TextNetConfig(stem_out_channels=8, hidden_sizes=[8, 8, 16, 16, 32], num_labels=3)
+        ),
+        "mobilevitv2": lambda: t.MobileViTV2ForImageClassification(
+            t.MobileViTV2Config(image_size=64, width_multiplier=0.25, num_labels=3)
+        ),
+        # backbones for detectors: a tuple of three feature maps
+        "resnet-backbone": lambda: t.ResNetBackbone(
+            t.ResNetConfig(
+                embedding_size=8,
+                hidden_sizes=[8, 16, 24],
+                depths=[1, 1, 1],
+                out_features=["stage1", "stage2", "stage3"],
+            )
+        ),
+        "rt_detr_resnet-backbone": lambda: t.RTDetrResNetBackbone(
+            t.RTDetrResNetConfig(
+                embedding_size=8,
+                hidden_sizes=[8, 16, 24],
+                depths=[1, 1, 1],
+                out_features=["stage1", "stage2", "stage3"],
+            )
+        ),
+        "mobilenet_v2-deeplabv3": lambda: t.MobileNetV2ForSemanticSegmentation(
+            t.MobileNetV2Config(depth_multiplier=0.25, image_size=32, num_labels=3)
+        ),
     }
 
 
 HF = _hf()
+INPUT_SIZE = {"mobilevitv2": 64}
 
 
 @pytest.mark.parametrize("family", sorted(HF))
@@ -216,7 +256,10 @@ def test_transformers_cnn_cut_of_zeroed_bn_channels_is_exact(family) -> None:
         model = HF[family]()
     except AttributeError as exc:  # an older transformers without this family
         pytest.skip(f"transformers {transformers.__version__} lacks {family}: {exc}")
-    zero_and_cut(model, torch.randn(2, 3, 32, 32))
+    size = INPUT_SIZE.get(family, 32)
+    checked = zero_and_cut(model, torch.randn(2, 3, size, size))
+    if family.endswith("-backbone"):
+        assert checked["outputs"] == 3
 
 
 @pytest.mark.parametrize("family", ["convnext", "convnextv2", "bit"])

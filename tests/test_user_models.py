@@ -189,3 +189,26 @@ def test_cli_rejects_a_bad_spec_in_one_line(tmp_path, capsys) -> None:
     code = main(["train", "--model", f"{tmp_path / 'nope.py'}:build", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "does not exist" in err
+
+
+def test_a_recorded_file_runs_only_when_present_and_not_when_a_model_is_passed(tmp_path) -> None:
+    marker = tmp_path / "ran.txt"
+    src = tmp_path / "side_effect.py"
+    src.write_text(NET + f"\nopen({str(marker)!r}, 'a').write('x')\n")
+    model = resolve(f"{src}:build", num_classes=3, in_channels=1, width=4)
+    path = netslim.save(model, tmp_path / "m.pt")
+    assert marker.read_text() == "x"
+    marker.unlink()
+    # with the architecture passed in, the recorded factory file is not touched
+    netslim.load(path, model=resolve_fresh_small(tmp_path))
+    assert not marker.exists()
+    src.unlink()
+    with pytest.raises(NetslimError, match="missing"):
+        netslim.load(path)
+    assert not marker.exists()
+
+
+def resolve_fresh_small(tmp_path: Path) -> torch.nn.Module:
+    copy = tmp_path / "plain_copy.py"
+    copy.write_text(NET)
+    return resolve(f"{copy}:build", num_classes=3, in_channels=1, width=4)
