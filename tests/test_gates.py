@@ -244,3 +244,12 @@ def test_cli_slim_gates_on_a_norm_free_user_model(tmp_path, capsys) -> None:
     pruned = netslim.load(tmp_path / "p.pt")
     assert not any(isinstance(m, ChannelGate | GatedLayer) for m in pruned.modules())
     assert pruned[0].out_channels + pruned[3].out_channels == 18
+
+
+def test_gating_twice_adds_nothing_and_keeps_the_model() -> None:
+    model = plain_net()
+    x = torch.randn(1, 3, 32, 32)
+    first = add_channel_gates(model, x)
+    with pytest.raises(PruningError, match="no conv/linear output"):
+        add_channel_gates(model, x)  # every gateable layer already has its gate
+    assert [n for n, m in model.named_modules() if isinstance(m, GatedLayer)] == first.gated

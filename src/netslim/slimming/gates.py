@@ -226,8 +226,10 @@ def add_channel_gates(
     graph, norm_labels = _analyze(model, example_inputs, ignored_layers)
     report = GateReport()
     candidates: list[str] = []
+    wrapped = gated_layers(model)
+    inside = {f"{w}.layer" for w in wrapped}
     for fqn, rec in graph.modules.items():
-        if rec.kind not in ("conv", "linear", "dwconv") or isinstance(model.get_submodule(fqn), GatedLayer):
+        if rec.kind not in ("conv", "linear", "dwconv") or fqn in inside:  # already gated: left as it is
             continue
         groups = [g for g in graph.groups if any(m.fqn == fqn and m.role in ("out", "dw") for m in g.members)]
         norm = _tied_norm(graph, fqn, norm_labels)
@@ -245,7 +247,7 @@ def add_channel_gates(
         if (
             isinstance(m, nn.modules.conv._ConvNd | nn.Linear)
             and fqn not in graph.modules
-            and not any(fqn.startswith(f"{w}.") for w in gated_layers(model))
+            and fqn not in inside
         ):
             report.skipped[fqn] = (
                 "the channel trace does not follow it (e.g. nn.Linear on a channels-last "
@@ -314,4 +316,8 @@ def strip_plan_record(record: dict[str, Any], wrappers: Sequence[str]) -> dict[s
     added = sorted({n for n in (_rename(f, names) for f in record.get("added_bias", [])) if n})
     meta = dict(record.get("meta", {}))
     meta["gates"] = sorted(names)
+    if isinstance(meta.get("groups"), list):
+        meta["groups"] = [
+            {**g, "name": _rename(str(g.get("name")), names) or g.get("name")} for g in meta["groups"]
+        ]
     return {**record, "layers": layers, "folds": [], "added_bias": added, "meta": meta}
