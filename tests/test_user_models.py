@@ -212,3 +212,13 @@ def resolve_fresh_small(tmp_path: Path) -> torch.nn.Module:
     copy = tmp_path / "plain_copy.py"
     copy.write_text(NET)
     return resolve(f"{copy}:build", num_classes=3, in_channels=1, width=4)
+
+
+def test_input_shape_fills_the_input_and_is_recorded(net_file) -> None:
+    model = resolve(f"{net_file}:build", input_shape=(3, 40, 40), width=4)
+    assert model[0].in_channels == 3 and model.netslim_recipe["input_shape"] == [3, 40, 40]
+    from netslim.measurement.resolve import default_input_size
+
+    assert default_input_size(model) == (3, 40, 40)
+    with pytest.raises(NetslimError, match="--input-shape has 3 channels but the data has 1"):
+        resolve(f"{net_file}:build", in_channels=1, input_shape=(3, 40, 40))

@@ -252,6 +252,8 @@ def run_slimming(
             **config.model_kwargs,
         )
     example = _example_inputs(data)
+    if config.channel_gates and not gated_layers(model):
+        say(str(add_channel_gates(model, example)))
     device = _eval_device(config)
     files: dict[str, Any] = {"config": "config.json"}
     sparsity_dirs: list[Path] = []
