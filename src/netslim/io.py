@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from netslim._atomic import atomic_torch_save
 from netslim.errors import CorruptFileError, NetslimError
 
 FORMAT = "netslim"
@@ -53,27 +53,6 @@ def _first_line(exc: BaseException) -> str:
     """The first line of an exception's message (some, like EOFError from torch.load, have none)."""
     lines = str(exc).splitlines()
     return lines[0][:200] if lines else "no message"
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``obj`` with ``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
-
-    A crash mid-write leaves the previous file intact. Returns the final path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:

@@ -8,6 +8,7 @@ code). Modules are discovered here, so adding a command never edits a shared lis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
 import sys
@@ -33,7 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    _finite_floats(parser)
     return parser
+
+
+def _finite_floats(parser: argparse.ArgumentParser) -> None:
+    """Make every ``type=float`` option of every command refuse nan and inf (``_common.finite_float``)."""
+    from netslim.cli._common import finite_float
+
+    for action in parser._actions:
+        if action.type is float:
+            action.type = finite_float
+        for child in (action.choices or {}).values() if isinstance(action.choices, dict) else ():
+            if isinstance(child, argparse.ArgumentParser):
+                _finite_floats(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,11 +57,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    from netslim.runfolder import release_all
+
     try:
+        _apply_threads(args)
         return int(args.func(args) or 0)
     except NetslimError as exc:
         print(f"netslim {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file-system fault outside netslim's own checks: still one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"netslim {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"netslim {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        release_all()
+
+
+def _apply_threads(args: argparse.Namespace) -> None:
+    """Honour ``--threads N``: intra-op threads and, where still allowed, inter-op threads."""
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    if threads < 1:
+        raise NetslimError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # settable once per process, before any inter-op work
+        torch.set_num_interop_threads(threads)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,24 @@ from netslim.errors import NetslimError
 from netslim.train.config import TrainConfig
 
 DEFAULT_DATASET = "fashion-mnist"
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is neither nan nor inf (the CLI applies it to every float option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def add_threads_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--threads N``: CPU threads torch uses (commands that train or measure; applied by the CLI)."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch (default: torch's choice); use 1 per job when running "
+                        "several jobs side by side")
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -84,7 +103,10 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--run-dir", type=Path, metavar="DIR", help="output folder (default: runs/<command>-...)")
     g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --run-dir (default: refuse to touch a finished run)")
     g.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_threads_arg(g)
 
 
 def add_training_command_args(
@@ -130,6 +152,73 @@ def check_model_source(args: argparse.Namespace) -> None:
     check_spec(args.model)  # an unknown zoo name lists the zoo; a factory must import
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a ``--device`` torch cannot parse or this build cannot use (e.g. cuda on a CPU-only torch)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise NetslimError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NetslimError(f"--device {device}: CUDA is not available to this torch "
+                               f"({torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise NetslimError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s); "
+                               "use cuda:0 .. cuda:N-1")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise NetslimError(f"--device {device}: MPS is not available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise NetslimError(f"--device {device}: netslim runs on cpu, cuda or mps")
+
+
+def _at_least(args: argparse.Namespace, name: str, low: int) -> None:
+    value = getattr(args, name, None)
+    if value is not None and value < low:
+        raise NetslimError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Check every generic option (data, training, run groups) before anything is read, trained or written.
+
+    Raises NetslimError naming the first bad option and what it should be.
+    """
+    for name in ("batch_size", "eval_batch_size", "epochs", "limit_train", "max_batches", "threads"):
+        _at_least(args, name, 1)
+    _at_least(args, "val_size", 0)
+    if getattr(args, "lr", None) is not None and args.lr <= 0:
+        raise NetslimError(f"--lr must be > 0, got {args.lr}")
+    for name in ("momentum", "weight_decay"):
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            raise NetslimError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if getattr(args, "grad_clip", None) is not None and args.grad_clip <= 0:
+        raise NetslimError(f"--grad-clip must be > 0, got {args.grad_clip}")
+    milestones = getattr(args, "milestones", None) or ()
+    if any(not 0 < m <= 1 for m in milestones):
+        raise NetslimError(f"--milestones are fractions of the epochs in (0, 1], got {list(milestones)}")
+    if getattr(args, "width", None) is not None and args.width <= 0:
+        raise NetslimError(f"--width must be > 0, got {args.width}")
+    if getattr(args, "model_kwargs", None) is not None:
+        json_object_arg(args.model_kwargs, "--model-kwargs", '{"depth": 20}')
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None:
+        path = Path(data_dir).expanduser()
+        if not path.exists():
+            raise NetslimError(f"--data-dir {data_dir} does not exist")
+        if not path.is_dir():
+            raise NetslimError(f"--data-dir {data_dir} is a file; give the folder holding the dataset files")
+    if getattr(args, "resume", False) and getattr(args, "run_dir", None) is None:
+        raise NetslimError("--resume needs --run-dir: give the folder of the run to continue")
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is not None and Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise NetslimError(f"--run-dir {run_dir} is a file, not a folder; give a folder path")
+    check_device(getattr(args, "device", None))
+
+
 def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     """A :class:`TrainConfig` from the options of :func:`add_train_args`; ``extra`` goes to ``config.extra``.
 
@@ -168,7 +257,7 @@ def build_data(args: argparse.Namespace, rank: int = 0, world: int = 1) -> Any:
     if args.batch_size % world:
         raise NetslimError(f"--batch-size {args.batch_size} is the global batch; make it a multiple of the "
                            f"{world} processes")
-    return get_loaders(
+    bundle = get_loaders(
         args.dataset or DEFAULT_DATASET,
         data_dir=args.data_dir,
         batch_size=args.batch_size,
@@ -180,6 +269,9 @@ def build_data(args: argparse.Namespace, rank: int = 0, world: int = 1) -> Any:
         rank=rank,
         world_size=world,
     )
+    if rank == 0 and getattr(bundle, "source", None) is not None:
+        print(f"data: {bundle.name} from {bundle.source}", flush=True)
+    return bundle
 
 
 def build_model(args: argparse.Namespace, bundle: Any) -> nn.Module:

@@ -17,6 +17,7 @@ from netslim.cli._common import (
     config_from_args,
     default_run_dir,
     format_table,
+    validate_args,
 )
 
 
@@ -35,20 +36,26 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, test and save; prints a short result table on rank 0. Returns the exit code."""
     import netslim
+    from netslim.runfolder import claim_from_args
     from netslim.train import Trainer, evaluate
     from netslim.train import distributed as dist
     from netslim.train.state import set_deterministic
 
     check_model_source(args)
+    validate_args(args)
     info = dist.init_from_env()
     try:
         config = config_from_args(args)
         if config.deterministic:
             set_deterministic(True)
-        bundle = build_data(args, rank=info.rank, world=info.world_size)
-        model = build_model(args, bundle)
         run_dir = Path(dist.broadcast_object(str(args.run_dir or default_run_dir("train", args.model,
                                                                                   args.dataset))))
+        if info.is_main:
+            args.run_dir = run_dir
+            claim_from_args(args, "train", run_dir)
+        bundle = build_data(args, rank=info.rank, world=info.world_size)
+        config.extra["data_dir"] = str(bundle.source) if bundle.source else None
+        model = build_model(args, bundle)
         trainer = Trainer(model, bundle.train, getattr(bundle, "val", None), config, run_dir=run_dir,
                           device=None if info.world_size > 1 else args.device)
         history = trainer.fit(resume=args.resume)

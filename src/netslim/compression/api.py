@@ -87,10 +87,9 @@ def compress_model(
 
 
 def _atomic_write_bytes(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    from netslim._atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, blob)
 
 
 def compress_checkpoint(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -33,6 +34,7 @@ class DataBundle:
     class_names: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    source: Path | None = None  # the folder the training files were read from
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -111,6 +113,7 @@ def get_loaders(
         class_names=train_full.class_names,
         mean=mean,
         std=std,
+        source=train_full.source,
     )
 
 

@@ -1,9 +1,10 @@
 """Where dataset files are looked for, and which files are missing when they are not found.
 
-Search order: the ``data_dir`` argument, ``$NETSLIM_DATA``, ``~/.cache/netslim``, ``/usr/share/datasets``
-(where Debian's ``dataset-*`` packages install). In each, the files may lie in a ``<name>/`` sub-folder,
-optionally inside the dataset's conventional sub-folder (e.g. ``cifar-10-batches-bin``); in ``data_dir``
-they may also lie directly in the folder.
+Without a ``data_dir`` argument the search order is ``$NETSLIM_DATA``, ``~/.cache/netslim``,
+``/usr/share/datasets`` (where Debian's ``dataset-*`` packages install). A ``data_dir`` means that folder
+only: nothing else is searched, so a run never silently reads other files than the ones it was given.
+In each, the files may lie in a ``<name>/`` sub-folder, optionally inside the dataset's conventional
+sub-folder (e.g. ``cifar-10-batches-bin``); in ``data_dir`` they may also lie directly in the folder.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ def cache_dir() -> Path:
 
 
 def search_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The base folders searched, in order (duplicates removed)."""
-    roots: list[Path] = []
+    """The base folders searched, in order (duplicates removed): only ``data_dir`` when it is given."""
     if data_dir is not None:
-        roots.append(Path(data_dir).expanduser())
+        return [Path(data_dir).expanduser()]
+    roots: list[Path] = []
     if os.environ.get(ENV_VAR):
         roots.append(Path(os.environ[ENV_VAR]).expanduser())
     roots += [cache_dir(), SYSTEM_DIR]
@@ -115,6 +116,8 @@ def locate(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path | 
 def missing_message(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = None) -> str:
     """A message saying where netslim looked and which files to put where (with download URLs)."""
     roots = search_roots(data_dir)
+    if data_dir is not None:
+        return _missing_in_dir(spec, roots[0])
     lines = [f"dataset {spec.name!r} not found. Looked in (in order): {', '.join(str(r) for r in roots)}"]
     target = roots[0] / spec.name
     for layout in spec.layouts:
@@ -128,6 +131,23 @@ def missing_message(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None =
         lines.append(f"  official files: {' '.join(urls)}{unpack}")
     lines.append(f"  or fetch and verify them: download=True (CLI: netslim datasets {spec.name} --download)")
     return "\n".join(lines)
+
+
+def _missing_in_dir(spec: DatasetSpec, root: Path) -> str:
+    """One line: which of ``spec``'s files are missing from the ``--data-dir`` folder ``root``."""
+    best: tuple[Layout, list[str]] | None = None
+    for layout in spec.layouts:
+        names = [f for split in layout.files.values() for f in split]
+        for directory in candidate_dirs(spec, layout, root, explicit=True):
+            missing = [f for f in names if resolve_file(directory, f, layout.gz_ok) is None]
+            if best is None or len(missing) < len(best[1]):
+                best = (layout, missing)
+    assert best is not None
+    layout, missing = best
+    suffix = " (or .gz)" if layout.gz_ok else ""
+    return (f"dataset {spec.name!r} not found in --data-dir {root} (only that folder is searched): "
+            f"missing {', '.join(missing)}{suffix}; put the files there (or in {root / spec.name}), or drop "
+            "--data-dir to search the default places")
 
 
 def require(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = None) -> Found:

@@ -22,7 +22,6 @@ runs this function is mostly used for (a few epochs) 0.1 undoes much of what spa
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -134,9 +133,9 @@ def _measure(
 
 
 def _save_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    from netslim._atomic import atomic_write_json
+
+    atomic_write_json(path, obj)
 
 
 def _pct(before: float | None, after: float | None) -> str:

@@ -11,9 +11,9 @@ from typing import Any
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from netslim._atomic import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 class MetricsLog:

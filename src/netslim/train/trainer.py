@@ -340,9 +340,9 @@ class Trainer:
             "callbacks": [type(cb).__name__ for cb in self.callbacks],
             "versions": {"netslim": __version__, "torch": torch.__version__},
         }
-        tmp = self.run_dir / ".config.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-        os.replace(tmp, self.run_dir / "config.json")
+        from netslim._atomic import atomic_write_json
+
+        atomic_write_json(self.run_dir / "config.json", info)
 
 
 def _fmt(value: Any) -> str:
