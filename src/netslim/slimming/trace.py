@@ -155,6 +155,8 @@ def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shap
         fqn = tr.stack.pop() if tr.stack else ""
         kind = _leaf_kind(mod)
         if kind is not None:
+            if tr.depth == 1 and args and isinstance(out, torch.Tensor) and tr.is_tainted(list(args)):
+                tr.taint([out])
             if tr.depth == 1:  # still > 0 while recording, so our own torch calls are not traced
                 _record_module(tr, fqn, kind, mod, args[0] if args else None, out)
             tr.depth -= 1
@@ -171,6 +173,7 @@ def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shap
         model.eval()
     try:
         with torch.no_grad():
+            tr.taint([t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)])
             for t in tree_flatten((args, kwargs))[0]:
                 if isinstance(t, torch.Tensor) and t.dim() >= 2:
                     tr.set_info(t, Info(tr.new_space(t.shape[1], "<input>", pin="model input"),
@@ -193,4 +196,6 @@ def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shap
             if inf is not None:
                 tr.pins.append((inf.desc, "model output"))
                 tr.read([t], "<output>")
-    return Trace(tr.n_vars, tr.spaces, tr.edges, tr.pins, tr.modules, tr.infos, tr.readers, tr.order)
+    tr.branch_pins()
+    return Trace(tr.n_vars, tr.spaces, tr.edges, tr.pins, tr.modules, tr.infos, tr.readers, tr.order,
+                 tr.conversions)

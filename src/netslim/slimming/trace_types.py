@@ -82,6 +82,8 @@ class Trace:
     infos: dict[int, Info]
     readers: dict[int, list[str]]
     order: list[str]
+    # where the forward turned input-dependent tensors into Python values (data-dependent control flow)
+    conversions: list[str] = field(default_factory=list)
 
 
 def const_map(segs: list[Seg], dead_keep: bool, expr_fn: Any) -> list[Seg]:

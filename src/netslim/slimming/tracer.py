@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import linecache
 import math
+import os
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +35,15 @@ from netslim.slimming.trace_types import (
     refine,
     slice_segs,
 )
+
+# turning a tensor's value into a Python value: what Python control flow (if/while/range) is built on
+_TO_PYTHON = {
+    torch.Tensor.__bool__: "bool", torch.Tensor.item: "number (.item())", torch.Tensor.__int__: "int",
+    torch.Tensor.__float__: "float", torch.Tensor.__index__: "index", torch.Tensor.tolist: "list (.tolist())",
+    torch.Tensor.__complex__: "complex", torch.Tensor.numpy: "NumPy array", torch.equal: "bool (torch.equal)",
+    torch.allclose: "bool (torch.allclose)", torch.is_nonzero: "bool (torch.is_nonzero)",
+}
+_OWN_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(__file__))
 
 _CONV = {F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d}
 _HEAVY = {*_CONV, F.linear, F.batch_norm, torch.batch_norm}
@@ -93,6 +105,18 @@ def _tensors(obj: Any, found: list[torch.Tensor]) -> list[torch.Tensor]:
     return found
 
 
+def _user_frame() -> str:
+    """``file:line (code)`` of the innermost caller outside torch and netslim's tracer (the model's code)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_OWN_DIRS):
+        frame = frame.f_back
+    if frame is None:
+        return "an unknown place"
+    code = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    return f"{where} ({code[:80]})" if code else where
+
+
 class Tracer(TorchFunctionMode):
     def __init__(self, ignored: set[str], shapes_only: bool = True) -> None:
         super().__init__()
@@ -111,6 +135,44 @@ class Tracer(TorchFunctionMode):
         self.stack: list[str] = []
         self.ignored = ignored
         self.warned: set[tuple[str, str]] = set()
+        # data-dependent control flow: tensors whose values depend on the inputs, and where the first
+        # of them was turned into a Python value (after that, every channel in use is pinned)
+        self.tainted: set[int] = set()
+        self.branch: str | None = None
+        self.branch_var = 0
+        self.conversions: list[str] = []
+
+    # ---- data-dependent control flow -------------------------------------------------------------------
+    def taint(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Mark tensors as depending on the model's input values."""
+        for t in tensors:
+            if id(t) not in self.tainted:
+                self.tainted.add(id(t))
+                self.alive.append(t)  # keep the id unique while the trace runs
+
+    def is_tainted(self, tensors: Sequence[torch.Tensor]) -> bool:
+        return any(id(t) in self.tainted for t in tensors)
+
+    def to_python(self, kind: str, ins: list[torch.Tensor]) -> None:
+        """A tensor computed from the inputs became a Python value: record where, pin from here on."""
+        if not self.is_tainted(ins):
+            return  # a constant or a parameter: the same on every input
+        place = _user_frame()
+        text = f"a tensor turned into a Python {kind} in module '{self.where()}' at {place}"
+        if text not in self.conversions:
+            self.conversions.append(text)
+        if self.branch is None:
+            self.branch = text
+            self.branch_var = self.n_vars
+            warnings.warn(
+                f"netslim: {text}: control flow there may depend on the input's values, and a path the "
+                "example inputs did not take could need other channels; the channels in use from that "
+                "point on are not pruned (make the forward shape-only to prune them)", stacklevel=3)
+
+    def branch_pins(self) -> None:
+        """Pin every variable created after the first data-dependent conversion (call once, at the end)."""
+        if self.branch is not None and self.n_vars > self.branch_var:
+            self.pins.append((torch.arange(self.branch_var, self.n_vars), f"after {self.branch}"))
 
     # ---- variables -------------------------------------------------------------------------------------
     def new_space(self, n: int, owner: str, pin: str | None = None) -> torch.Tensor:
@@ -157,6 +219,10 @@ class Tracer(TorchFunctionMode):
     def read(self, tensors: Sequence[torch.Tensor], who: str) -> None:
         for t in tensors:
             self.readers.setdefault(id(t), []).append(who)
+            if self.branch is not None:  # used after a data-dependent branch: keep its channels
+                inf = self.infos.get(id(t))
+                if inf is not None:
+                    self.pins.append((inf.desc, f"used after {self.branch}"))
 
     def where(self) -> str:
         return (self.stack[-1] if self.stack else "") or "<model>"
@@ -185,6 +251,10 @@ class Tracer(TorchFunctionMode):
                 return _zeros_like_result(func, args, kwargs)
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
+        kind = _TO_PYTHON.get(func)
+        if kind is not None:
+            self.to_python(kind, _tensors(kwargs, _tensors(args, [])))
+            return out
         name = norm_name(func)
         if name in _NO_TRACE:
             return out
@@ -192,6 +262,8 @@ class Tracer(TorchFunctionMode):
         if not outs:
             return out
         ins = _tensors(kwargs, _tensors(args, []))
+        if self.is_tainted(ins):
+            self.taint(outs)
         self.read(ins, name)
         try:
             handled = self.dispatch(name, args, kwargs, ins, outs)
