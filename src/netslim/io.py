@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from netslim._atomic import atomic_torch_save
 from netslim.errors import CorruptFileError, NetslimError
@@ -74,15 +75,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         CorruptFileError: the file is truncated, not a torch file, or not a netslim checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise NetslimError(f"checkpoint {path} is a directory; pass the model file in it (e.g. "
+                           f"{path / 'model.pt'})")
     if not path.is_file():
         raise NetslimError(f"checkpoint {path} does not exist; pass a file written by netslim.save")
-    with path.open("rb") as fh:
-        head = fh.read(8)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise NetslimError(f"cannot read checkpoint {path}: {exc.strerror}") from None
     if head == b"\x89NSZ\r\n\x1a\n":  # netslim.compression's container
         raise CorruptFileError(
             f"{path} is a compressed netslim file; restore a checkpoint first: "
             f"netslim decompress {path} -o OUT.pt"
         )
+    if not head.startswith(b"PK\x03\x04") and not head.startswith(b"\x80"):  # zip, or legacy pickle
+        what = "an empty file" if not head else "not a torch zip file"
+        raise CorruptFileError(f"{path} is not a netslim checkpoint ({what}); pass a file written by "
+                               "netslim.save (netslim train/slim/prune write model.pt)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
@@ -96,6 +107,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             "it may be truncated: write it again with netslim.save"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if isinstance(payload, dict) and payload.get("format") == "netslim-train" and "model_meta" in payload:
+            return _from_trainer_checkpoint(path, payload)
         raise CorruptFileError(
             f"{path} is a torch file but not a netslim checkpoint; save models with netslim.save(model, path)"
         )
@@ -107,6 +120,21 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptFileError(f"{path}: malformed netslim checkpoint ({exc})") from None
     return Checkpoint(meta=meta, state_dict=state)
+
+
+def _from_trainer_checkpoint(path: Path, payload: dict[str, Any]) -> Checkpoint:
+    """The model inside a trainer checkpoint (``RUN/checkpoint.pt``, ``RUN/PHASE/checkpoint.pt``)."""
+    try:
+        meta = json.loads(payload["model_meta"])
+        config = json.loads(payload.get("config") or "{}")
+        state = dict(payload["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: malformed trainer checkpoint ({exc}); load the model.pt") from None
+    dataset = (config.get("extra") or {}).get("dataset") if isinstance(config, dict) else None
+    extra = {"source": "trainer checkpoint", "epoch": payload.get("epoch")}
+    if dataset:
+        extra["dataset"] = dataset
+    return Checkpoint(meta={**meta, "extra": extra}, state_dict=state)
 
 
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -174,6 +202,70 @@ def replay_plans(model: nn.Module, plans: list[dict[str, Any]]) -> nn.Module:
     return model
 
 
+class _SkipInit(TorchFunctionMode):
+    """Makes in-place initialisers (``normal_``, ``fill_``, ``nn.init.*``) no-ops on meta tensors.
+
+    On the meta device they would only cost time (the first one imports torch's compiler stack).
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")
+        if name.endswith("_") and not name.startswith("_") and isinstance(target, torch.Tensor) \
+                and target.is_meta:
+            return target
+        return func(*args, **kwargs)
+
+
+def _check_plan_indices(path: str | os.PathLike[str], plans: list[dict[str, Any]]) -> None:
+    """Check that every kept-channel index of the stored plans lies in its layer's range."""
+    for n, plan in enumerate(plans):
+        layers = plan.get("layers") if isinstance(plan, dict) else None
+        if not isinstance(layers, dict):
+            raise CorruptFileError(f"{path}: pruning plan {n} is malformed (no 'layers'); file damaged")
+        for fqn, lp in layers.items():
+            if not isinstance(lp, dict):
+                raise CorruptFileError(f"{path}: pruning plan {n}, layer {fqn} is malformed")
+            for key, size_key in (("out_keep", "out_before"), ("in_keep", "in_before")):
+                keep, size = lp.get(key), lp.get(size_key)
+                if keep is None:
+                    continue
+                if not isinstance(keep, list) or not all(type(i) is int for i in keep):
+                    raise CorruptFileError(f"{path}: pruning plan {n}, layer {fqn}: {key} is not a list of "
+                                           "channel numbers; the file is damaged")
+                if isinstance(size, int) and keep and (min(keep) < 0 or max(keep) >= size):
+                    bad = next(i for i in keep if not 0 <= i < size)
+                    raise CorruptFileError(f"{path}: pruning plan {n}, layer {fqn}: channel {bad} is out of "
+                                           f"range for its {size} channels; the file is damaged")
+
+
+def _check_recipe_shapes(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
+    """Build the recipe and replay the plans on the meta device (nothing allocated) and compare the
+    parameter shapes with the stored tensors, so a damaged or crafted recipe fails before any allocation."""
+    from netslim.models import create
+
+    recipe = ckpt.recipe or {}
+    try:
+        with torch.device("meta"), _SkipInit():
+            model = replay_plans(create(recipe["name"], **recipe.get("kwargs", {})), ckpt.plans)
+    except NetslimError as exc:
+        raise CorruptFileError(f"{path}: its recipe or pruning plans do not build a model ({exc})") from None
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise CorruptFileError(f"{path}: its recipe or pruning plans do not build a model "
+                               f"({type(exc).__name__}: {_first_line(exc)}); the file is damaged") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for key, tensor in ckpt.state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CorruptFileError(f"{path}: entry {key} is not a tensor; the file is damaged")
+        if key in expected and tuple(tensor.shape) != expected[key]:
+            raise CorruptFileError(
+                f"{path}: its recipe ({recipe.get('name')} {recipe.get('kwargs', {})}) and pruning plans "
+                f"give {key} the shape {list(expected[key])}, the stored tensor is {list(tensor.shape)}; "
+                "the file is damaged or was edited"
+            )
+
+
 def load(
     path: str | os.PathLike[str], model: nn.Module | None = None, *, strict: bool = True
 ) -> nn.Module:
@@ -194,8 +286,19 @@ def load(
             )
         from netslim.models import create_from_recipe
 
+        _check_plan_indices(path, ckpt.plans)
+        if not recipe.get("factory"):  # zoo recipes only: a factory (user code) is not run twice
+            _check_recipe_shapes(path, ckpt)
         model = create_from_recipe(recipe, where=str(path))
-    model = replay_plans(model, ckpt.plans)
+    else:
+        _check_plan_indices(path, ckpt.plans)
+    try:
+        model = replay_plans(model, ckpt.plans)
+    except (IndexError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, NetslimError):
+            raise
+        raise CorruptFileError(f"{path}: its pruning plans do not fit the model ({type(exc).__name__}: "
+                               f"{_first_line(exc)})") from None
     if ckpt.meta.get("gates"):  # saved with channel gates (after any plans: a cut removes the gates)
         from netslim.slimming.gates import wrap_layers
 
