@@ -20,6 +20,16 @@ from typing import IO, Any
 from netslim.errors import NetslimError
 
 
+def _default_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file (0o666 less the umask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _default_mode()
+
+
 class WriteError(NetslimError, OSError):
     """A file could not be written (a folder in the way, no space, no permission); nothing was changed."""
 
@@ -95,6 +105,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+            # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's)
+            os.fchmod(fh.fileno(), path.stat().st_mode & 0o7777 if path.exists() else _MODE)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):

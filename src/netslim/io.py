@@ -137,6 +137,23 @@ def _from_trainer_checkpoint(path: Path, payload: dict[str, Any]) -> Checkpoint:
     return Checkpoint(meta={**meta, "extra": extra}, state_dict=state)
 
 
+def check_finite(weights: nn.Module | dict[str, torch.Tensor], what: str = "the model") -> None:
+    """Refuse weights holding nan or inf (a diverged training run), naming the first bad tensor.
+
+    Raises:
+        NetslimError: some floating-point parameter or buffer is not finite.
+    """
+    items = weights.state_dict().items() if isinstance(weights, nn.Module) else weights.items()
+    bad = [(name, int((~torch.isfinite(t)).sum())) for name, t in items
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        total = sum(n for _, n in bad)
+        raise NetslimError(
+            f"{what} has {total:,} nan/inf weights (first in {bad[0][0]}, {len(bad)} tensors in all): its "
+            "training diverged; retrain it (lower --lr, or --grad-clip) rather than prune, compress or export"
+        )
+
+
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state dict with weight masks folded in (masked entries stored as zeros, no mask entries).
 

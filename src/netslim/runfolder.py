@@ -75,10 +75,12 @@ def _describe(holder: dict[str, Any] | None) -> str:
     if not holder:
         return "another process (its lock file is unreadable)"
     started = holder.get("started")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, int | float) \
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+        if isinstance(started, int | float)
         else "?"
-    return (f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command') or '?'}, "
-            f"started {when})")
+    )
+    return f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command') or '?'}, started {when})"
 
 
 def existing_run_files(path: str | os.PathLike[str]) -> list[str]:
@@ -102,8 +104,11 @@ def _take_lock(lock: Path, command: str) -> None:
             same_host = holder is not None and holder.get("host") == socket.gethostname()
             pid = holder.get("pid") if holder else None
             if same_host and isinstance(pid, int) and (pid == os.getpid() or not _pid_alive(pid)):
-                print(f"netslim: note: taking over the stale lock of {_describe(holder)}, which is no longer "
-                      f"running, in {lock.parent}", file=sys.stderr)
+                print(
+                    f"netslim: note: taking over the stale lock of {_describe(holder)}, which is no longer "
+                    f"running, in {lock.parent}",
+                    file=sys.stderr,
+                )
                 with contextlib.suppress(FileNotFoundError):
                     lock.unlink()
                 continue
@@ -178,8 +183,9 @@ def claim_from_args(args: argparse.Namespace, command: str, default: str | os.Pa
         raise RunFolderError("--resume needs --run-dir: give the folder of the run to continue")
     if resume and overwrite:
         raise RunFolderError("--resume continues a run and --overwrite replaces it: pass only one")
-    return claim_run_dir(run_dir if run_dir is not None else default, command=command, resume=resume,
-                         overwrite=overwrite)
+    return claim_run_dir(
+        run_dir if run_dir is not None else default, command=command, resume=resume, overwrite=overwrite
+    )
 
 
 def release(path: str | os.PathLike[str]) -> None:

@@ -139,11 +139,15 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_model_source(args: argparse.Namespace) -> None:
-    """Before any data is read, reject a missing ``--checkpoint`` file, an unknown ``--model``, or neither."""
+    """Before any data is read: check the generic options (:func:`validate_args`), and reject a missing,
+    unreadable or non-finite ``--checkpoint``, an unknown ``--model``, or neither."""
+    validate_args(args)
     checkpoint = getattr(args, "checkpoint", None)
     if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise NetslimError(f"checkpoint {checkpoint} does not exist; pass a file written by netslim.save")
+        from netslim.io import check_finite, read_checkpoint
+
+        # read_checkpoint also refuses a missing file, a folder or a file of another format
+        check_finite(read_checkpoint(checkpoint).state_dict, f"checkpoint {checkpoint}")
         return
     if not getattr(args, "model", None):
         raise NetslimError("give --model NAME to train, or --checkpoint FILE with a trained model")

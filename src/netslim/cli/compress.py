@@ -30,8 +30,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compress ``args.checkpoint`` into ``args.output`` and print the size report; returns 0."""
+    from netslim._atomic import check_writable_target
     from netslim.compression import compress_checkpoint
+    from netslim.io import check_finite, read_checkpoint
 
+    check_writable_target(args.output)
+    check_finite(read_checkpoint(args.checkpoint).state_dict, f"checkpoint {args.checkpoint}")
     report = compress_checkpoint(
         args.checkpoint,
         args.output,

@@ -20,8 +20,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Decompress ``args.file`` into the checkpoint ``args.output``; returns 0."""
+    from netslim._atomic import check_writable_target
     from netslim.compression import decompress_checkpoint
 
+    check_writable_target(args.output)
     path = decompress_checkpoint(args.file, args.output)
     print(f"wrote {path}")
     return 0

@@ -40,19 +40,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-batches", type=int, help="at most N batches per epoch (smoke runs)")
     p.add_argument("--run-dir", type=Path, help="output folder (default: runs/demo-...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline and write its report; returns the exit code."""
     from netslim.report import write_report
+    from netslim.runfolder import claim_from_args
     from netslim.slimming.workflow import SlimmingConfig, run_slimming
     from netslim.train.config import TrainConfig
 
     if args.epochs < 1 or args.finetune_epochs < 1:
         raise NetslimError("--epochs and --finetune-epochs must be at least 1")
     start = time.perf_counter()
-    run_dir = args.run_dir or default_run_dir("demo", args.model, args.dataset)
+    run_dir = claim_from_args(args, "demo", args.run_dir or default_run_dir("demo", args.model, args.dataset))
     progress = not args.no_progress
     config = SlimmingConfig(
         model=args.model,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from netslim.cli._common import DEFAULT_DATASET, add_data_args, build_data, format_table
+from netslim.cli._common import DEFAULT_DATASET, add_data_args, build_data, format_table, validate_args
 from netslim.errors import NetslimError
 
 
@@ -33,13 +32,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import netslim
+    from netslim._atomic import atomic_write_json, check_writable_target
     from netslim.io import read_checkpoint
     from netslim.train import evaluate
     from netslim.train.distributed import default_device
 
+    validate_args(args)
+    if args.json is not None:
+        check_writable_target(args.json, "--json")
     stored = read_checkpoint(args.checkpoint).meta.get("extra", {})
     args.dataset = args.dataset or stored.get("dataset") or DEFAULT_DATASET
     model = netslim.load(args.checkpoint)
+    if args.split == "test":
+        args.val_size = 0  # the held-out split does not matter: no need for a training set that fits it
+    args.batch_size = 1  # the training loader is not used: any training set size will do
     bundle = build_data(args)
     loader = getattr(bundle, args.split, None)
     if loader is None:
@@ -57,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
         title=f"netslim eval: {args.checkpoint} on {args.dataset} ({args.split})",
     ))
     if args.json:
-        args.json.write_text(json.dumps({**result, "dataset": args.dataset, "split": args.split}, indent=2))
+        atomic_write_json(args.json, {**result, "dataset": args.dataset, "split": args.split})
     return 0

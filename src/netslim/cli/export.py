@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, verify against torch, and with ``--int8`` quantize and print the float/INT8 table."""
+    from netslim._atomic import check_writable_target
     from netslim.export import (
         calibration_batches,
         compare_float_int8,
@@ -40,9 +41,17 @@ def run(args: argparse.Namespace) -> int:
         max_abs_diff,
         quantize_int8,
     )
+    from netslim.io import check_finite
     from netslim.measurement.resolve import example_input, load_model
 
+    if args.int8 and not args.calib_dataset:  # before anything is written
+        raise NetslimError("--int8 needs --calib-dataset NAME (real images to calibrate activation ranges)")
+    for name in ("calib_batches", "eval_batches", "repeats"):
+        if getattr(args, name) < 1:
+            raise NetslimError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    check_writable_target(args.onnx, "--onnx")
     model = load_model(args.model, args.input_size).eval()
+    check_finite(model, f"model {args.model}")
     x = example_input(model, args.input_size)
     path = export_onnx(model, args.onnx, x)
     diff = max_abs_diff(model, path, example_input(model, args.input_size, batch=4))

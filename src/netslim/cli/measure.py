@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         payload: dict[str, Any] = {"models": dict(zip(names, results))} if ratio else results[0]
         if ratio is not None:
             payload = {"a": results[0], "b": results[1], "names": names, "ratio": ratio}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(_jsonable(payload), indent=2))
+        from netslim._atomic import atomic_write_json
+
+        atomic_write_json(args.json, _jsonable(payload))
     return 0

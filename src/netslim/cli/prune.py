@@ -8,13 +8,11 @@ narrow model with ``netslim.save``. ``--dry-run`` prints the plan and writes not
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from netslim.cli._common import add_data_args, format_table
+from netslim.cli._common import add_data_args, format_table, validate_args
 from netslim.cli.slim import add_pruning_args
 from netslim.errors import NetslimError
 
@@ -59,8 +57,9 @@ def _example_inputs(args: argparse.Namespace, recipe: dict[str, Any] | None, bun
 def run(args: argparse.Namespace) -> int:
     """Plan (and unless --dry-run apply and save) the cut; prints the plan and a summary. Returns 0."""
     import netslim
+    from netslim._atomic import atomic_write_json, check_writable_target
     from netslim.cli._common import build_data
-    from netslim.io import read_checkpoint
+    from netslim.io import check_finite, read_checkpoint
     from netslim.measurement.api import measure
     from netslim.slimming import api
     from netslim.train import evaluate
@@ -69,8 +68,14 @@ def run(args: argparse.Namespace) -> int:
         raise NetslimError(f"--ratio must be in (0, 1), got {args.ratio}; 0.7 prunes 70% of the channels")
     if not args.dry_run and not args.output:
         raise NetslimError("pass -o OUT for the pruned model (or --dry-run to only print the plan)")
+    validate_args(args)
+    for target in (args.output, args.plan_out):
+        if target and not args.dry_run:
+            check_writable_target(target)
+    ckpt = read_checkpoint(args.checkpoint)
+    check_finite(ckpt.state_dict, f"checkpoint {args.checkpoint}")
     model = netslim.load(args.checkpoint)
-    recipe = read_checkpoint(args.checkpoint).recipe
+    recipe = ckpt.recipe
     bundle = build_data(args) if args.dataset else None
     example = _example_inputs(args, recipe, bundle)
     plan = api.plan(
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(plan)
     if args.plan_out and not args.dry_run:
-        Path(args.plan_out).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+        atomic_write_json(args.plan_out, plan.to_dict())
     if args.dry_run:
         return 0
     pruned = api.apply(model, plan, fold_beta=not args.no_fold_beta).eval()

@@ -25,6 +25,7 @@ from netslim.cli._common import (
 )
 from netslim.cli.sensitivity import accuracy_fn, add_sensitivity_args, prepare_model, run_sensitivity
 from netslim.errors import NetslimError
+from netslim.runfolder import claim_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_source(args)
     bundle = build_data(args)
     run_dir = Path(args.run_dir or default_run_dir("prune-weights", args.model, args.dataset))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_from_args(args, "prune-weights", run_dir)  # netslim.runfolder: lock; never replace a finished run
     train_cfg = config_from_args(args)
     model, train_history = prepare_model(args, bundle, run_dir)
     val_loader = bundle.val or bundle.test

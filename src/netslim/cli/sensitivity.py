@@ -24,6 +24,7 @@ from netslim.cli._common import (
     default_run_dir,
 )
 from netslim.errors import NetslimError
+from netslim.runfolder import claim_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_source(args)
     bundle = build_data(args)
     run_dir = Path(args.run_dir or default_run_dir("sensitivity", args.model, args.dataset))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_from_args(args, "sensitivity", run_dir)  # netslim.runfolder: lock; never replace a finished run
     model, _ = prepare_model(args, bundle, run_dir)
     evaluate_fn = accuracy_fn(bundle.val or bundle.test, args.max_batches)
     result, settings = run_sensitivity(model, evaluate_fn, args, run_dir)

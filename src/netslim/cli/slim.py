@@ -129,10 +129,12 @@ def config_from(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the slimming workflow and print the before/after table. Returns the exit code."""
+    from netslim.runfolder import claim_from_args
     from netslim.slimming.workflow import run_slimming
 
     config = config_from(args)  # validates ratio & co. before any data is read
     check_model_source(args)
+    claim_from_args(args, "slim", config.run_dir)  # netslim.runfolder: lock; never replace a finished run
     bundle = build_data(args)
     model = None if args.checkpoint else build_model(args, bundle)
     run_slimming(config, data=bundle, model=model, verbose=True)

@@ -113,7 +113,7 @@ def get_loaders(
         class_names=train_full.class_names,
         mean=mean,
         std=std,
-        source=train_full.source,
+        source=train_full.source.resolve() if train_full.source is not None else None,
     )
 
 

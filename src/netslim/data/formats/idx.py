@@ -23,6 +23,14 @@ _TYPES: dict[int, np.dtype] = {
 }
 
 
+_MAX_DIMS = 4  # MNIST-style files have 1 (labels) or 3 (images)
+
+
+def _short(shape: tuple[int, ...]) -> str:
+    text = str(shape)
+    return text if len(text) <= 60 else text[:57] + "...)"
+
+
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Parse IDX bytes into an array of the shape and type the header declares."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
@@ -32,6 +40,9 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         )
     dtype = _TYPES[data[2]]
     ndim = data[3]
+    if not 1 <= ndim <= _MAX_DIMS:
+        raise CorruptFileError(f"{name}: the IDX header declares {ndim} dimensions (1 to {_MAX_DIMS} "
+                               "expected); the file is damaged or not an IDX file")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise CorruptFileError(f"{name}: file ends inside the IDX header ({len(data)} bytes, need {header})")
@@ -39,7 +50,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         raise CorruptFileError(
-            f"{name}: size mismatch with header: header says shape {shape} ({expected} bytes in all) but "
+            f"{name}: size mismatch with header: header says shape {_short(shape)} ({expected} bytes) but "
             f"the file has {len(data)} bytes; it is truncated or not an IDX file"
         )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
@@ -57,11 +68,12 @@ def read_idx_pair(images_path: Path, labels_path: Path, num_classes: int) -> tup
     if images.dtype != np.uint8 or images.ndim != 3:
         raise CorruptFileError(
             f"{images_path}: expected unsigned-byte images of shape (N, H, W), "
-            f"got {images.dtype} {images.shape}"
+            f"got {images.dtype} {_short(images.shape)}"
         )
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise CorruptFileError(
-            f"{labels_path}: expected unsigned-byte labels of shape (N,), got {labels.dtype} {labels.shape}"
+            f"{labels_path}: expected unsigned-byte labels of shape (N,), got {labels.dtype} "
+            f"{_short(labels.shape)}"
         )
     if len(images) != len(labels):
         raise CorruptFileError(
