@@ -46,6 +46,18 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (itself, or what it was raised from or while handling), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def check_writable_target(path: str | os.PathLike[str], what: str = "output") -> Path:
     """Check, before any work, that ``path`` can name a file to write; returns it as a :class:`Path`.
 
@@ -111,9 +123,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, NetslimError):
-            raise WriteError(f"cannot write {path}: {_reason(exc)}; nothing was changed") from None
-        if isinstance(exc, RuntimeError) and "file write failed" in str(exc).lower():
+        if isinstance(exc, NetslimError):
+            raise
+        os_error = _os_error(exc)
+        if os_error is not None:
+            raise WriteError(f"cannot write {path}: {_reason(os_error)}; nothing was changed") from None
+        if isinstance(exc, RuntimeError) and "write" in str(exc).lower():
             # torch.save reports a failed write (e.g. a full disk) as a RuntimeError from its zip writer
             raise WriteError(
                 f"cannot write {path}: the disk is full or the file-size limit was "

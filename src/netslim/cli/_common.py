@@ -139,21 +139,21 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_model_source(args: argparse.Namespace) -> None:
-    """Before any data is read: check the generic options (:func:`validate_args`), and reject a missing,
-    unreadable or non-finite ``--checkpoint``, an unknown ``--model``, or neither."""
-    validate_args(args)
+    """Before any data is read: reject a missing, unreadable or non-finite ``--checkpoint``, an unknown
+    ``--model``, or neither; then check the generic options (:func:`validate_args`)."""
     checkpoint = getattr(args, "checkpoint", None)
     if checkpoint is not None:
         from netslim.io import check_finite, read_checkpoint
 
         # read_checkpoint also refuses a missing file, a folder or a file of another format
         check_finite(read_checkpoint(checkpoint).state_dict, f"checkpoint {checkpoint}")
-        return
-    if not getattr(args, "model", None):
+    elif not getattr(args, "model", None):
         raise NetslimError("give --model NAME to train, or --checkpoint FILE with a trained model")
-    from netslim.models import check_spec
+    else:
+        from netslim.models import check_spec
 
-    check_spec(args.model)  # an unknown zoo name lists the zoo; a factory must import
+        check_spec(args.model)  # an unknown zoo name lists the zoo; a factory must import
+    validate_args(args)
 
 
 def check_device(device: str | None) -> None:
