@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from netslim.cli._common import DEFAULT_DATASET, add_data_args, build_data, format_table, validate_args
+from netslim.cli._common import (
+    DEFAULT_DATASET,
+    add_data_args,
+    add_threads_arg,
+    build_data,
+    format_table,
+    validate_args,
+)
 from netslim.errors import NetslimError
 
 
@@ -24,6 +31,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the result as JSON here")
     add_data_args(p, dataset_default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default: 0)")
+    add_threads_arg(p)
     p.set_defaults(func=run, no_augment=True)
 
 

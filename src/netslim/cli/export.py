@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from netslim.cli._common import add_threads_arg
 from netslim.errors import NetslimError
 
 
@@ -28,6 +29,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--calib-batches", type=int, default=8, help="training batches used for calibration")
     p.add_argument("--eval-batches", type=int, default=20, help="test batches for the accuracy column")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size")
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from netslim.cli._common import add_data_args, format_table, validate_args
+from netslim.cli._common import add_data_args, add_threads_arg, format_table, validate_args
 from netslim.cli.slim import add_pruning_args
 from netslim.errors import NetslimError
 
@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
                    help="example input C H W for tracing (default: from the checkpoint or --dataset)")
     add_pruning_args(p)
     add_data_args(p, dataset_default=None)
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
