@@ -53,9 +53,12 @@ def test_search_order(tmp_path, monkeypatch, isolated):
 def test_missing_data_message_names_files(tmp_path, isolated):
     with pytest.raises(DataNotFoundError) as info:
         load_dataset("fashion-mnist", "train", data_dir=tmp_path / "mine")
-    msg = str(info.value)
-    assert "train-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg
-    assert str(tmp_path / "mine") in msg and "amazonaws.com/train-images-idx3-ubyte.gz" in msg
+    msg = str(info.value)  # one line: the files missing from the one folder searched, and how to fetch them
+    assert "train-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg and "\n" not in msg
+    assert str(tmp_path / "mine") in msg and "netslim datasets fashion-mnist --download --data-dir" in msg
+    with pytest.raises(DataNotFoundError) as info:
+        load_dataset("fashion-mnist", "train")
+    assert "amazonaws.com/train-images-idx3-ubyte.gz" in str(info.value)
     with pytest.raises(UnknownNameError, match="cifar10"):
         load_dataset("imagenet-1k")
     assert set(list_datasets()) == {"mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "svhn"}

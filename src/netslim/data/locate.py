@@ -116,8 +116,6 @@ def locate(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path | 
 def missing_message(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = None) -> str:
     """A message saying where netslim looked and which files to put where (with download URLs)."""
     roots = search_roots(data_dir)
-    if data_dir is not None:
-        return _missing_in_dir(spec, roots[0])
     lines = [f"dataset {spec.name!r} not found. Looked in (in order): {', '.join(str(r) for r in roots)}"]
     target = roots[0] / spec.name
     for layout in spec.layouts:
@@ -145,14 +143,17 @@ def _missing_in_dir(spec: DatasetSpec, root: Path) -> str:
     assert best is not None
     layout, missing = best
     suffix = " (or .gz)" if layout.gz_ok else ""
+    fetch = f"netslim datasets {spec.name} --download --data-dir {root}" if spec.resources else ""
     return (f"dataset {spec.name!r} not found in --data-dir {root} (only that folder is searched): "
-            f"missing {', '.join(missing)}{suffix}; put the files there (or in {root / spec.name}), or drop "
-            "--data-dir to search the default places")
+            f"missing {', '.join(missing)}{suffix}; put the files there (or in {root / spec.name})"
+            + (f", or fetch them: {fetch}" if fetch else ""))
 
 
 def require(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = None) -> Found:
     """Like :func:`find`, but raises DataNotFoundError naming the missing files when nothing is found."""
     found = find(spec, data_dir)
     if found is None:
+        if data_dir is not None:
+            raise DataNotFoundError(_missing_in_dir(spec, Path(data_dir).expanduser()))
         raise DataNotFoundError(missing_message(spec, data_dir))
     return found
