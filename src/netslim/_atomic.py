@@ -43,7 +43,7 @@ def _reason(exc: OSError) -> str:
         return "permission denied"
     if exc.errno == errno.EROFS:
         return "the file system is read-only"
-    return exc.strerror or type(exc).__name__
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _os_error(exc: BaseException) -> OSError | None:
