@@ -34,12 +34,15 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    from netslim._atomic import atomic_write_bytes
+
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     _pyplot().close(fig)
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -229,6 +229,8 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     run = Path(run_dir)
     data = collect(run)
     md_path, html_path = run / "report.md", run / "report.html"
-    md_path.write_text(render_markdown(data))
-    html_path.write_text(render_html(data, run))
+    from netslim._atomic import atomic_write_text
+
+    atomic_write_text(md_path, render_markdown(data))
+    atomic_write_text(html_path, render_html(data, run))
     return md_path, html_path
