@@ -431,7 +431,7 @@ def test_check_finite_names_the_tensor():
 
     net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
     net[1].running_var[0] = float("inf")
-    with pytest.raises(NetslimError, match=r"1 nan/inf weights \(first in 1.running_var"):
+    with pytest.raises(NetslimError, match=r"1 nan/inf weights \(first in 1.running_var; 1 tensor"):
         check_finite(net)
 
 

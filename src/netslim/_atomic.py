@@ -66,7 +66,7 @@ def check_writable_target(path: str | os.PathLike[str], what: str = "output") ->
     """
     path = Path(path)
     if path.is_dir():
-        raise WriteError(f"{what} {path} is a directory; give a file name, e.g. {path / 'model.pt'}")
+        raise WriteError(f"{what} {path} is a directory; give the path of a file (in it or elsewhere)")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -149,7 +149,7 @@ def check_finite(weights: nn.Module | dict[str, torch.Tensor], what: str = "the 
     if bad:
         total = sum(n for _, n in bad)
         raise NetslimError(
-            f"{what} has {total:,} nan/inf weights (first in {bad[0][0]}, {len(bad)} tensors in all): its "
+            f"{what} has {total:,} nan/inf weights (first in {bad[0][0]}; {len(bad)} tensor(s) in all): its "
             "training diverged; retrain it (lower --lr, or --grad-clip) rather than prune, compress or export"
         )
 
