@@ -565,6 +565,35 @@ def test_finished_run_is_not_replaced(capsys, base):
     assert snapshot(base["run"]) == before
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["slim", "--model", "vgg11", "--width", "0.125", "--dataset", "mnist", "--val-size", "16"],
+        ["slim", "--checkpoint", "MODEL", "--dataset", "mnist", "--val-size", "16"],
+        [
+            "prune-weights",
+            "--model",
+            "lenet5",
+            "--quality",
+            "0.5",
+            "--dataset",
+            "mnist",
+            "--val-size",
+            "16",
+            "--batch-size",
+            "16",
+        ],
+        ["sensitivity", "--model", "lenet5", "--dataset", "mnist", "--val-size", "16", "--batch-size", "16"],
+        ["demo", "--dataset", "mnist", "--val-size", "16"],
+    ],
+)
+def test_every_run_folder_command_refuses_a_finished_run(capsys, base, argv):
+    before = snapshot(base["run"])
+    argv = [str(base["model"]) if a == "MODEL" else a for a in argv]
+    fails(capsys, "already holds a run", *argv, "--data-dir", base["data"], "--run-dir", base["run"])
+    assert snapshot(base["run"]) == before
+
+
 def test_overwrite_replaces_a_run(capsys, tmp_path, base):
     run = tmp_path / "run"
     assert cli(capsys, *train_args(base, run))[0] == 0
