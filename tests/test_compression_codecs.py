@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -107,14 +105,12 @@ def test_huffman_is_optimal_on_dyadic_source_and_limits_depth() -> None:
     np.testing.assert_array_equal(huffman.decode(huffman.encode(stream), stream.size), stream)
 
 
-def test_huffman_decodes_270k_symbols_fast() -> None:
+def test_huffman_decodes_a_layer_sized_stream_exactly() -> None:
+    # decoding speed is a benchmark (benchmarks/bench_compression.py), never a timed unit test
     rng = np.random.default_rng(1)
     stream = np.minimum(rng.geometric(0.1, 270_000) - 1, 31)
     blob = huffman.encode(stream)
-    start = time.perf_counter()
-    out = huffman.decode(blob, stream.size)
-    assert time.perf_counter() - start < 1.0
-    np.testing.assert_array_equal(out, stream)
+    np.testing.assert_array_equal(huffman.decode(blob, stream.size), stream)
 
 
 def test_huffman_dense_table_form_is_used_for_compact_alphabets() -> None:
