@@ -21,7 +21,6 @@ import contextlib
 import io
 import logging
 import os
-import statistics
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -159,25 +158,46 @@ def run_onnx(path_or_session: Any, inputs: Any) -> list[np.ndarray]:
     return list(session.run(None, _feed(session, inputs)))
 
 
+def onnx_latency(
+    paths: Sequence[str | os.PathLike[str]],
+    example_inputs: Any,
+    batch_sizes: Sequence[int] = (1, 64),
+    *,
+    repeats: int | None = None,
+    warmup: int | None = None,
+    threads: int | None = None,
+) -> list[dict[int, Any]]:
+    """onnxruntime CPU latency of each ONNX file per batch size, the files timed interleaved.
+
+    Returns one ``{batch: Timing}`` per path (:class:`netslim.measurement.latency.Timing`: median, quartiles,
+    noisy flag); inputs repeat the first example sample.
+    """
+    from netslim.measurement.latency import DEFAULT_REPEATS, DEFAULT_WARMUP, Timer, batch_of
+
+    timer = Timer(repeats=repeats or DEFAULT_REPEATS, warmup=DEFAULT_WARMUP if warmup is None else warmup)
+    sessions = [onnx_session(p, threads=threads) for p in paths]
+    result: list[dict[int, Any]] = [{} for _ in sessions]
+    for b in batch_sizes:
+        batch = batch_of(_inputs_tuple(example_inputs), b)
+        feeds = [_feed(s, batch) for s in sessions]
+        fns = [lambda s=s, feed=feed: s.run(None, feed) for s, feed in zip(sessions, feeds)]
+        for k, timing in enumerate(timer.measure(fns)):
+            result[k][b] = timing
+    return result
+
+
 def onnx_latency_ms(
     path: str | os.PathLike[str],
     example_inputs: Any,
     batch_sizes: Sequence[int] = (1, 64),
     *,
-    repeats: int = 20,
-    warmup: int = 3,
+    repeats: int | None = None,
+    warmup: int | None = None,
     threads: int | None = None,
 ) -> dict[int, float]:
-    """Median onnxruntime CPU latency (ms) per batch size; inputs repeat the first example sample."""
-    from netslim.measurement.latency import batch_of, time_calls
-
-    session = onnx_session(path, threads=threads)
-    result: dict[int, float] = {}
-    for b in batch_sizes:
-        feed = _feed(session, batch_of(_inputs_tuple(example_inputs), b))
-        times = time_calls([lambda feed=feed: session.run(None, feed)], repeats, warmup)[0]
-        result[b] = statistics.median(times)
-    return result
+    """Median onnxruntime CPU latency (ms) per batch size (see :func:`onnx_latency` for the spread)."""
+    timed = onnx_latency([path], example_inputs, batch_sizes, repeats=repeats, warmup=warmup, threads=threads)
+    return {b: t.median_ms for b, t in timed[0].items()}
 
 
 class _BatchReader:
@@ -273,19 +293,26 @@ def compare_float_int8(
     *,
     max_batches: int | None = None,
     batch_sizes: Sequence[int] = (1, 64),
-    repeats: int = 20,
-    warmup: int = 3,
-) -> dict[str, dict[str, Any]]:
+    repeats: int | None = None,
+    warmup: int | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Size (bytes), onnxruntime latency (ms per batch size) and accuracy of the float and INT8 models.
 
-    Returns ``{"float": {...}, "int8": {...}, "ratio": {...}}`` where ratio is int8 / float; accuracy is
-    ``None`` when no ``eval_loader`` is given.
+    The two files are timed interleaved. Returns ``{"float": {...}, "int8": {...}, "ratio": {...},
+    "int8_faster": {batch: bool}}`` where ratio is int8 / float and ``int8_faster`` says whether INT8 was
+    measured faster beyond the noise (:func:`int8_measured_faster`); accuracy is ``None`` without an
+    ``eval_loader``.
     """
+    timed = onnx_latency(
+        [float_path, int8_path], example_inputs, batch_sizes, repeats=repeats, warmup=warmup, threads=threads
+    )
     rows: dict[str, dict[str, Any]] = {}
-    for key, path in (("float", float_path), ("int8", int8_path)):
+    for key, path, timing in (("float", float_path, timed[0]), ("int8", int8_path, timed[1])):
         rows[key] = {
             "file_bytes": Path(path).stat().st_size,
-            "latency_ms": onnx_latency_ms(path, example_inputs, batch_sizes, repeats=repeats, warmup=warmup),
+            "latency": {b: t.to_dict() for b, t in timing.items()},
+            "latency_ms": {b: t.median_ms for b, t in timing.items()},
             "accuracy": onnx_accuracy(path, eval_loader, max_batches) if eval_loader is not None else None,
         }
     ratio: dict[str, Any] = {
@@ -295,7 +322,17 @@ def compare_float_int8(
         },
     }
     rows["ratio"] = ratio
+    rows["int8_faster"] = {b: int8_measured_faster(rows["float"]["latency"][b], rows["int8"]["latency"][b])
+                           for b in batch_sizes}
     return rows
+
+
+def int8_measured_faster(float_timing: dict[str, Any], int8_timing: dict[str, Any]) -> bool:
+    """True when the INT8 model is faster than float beyond the noise: a lower median, its third quartile
+    below float's first quartile, and neither measurement flagged noisy."""
+    if float_timing.get("noisy") or int8_timing.get("noisy"):
+        return False
+    return int8_timing["q3_ms"] < float_timing["q1_ms"]
 
 
 def max_abs_diff(model: nn.Module, path: str | os.PathLike[str], inputs: Any) -> float:

@@ -23,7 +23,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--input-size", metavar="CxHxW", help="e.g. 1x28x28 (default: from the model recipe, else 3x32x32)"
     )
-    p.add_argument("--repeats", type=int, default=20, help="timed forwards per batch size (median reported)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=30,
+        help="timed forwards per batch size after warm-up (median and interquartile range reported)",
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's current setting)")
     p.add_argument("--no-latency", action="store_true", help="skip timing")
@@ -82,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     ratio = ratios(results[0], results[1]) if len(results) == 2 else None
     print(format_table(results, names, ratio))
     print(f"input {tuple(x.shape)}, threads {results[0]['threads']}; FLOPs = 2 x MACs (conv + linear)")
+    if not args.no_latency:
+        print(
+            "latency: median ± half the interquartile range, models interleaved; "
+            "'noisy' = still spread or loaded after re-takes"
+        )
     for r, name in zip(results, names):
         if r["unsupported"]:
             print(f"warning: {name}: operators not counted: {', '.join(sorted(r['unsupported']))}")

@@ -14,8 +14,12 @@ Conventions (also returned in every result under ``"conventions"``):
 * ``activation_bytes``: peak bytes of live activations (input included) during an eval forward;
   see :mod:`netslim.measurement.counter` for the liveness rule. ``activation_bytes_by_batch`` gives it
   at every latency batch size.
-* ``latency_ms``: CPU wall time of one forward under ``torch.inference_mode``, median of ``repeats``
-  after ``warmup`` calls, per batch size, with ``threads`` intra-op threads.
+* ``latency``: CPU wall time of one forward under ``torch.inference_mode`` per batch size, with ``threads``
+  intra-op threads, from :class:`netslim.measurement.latency.Timer`: models interleaved in one process,
+  ``warmup`` calls, then ``repeats`` (>= 30 by default) timed calls; ``{"median_ms", "q1_ms", "q3_ms",
+  "iqr_ms", "n", "noisy", "reason", ...}``. A measurement whose IQR exceeds 10% of its median or taken
+  while the load average exceeds the core count is re-taken, and flagged ``noisy`` if it stays so.
+  ``latency_ms`` repeats the medians (``{batch: ms}``) for convenience; print with ``format_latency``.
 
 Example::
 
@@ -36,7 +40,15 @@ from torch import nn
 
 from netslim.measurement.counter import as_tuple, count
 from netslim.measurement.files import saved_size
-from netslim.measurement.latency import batch_of, latency_ms, num_threads
+from netslim.measurement.latency import (
+    DEFAULT_REPEATS,
+    DEFAULT_WARMUP,
+    Timer,
+    batch_of,
+    num_threads,
+    ratio_entry,
+)
+from netslim.measurement.latency import latency as timed_latency
 from netslim.measurement.params import count_params
 
 FLOPS_CONVENTION = (
@@ -49,7 +61,11 @@ MEMORY_CONVENTION = (
     "activation_bytes = peak over an eval forward of input bytes + live storages produced by operators "
     "(freed when their last tensor is garbage-collected); parameters and buffers excluded"
 )
-LATENCY_CONVENTION = "CPU wall time per forward (torch.inference_mode, eval), median of repeats after warm-up"
+LATENCY_CONVENTION = (
+    "CPU wall time per forward (torch.inference_mode, eval): models interleaved in one process, warm-up, "
+    "then repeats timed calls; median with interquartile range; re-taken when IQR > 10% of the median or "
+    "load average > core count, flagged noisy when it stays so"
+)
 
 
 def _static(model: nn.Module, inputs: tuple[Any, ...], batch_sizes: Sequence[int]) -> dict[str, Any]:
@@ -100,8 +116,8 @@ def measure(
     *,
     latency: bool = True,
     batch_sizes: Sequence[int] = (1, 64),
-    repeats: int = 20,
-    warmup: int = 3,
+    repeats: int = DEFAULT_REPEATS,
+    warmup: int = DEFAULT_WARMUP,
     threads: int | None = None,
     compare_to: nn.Module | None = None,
     onnxruntime: bool = False,
@@ -136,8 +152,8 @@ def compare_many(
     *,
     latency: bool = True,
     batch_sizes: Sequence[int] = (1, 64),
-    repeats: int = 20,
-    warmup: int = 3,
+    repeats: int = DEFAULT_REPEATS,
+    warmup: int = DEFAULT_WARMUP,
     threads: int | None = None,
     onnxruntime: bool = False,
     file_size: bool = True,
@@ -154,13 +170,17 @@ def compare_many(
             for r in results:
                 r["threads"] = used
                 r["latency_ms"] = {}
+                r["latency"] = {}
             if latency:
-                timed = latency_ms(models, inputs, batch_sizes, repeats=repeats, warmup=warmup)
+                timed = _latency(models, inputs, batch_sizes, Timer(repeats=repeats, warmup=warmup))
                 for r, t in zip(results, timed):
-                    r["latency_ms"] = t
+                    r["latency"] = {b: timing.to_dict() for b, timing in t.items()}
+                    r["latency_ms"] = {b: timing.median_ms for b, timing in t.items()}
             if onnxruntime:
                 for m, r in zip(models, results):
-                    r["onnx_latency_ms"] = _onnx_latency(m, inputs, batch_sizes, repeats, warmup, used)
+                    onnx = _onnx_latency(m, inputs, batch_sizes, repeats, warmup, used)
+                    r["onnx_latency"] = onnx
+                    r["onnx_latency_ms"] = {b: d["median_ms"] for b, d in onnx.items()}
         for m, r in zip(models, results):
             r["file_bytes"] = saved_size(m) if file_size else None
             r["conventions"] = _conventions()
@@ -177,12 +197,19 @@ def _onnx_latency(
     repeats: int,
     warmup: int,
     threads: int,
-) -> dict[int, float]:
-    from netslim.export import export_onnx, onnx_latency_ms
+) -> dict[int, dict[str, Any]]:
+    from netslim.export import export_onnx, onnx_latency
 
     with tempfile.TemporaryDirectory(prefix="netslim-ort-") as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx", batch_of(inputs, 1))
-        return onnx_latency_ms(path, inputs, batch_sizes, repeats=repeats, warmup=warmup, threads=threads)
+        timed = onnx_latency([path], inputs, batch_sizes, repeats=repeats, warmup=warmup, threads=threads)[0]
+        return {b: t.to_dict() for b, t in timed.items()}
+
+
+def _latency(
+    models: Sequence[nn.Module], inputs: tuple[Any, ...], batch_sizes: Sequence[int], timer: Timer
+) -> list[dict[int, Any]]:
+    return timed_latency(models, inputs, batch_sizes, timer=timer)
 
 
 RATIO_KEYS = ("params", "nonzero_params", "macs", "flops", "nonzero_flops", "activation_bytes", "file_bytes")
@@ -198,6 +225,9 @@ def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     for key in ("latency_ms", "onnx_latency_ms"):
         if key in before and key in after:
             out[key] = {b: div(after[key].get(b), v) for b, v in before[key].items()}
+    for key in ("latency", "onnx_latency"):
+        if key in before and key in after:
+            out[key] = {b: ratio_entry(v, after[key].get(b)) for b, v in before[key].items()}
     out["activation_bytes_by_batch"] = {
         b: div(after["activation_bytes_by_batch"].get(b), v)
         for b, v in before.get("activation_bytes_by_batch", {}).items()
@@ -212,8 +242,8 @@ def compare(
     *,
     latency: bool = True,
     batch_sizes: Sequence[int] = (1, 64),
-    repeats: int = 20,
-    warmup: int = 3,
+    repeats: int = DEFAULT_REPEATS,
+    warmup: int = DEFAULT_WARMUP,
     threads: int | None = None,
     onnxruntime: bool = False,
     file_size: bool = True,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from netslim.measurement.latency import format_latency
+
 
 def human(value: float | None, unit: str = "") -> str:
     """``1234567`` -> ``"1.23M"``; bytes use binary-free SI prefixes too (``"2.4 MB"``)."""
@@ -16,7 +18,10 @@ def human(value: float | None, unit: str = "") -> str:
     return f"{value:.3g}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
-def _ratio(value: float | None) -> str:
+def _ratio(value: float | dict[str, Any] | None) -> str:
+    if isinstance(value, dict):
+        text = _ratio(value.get("ratio"))
+        return f"{text} (noisy)" if value.get("noisy") else text
     return "-" if value is None else f"{value:.3f}x"
 
 
@@ -30,10 +35,10 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("nonzero FLOPs", human(result.get("nonzero_flops"))),
         ("activation memory", human(result.get("activation_bytes"), "B")),
     ]
-    for b, ms in result.get("latency_ms", {}).items():
-        out.append((f"latency b{b}", f"{ms:.3f} ms"))
-    for b, ms in result.get("onnx_latency_ms", {}).items():
-        out.append((f"onnxruntime b{b}", f"{ms:.3f} ms"))
+    for b, entry in (result.get("latency") or result.get("latency_ms", {})).items():
+        out.append((f"latency b{b}", format_latency(entry)))
+    for b, entry in (result.get("onnx_latency") or result.get("onnx_latency_ms", {})).items():
+        out.append((f"onnxruntime b{b}", format_latency(entry)))
     out.append(("file size", human(result.get("file_bytes"), "B")))
     return out
 
@@ -43,8 +48,8 @@ def _ratio_values(ratio: dict[str, Any]) -> list[str]:
         _ratio(ratio.get(k))
         for k in ("params", "nonzero_params", "macs", "flops", "nonzero_flops", "activation_bytes")
     ]
-    values += [_ratio(v) for v in ratio.get("latency_ms", {}).values()]
-    values += [_ratio(v) for v in ratio.get("onnx_latency_ms", {}).values()]
+    values += [_ratio(v) for v in (ratio.get("latency") or ratio.get("latency_ms", {})).values()]
+    values += [_ratio(v) for v in (ratio.get("onnx_latency") or ratio.get("onnx_latency_ms", {})).values()]
     values.append(_ratio(ratio.get("file_bytes")))
     return values
 
