@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,11 +185,17 @@ def as_tuple(example_inputs: Any) -> tuple[Any, ...]:
 def count(model: nn.Module, example_inputs: Any, *, warn: bool = True) -> CountResult:
     """Run one eval forward of ``model`` on ``example_inputs`` and return its costs.
 
+    ``example_inputs`` is a tensor, a tuple of positional inputs, or a dict of keyword inputs.
+
     Weight reparametrizations (pruning masks) are evaluated once beforehand and cached, so applying a mask
     is not counted as model compute. Unsupported operators are listed in ``unsupported`` and, with
     ``warn``, reported with a :class:`UserWarning`.
     """
-    inputs = as_tuple(example_inputs)
+    kwargs: dict[str, Any] = {}
+    if isinstance(example_inputs, Mapping):  # keyword inputs, e.g. a transformers model's batch
+        inputs, kwargs = (), dict(example_inputs)
+    else:
+        inputs = as_tuple(example_inputs)
     was_training = model.training
     model.eval()
     stack: list[str] = []
@@ -205,12 +211,14 @@ def count(model: nn.Module, example_inputs: Any, *, warn: bool = True) -> CountR
             weights = weight_storage_keys(model)
             live = _LiveBytes(excluded=weights)
             input_bytes = sum(
-                t.untyped_storage().nbytes() for t in tree_flatten(inputs)[0] if isinstance(t, torch.Tensor)
+                t.untyped_storage().nbytes()
+                for t in tree_flatten((inputs, kwargs))[0]
+                if isinstance(t, torch.Tensor)
             )
             ctx.enter_context(_module_scopes(model, stack))
             mode = _CountingMode(weights, live, stack)
             with mode:
-                out = model(*inputs)
+                out = model(*inputs, **kwargs)
             del out
     except TracingError:
         raise

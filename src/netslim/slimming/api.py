@@ -13,7 +13,7 @@ import copy
 import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -174,14 +174,34 @@ def _unshare(replaced: _Shared) -> None:
 
 @dataclass
 class SlimResult:
-    """Outcome of :func:`slim`: the slimmed model, its plan and before/after sizes."""
+    """Outcome of :func:`slim`: the slimmed model, its plan and before/after sizes.
+
+    ``flops_before``/``flops_after`` come from :func:`netslim.measure`'s counter (FLOPs = 2 x MACs of
+    conv/linear) and are counted on first access, one forward each, so ``slim`` runs no forward pass
+    beyond the engine's own. ``flops_before`` counts the input model as it is at that first access.
+    """
 
     model: nn.Module
     plan: PruningPlan
     params_before: int
     params_after: int
-    flops_before: int
-    flops_after: int
+    _flops: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def _counted(self, key: str) -> int:
+        value = self._flops.get(key)
+        if callable(value):
+            value = self._flops[key] = value()
+        return int(value) if value is not None else 0
+
+    @property
+    def flops_before(self) -> int:
+        """FLOPs of the input model (counted on first access)."""
+        return self._counted("before")
+
+    @property
+    def flops_after(self) -> int:
+        """FLOPs of the slimmed model (counted on first access)."""
+        return self._counted("after")
 
     def summary(self) -> str:
         """A text table: per-layer widths before/after, then params and FLOPs before/after."""
@@ -200,31 +220,11 @@ class SlimResult:
 
 
 def count(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
-    """(parameters, FLOPs) of one forward pass; FLOPs = 2 x multiply-adds of conv/linear + 2 per BN output."""
-    params = sum(p.numel() for p in model.parameters())
-    flops = [0]
+    """(parameters, FLOPs) of one forward pass, as :func:`netslim.measure` counts them (FLOPs = 2 x MACs)."""
+    from netslim.measurement import count as count_costs
+    from netslim.measurement import count_params
 
-    def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        per = out.numel() // max(out.shape[0], 1)
-        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-            flops[0] += 2 * per * (m.in_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
-        elif isinstance(m, nn.Linear):
-            flops[0] += 2 * per * m.in_features
-        elif isinstance(m, _BN):
-            flops[0] += 2 * per
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear | _BN)]
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            _run(model, example_inputs)
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
-    return params, flops[0]
+    return count_params(model)[0], 2 * count_costs(model, example_inputs, warn=False).macs
 
 
 def _run(model: nn.Module, example_inputs: Any) -> Any:
@@ -240,9 +240,11 @@ def slim(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *, fold_beta
     """Plan and apply Network Slimming in one call; returns a :class:`SlimResult` (input model untouched)."""
     p = plan(model, example_inputs, ratio, **plan_kwargs)
     new = apply(model, p, fold_beta=fold_beta)
-    pb, fb = count(model, example_inputs)
-    pa, fa = count(new, example_inputs)
-    return SlimResult(new, p, pb, pa, fb, fa)
+    from netslim.measurement import count_params
+
+    flops = {"before": lambda: count(model, example_inputs)[1],
+             "after": lambda: count(new, example_inputs)[1]}
+    return SlimResult(new, p, count_params(model)[0], count_params(new)[0], flops)
 
 
 def masked_model(model: nn.Module, plan: PruningPlan, *, zero_beta: bool = True) -> nn.Module:

@@ -56,13 +56,11 @@ def count_params(model: nn.Module) -> int:
 
 
 def default_measure(model: nn.Module, example_inputs: Any) -> dict[str, Any]:
-    """Params and FLOPs of ``model`` via :func:`netslim.measure` when available, else params only."""
-    try:
-        from netslim.measurement.api import measure
-    except ImportError:
-        return {"params": count_params(model), "flops": None}
-    stats = measure(model, example_inputs)
-    return {"params": int(stats.get("params", count_params(model))), "flops": stats.get("flops")}
+    """Params and FLOPs of ``model`` with :func:`netslim.measure`'s counter (one forward, no timing)."""
+    from netslim.slimming.api import count
+
+    params, flops = count(model, example_inputs)
+    return {"params": params, "flops": flops}
 
 
 def _ratios(ratio_per_pass: float | Sequence[float], passes: int) -> list[float]:
