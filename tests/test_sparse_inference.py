@@ -145,3 +145,21 @@ def test_dense_layers_below_min_sparsity_are_left_alone() -> None:
     assert result.choices == [] and isinstance(result.model[0], nn.Linear)
     with pytest.raises(PruningError, match="not available"):
         to_sparse_inference(net, torch.randn(2, 8), backends=["cuda_magic"])  # type: ignore[list-item]
+
+
+def test_cli_measure_sparse_times_the_converted_model(tmp_path, capsys) -> None:
+    """`netslim measure CKPT --sparse`: both forms, latency with spread, and each layer's choice."""
+    import netslim
+    from netslim.cli import main
+    from netslim.models import create
+
+    torch.manual_seed(0)
+    model = create("lenet300_100", in_channels=1, input_size=28)
+    prune_by_amount(model, 0.9)
+    ckpt = netslim.save(model, tmp_path / "pruned.pt")
+    args = ["measure", str(ckpt), "--sparse", "--batch-sizes", "1", "--repeats", "3", "--no-onnxruntime"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "pruned.pt (sparse)" in text and " ms ±" in text
+    assert text.count("sparse: classifier.") == 3
+    assert main([*args, "--compare", "lenet5"]) == 2

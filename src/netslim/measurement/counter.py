@@ -66,6 +66,8 @@ class _LiveBytes:
         self.total = 0
 
     def track(self, t: torch.Tensor) -> None:
+        if t.layout != torch.strided:  # sparse operands (sparse inference) have no single storage
+            return
         key = _storage_key(t)
         if key in self.excluded or key == 0:
             return

@@ -247,6 +247,7 @@ ZERO_COST_NAMES = [
     "unsqueeze",
     "flatten",
     "clone",
+    "sparse_compressed_tensor",
     "contiguous",
     "cat",
     "stack",
