@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     # measurement and deployment
     "measure": "netslim.measurement.api",
     "fuse_bn": "netslim.fuse",
+    "inference_form": "netslim.inference",
 }
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "add_channel_gates",
     "apply",
     "fuse_bn",
+    "inference_form",
     "load",
     "measure",
     "multipass_slim",
@@ -56,6 +58,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from netslim.fuse import fuse_bn
+    from netslim.inference import inference_form
     from netslim.io import load, save
     from netslim.measurement.api import measure
     from netslim.slimming.api import SlimResult, apply, plan, slim

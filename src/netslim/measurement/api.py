@@ -122,6 +122,7 @@ def measure(
     compare_to: nn.Module | None = None,
     onnxruntime: bool = False,
     file_size: bool = True,
+    inference_form: bool = False,
 ) -> dict[str, Any]:
     """Measure ``model`` on ``example_inputs`` (a tensor or a tuple; counts are at its batch size).
 
@@ -129,7 +130,9 @@ def measure(
     ``nonzero_flops``, ``other_flops``, ``flops_all``, ``activation_bytes`` (+ ``_by_batch``),
     ``latency_ms`` (``{batch_size: median ms}``, empty when ``latency`` is False), ``threads``,
     ``file_bytes`` (netslim checkpoint size), ``by_module``, ``by_operator``, ``unsupported``, ``notes``
-    and ``conventions``. With ``onnxruntime`` it adds ``onnx_latency_ms``. With ``compare_to`` it returns
+    and ``conventions``; ``latency`` holds the spread per batch size. With ``inference_form`` latency is
+    timed on :func:`netslim.inference_form` (fused BN, channels_last where faster), described under
+    ``latency_form``. With ``onnxruntime`` it adds ``onnx_latency``/``onnx_latency_ms``. With ``compare_to`` it returns
     :func:`compare` ``(compare_to, model)`` instead (``compare_to`` is the reference, "before").
     """
     options: dict[str, Any] = dict(
@@ -140,6 +143,7 @@ def measure(
         threads=threads,
         onnxruntime=onnxruntime,
         file_size=file_size,
+        inference_form=inference_form,
     )
     if compare_to is not None:
         return compare(compare_to, model, example_inputs, **options)
@@ -157,8 +161,14 @@ def compare_many(
     threads: int | None = None,
     onnxruntime: bool = False,
     file_size: bool = True,
+    inference_form: bool = False,
 ) -> list[dict[str, Any]]:
-    """Measure several models on the same inputs; their latency repeats are interleaved. One dict each."""
+    """Measure several models on the same inputs; their latency repeats are interleaved. One dict each.
+
+    With ``inference_form`` latency is timed on each model's :func:`netslim.inference_form` (fused BN,
+    channels_last where measured faster), described under ``"latency_form"``; counts stay those of the
+    models as given.
+    """
     inputs = as_tuple(example_inputs)
     batch_sizes = tuple(dict.fromkeys(int(b) for b in batch_sizes))
     was_training = [m.training for m in models]
@@ -171,8 +181,17 @@ def compare_many(
                 r["threads"] = used
                 r["latency_ms"] = {}
                 r["latency"] = {}
+            timed_models = list(models)
+            if latency and inference_form:
+                from netslim.inference import inference_form as to_form
+
+                forms = [to_form(m, inputs, batch_sizes=batch_sizes) for m in models]
+                timed_models = [f.model for f in forms]
+                for r, f in zip(results, forms):
+                    r["latency_form"] = f"inference form: {f.describe()}"
+                    r["latency_form_decisions"] = f.decisions
             if latency:
-                timed = _latency(models, inputs, batch_sizes, Timer(repeats=repeats, warmup=warmup))
+                timed = _latency(timed_models, inputs, batch_sizes, Timer(repeats=repeats, warmup=warmup))
                 for r, t in zip(results, timed):
                     r["latency"] = {b: timing.to_dict() for b, timing in t.items()}
                     r["latency_ms"] = {b: timing.median_ms for b, timing in t.items()}
@@ -247,6 +266,7 @@ def compare(
     threads: int | None = None,
     onnxruntime: bool = False,
     file_size: bool = True,
+    inference_form: bool = False,
 ) -> dict[str, Any]:
     """Measure ``model_a`` (before) and ``model_b`` (after) side by side, latency repeats interleaved.
 
@@ -263,5 +283,6 @@ def compare(
         threads=threads,
         onnxruntime=onnxruntime,
         file_size=file_size,
+        inference_form=inference_form,
     )
     return {"a": a, "b": b, "ratio": ratios(a, b)}

@@ -1,0 +1,70 @@
+"""inference_form: fused BN, channels_last only when measured faster, same outputs; measure/CLI use it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import netslim
+from netslim.cli import main
+from netslim.inference import ChannelsLast
+from netslim.measurement.latency import Timing
+from netslim.models import create
+
+
+class FakeTimer:
+    """NCHW first, channels_last second: returns the preset medians (tight quartiles)."""
+
+    def __init__(self, nchw: float, nhwc: float) -> None:
+        self.medians = (nchw, nhwc)
+
+    def measure(self, fns: Sequence[Callable[[], Any]]) -> list[Timing]:
+        for fn in fns:
+            fn()
+        return [Timing(m, 0.99 * m, 1.01 * m, 15) for m in self.medians]
+
+
+def _vgg() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = create("vgg11", num_classes=10, in_channels=1, width=0.25)
+    model.train()
+    with torch.no_grad():  # non-trivial running statistics, so folding them matters
+        for _ in range(2):
+            model(torch.randn(8, 1, 28, 28))
+    return model.eval(), torch.randn(2, 1, 28, 28)
+
+
+@pytest.mark.parametrize(("nhwc_ms", "expect_nhwc"), [(0.7, True), (1.0, False), (1.3, False)])
+def test_channels_last_only_where_measured_faster(nhwc_ms: float, expect_nhwc: bool) -> None:
+    model, x = _vgg()
+    form = netslim.inference_form(model, x, batch_sizes=(1, 4), timer=FakeTimer(1.0, nhwc_ms))
+    assert form.channels_last == expect_nhwc == isinstance(form.model, ChannelsLast)
+    assert form.fused_bn == 8 and not any(isinstance(m, nn.BatchNorm2d) for m in form.model.modules())
+    assert ("channels_last" in form.describe()) == expect_nhwc and "fused BN (8 layers)" in form.describe()
+    assert set(form.decisions["timings"]) == {1, 4}
+    with torch.no_grad():
+        torch.testing.assert_close(form.model(x), model(x), atol=1e-4, rtol=1e-4)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # input untouched
+
+
+def test_measure_times_the_inference_form_but_counts_the_model() -> None:
+    model, x = _vgg()
+    plain = netslim.measure(model, x[:1], latency=False, file_size=False)
+    r = netslim.measure(
+        model, x[:1], batch_sizes=(1,), repeats=3, warmup=1, file_size=False, inference_form=True
+    )
+    assert r["latency_form"].startswith("inference form: fused BN (8 layers)")
+    assert r["flops"] == plain["flops"] and r["params"] == plain["params"]
+    assert r["latency"][1]["n"] == 3
+
+
+def test_cli_measure_says_latency_is_in_inference_form(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["measure", "lenet5", "--input-size", "1x28x28", "--batch-sizes", "1", "--repeats", "3"]
+    assert main([*args, "--no-onnxruntime"]) == 0
+    assert "lenet5: latency measured in inference form: " in capsys.readouterr().out
+    assert main([*args, "--no-onnxruntime", "--no-inference-form"]) == 0
+    assert "inference form" not in capsys.readouterr().out
