@@ -82,6 +82,30 @@ def test_cli_export_checkpoint(tmp_path, capsys) -> None:
     ckpt = netslim.save(create("lenet300_100", in_channels=1, input_size=28), tmp_path / "m.pt")
     out = tmp_path / "m.onnx"
     assert main(["export", str(ckpt), "--onnx", str(out), "--input-size", "1x28x28"]) == 0
-    assert out.is_file() and "max |torch - onnxruntime|" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert out.is_file() and "max |torch - onnxruntime|" in text and "inference form: " in text
     assert main(["export", str(ckpt), "--onnx", str(out), "--input-size", "1x28x28", "--int8"]) == 2
     assert "--calib-dataset" in capsys.readouterr().err
+
+
+def test_int8_latency_is_reported_only_where_measured_faster() -> None:
+    """b64: INT8 clearly faster -> shown with spread; b1: slower -> one line, no INT8 latency number."""
+    from netslim.export import int8_measured_faster
+    from netslim.measurement.latency import Timing
+
+    def t(m: float, spread: float = 0.01) -> dict:
+        return Timing(m, m * (1 - spread), m * (1 + spread), 30).to_dict()
+
+    f = {"file_bytes": 400, "accuracy": None, "latency": {1: t(1.0), 64: t(40.0)}}
+    q = {"file_bytes": 100, "accuracy": None, "latency": {1: t(4.4), 64: t(20.0)}}
+    for row in (f, q):
+        row["latency_ms"] = {b: d["median_ms"] for b, d in row["latency"].items()}
+    faster = {b: int8_measured_faster(f["latency"][b], q["latency"][b]) for b in (1, 64)}
+    assert faster == {1: False, 64: True}
+    assert not int8_measured_faster(t(40.0), {**t(20.0), "noisy": True, "reason": "load"})
+    assert not int8_measured_faster(t(40.0, 0.3), t(30.0, 0.3))  # overlapping quartiles
+    ratio = {"file_bytes": 0.25, "latency_ms": {1: 4.4, 64: 0.5}}
+    text = format_int8_table({"float": f, "int8": q, "ratio": ratio, "int8_faster": faster})
+    assert "latency b64" in text and "20.0 ms ±0.2" in text
+    assert "latency b1" not in text and "4.40 ms" not in text
+    assert "INT8 is not measured faster than float at b1 4.40x float" in text

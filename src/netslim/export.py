@@ -7,7 +7,19 @@ tried. The batch dimension is dynamic.
 
 INT8: :func:`quantize_int8` runs ``onnxruntime.quantization.quantize_static`` (QDQ format, per-channel
 INT8 weights, INT8 activations) calibrated on real batches; :func:`compare_float_int8` reports file size,
-latency and accuracy of both models side by side.
+latency (float and INT8 timed interleaved) and accuracy of both models side by side, and whether INT8 was
+measured faster beyond the noise (:func:`int8_measured_faster`); ``netslim export --int8`` prints INT8
+latency only where it was.
+
+Why INT8 was once reported 4.4x slower at batch 64: the float and INT8 files used to be timed one after
+the other (20 repeats each, no spread), so a job starting between the two showed up as a ratio. Timed
+interleaved, the QDQ graph is fused by onnxruntime's default optimization level into QLinearConv/QGemm
+(every Conv/Gemm gets an int8 kernel; MaxPool, Reshape and ReduceMean run on int8 or pass through), and
+per-channel vs per-tensor weights or QDQ vs QOperator format change the time by under 10%. What decides
+the outcome is layer size: on a 70%-slimmed VGG-19 (width 0.5, 3x32x32) INT8 ran at 0.5x float time
+(batch 1 and 64), while on the README's tiny VGG-11 (width 0.25, 1x28x28, 12 MFLOPs) it was 1.02-1.1x
+float, the quantize/dequantize steps costing as much as the small convolutions save (interleaved, load
+average about 10 on 2 cores: ratios only).
 
 Example::
 

@@ -132,8 +132,9 @@ def measure(
     ``file_bytes`` (netslim checkpoint size), ``by_module``, ``by_operator``, ``unsupported``, ``notes``
     and ``conventions``; ``latency`` holds the spread per batch size. With ``inference_form`` latency is
     timed on :func:`netslim.inference_form` (fused BN, channels_last where faster), described under
-    ``latency_form``. With ``onnxruntime`` it adds ``onnx_latency``/``onnx_latency_ms``. With ``compare_to`` it returns
-    :func:`compare` ``(compare_to, model)`` instead (``compare_to`` is the reference, "before").
+    ``latency_form``. With ``onnxruntime`` it adds ``onnx_latency``/``onnx_latency_ms``. With
+    ``compare_to`` it returns :func:`compare` ``(compare_to, model)`` instead (``compare_to`` is the
+    reference, "before").
     """
     options: dict[str, Any] = dict(
         latency=latency,
