@@ -1,146 +1,113 @@
-"""Sparse vs dense CPU inference for pruned FC layers (Deep Compression §6.3, Table 8 shapes).
+"""Sparse inference that never loses: converted vs unconverted FC layers over a shape x density x batch grid.
 
-For the AlexNet/VGG FC shapes (fc6 9216x4096, fc7 4096x4096, fc8 4096x1000) at 9% and 4% density and batch
-1 and 64, times side by side in one run (median of repeats, milliseconds):
+For each cell (issue 13's grid: layers 784x300, 300x100, 4096x4096, 9216x4096 as in x out features;
+densities 2-60%; batch 1, 8, 64; 1 and 2 torch threads) a weight-pruned ``nn.Linear`` is
 
-* ``dense``: ``nn.Linear`` (oneDNN/MKL GEMM/GEMV),
-* ``torch_csr``: ``torch.addmm`` with the weight as ``torch.sparse_csr`` (int32 indices),
-* ``scipy_csr``: netslim's SciPy CSR path,
-* ``gather``: a pure-torch gather + ``index_add_`` kernel (batch 1 only; shown as the rejected custom path),
-* ``auto``: what :func:`netslim.weights.to_sparse_inference` picks, measured end to end.
+* ``unconverted``: the finalized dense layer (the zeros kept) in an ``nn.Sequential``,
+* ``converted``: :func:`netslim.weights.to_sparse_inference` of it, tuned for that batch size and thread
+  count (sparse only where >= 10% faster with non-overlapping IQRs, else the same plain layer),
+* ``torch_csr``: the layer as a ``torch.sparse_csr`` ``addmm`` (what a user gets from torch alone),
 
-Writes ``benchmarks/results/sparse_inference.json`` (or ``--out``) and prints a markdown table.
-Run: ``python benchmarks/bench_sparse_inference.py [--quick] [--threads N]``.
+timed interleaved with :class:`netslim.measurement.latency.Timer` (warm-up, repeats, median and IQR).
+Targets: converted / unconverted <= 1.05 in every cell; converted <= torch_csr where sparse wins.
+
+Run through the benchmark suite: ``python -m benchmarks.run --suite quick --only speed_sparse_inference``.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import os
-import platform
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from netslim.measurement.latency import Timer, num_threads
 from netslim.weights.masks import attach_mask, finalize
-from netslim.weights.sparse_inference import (
-    available_backends,
-    convert_layer,
-    median_time_ms,
-    to_sparse_inference,
-)
+from netslim.weights.sparse_inference import convert_layer, to_sparse_inference
 
-SHAPES = {"fc6 9216x4096": (9216, 4096), "fc7 4096x4096": (4096, 4096), "fc8 4096x1000": (4096, 1000)}
-DENSITIES = (0.09, 0.04)
-BATCHES = (1, 64)
+SHAPES = ((784, 300), (300, 100), (4096, 4096), (9216, 4096))
+DENSITIES = (0.02, 0.05, 0.09, 0.3, 0.6)
+BATCHES = (1, 8, 64)
+THREADS = (1, 2)
 
 
-def _pruned_linear(in_f: int, out_f: int, density: float, seed: int = 0) -> nn.Linear:
+def pruned_linear(in_f: int, out_f: int, density: float, seed: int = 0) -> nn.Linear:
+    """An ``nn.Linear`` with a random mask keeping about ``density`` of its weights."""
     gen = torch.Generator().manual_seed(seed)
     layer = nn.Linear(in_f, out_f)
-    keep = torch.rand(out_f, in_f, generator=gen) < density
-    attach_mask(layer, mask=keep)
+    attach_mask(layer, mask=torch.rand(out_f, in_f, generator=gen) < density)
     return layer
 
 
-def _gather_kernel(layer: nn.Linear) -> Any:
-    w = layer.weight.detach()
-    rows, cols = torch.nonzero(w, as_tuple=True)
-    vals, bias, out_f = w[rows, cols], layer.bias.detach(), w.shape[0]
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(out_f).index_add_(0, rows, vals * x[0, cols]) + bias
+def _call(module: nn.Module, x: torch.Tensor) -> Any:
+    def run() -> Any:
+        with torch.inference_mode():
+            return module(x)
 
     return run
 
 
-def bench(quick: bool) -> list[dict[str, Any]]:
-    """Time every method on every shape x density x batch; returns one record per cell."""
-    repeats = 5 if quick else 30
-    rows = []
-    for shape_name, (in_f, out_f) in SHAPES.items():
-        for density in DENSITIES:
-            masked = _pruned_linear(in_f, out_f, density)
-            dense = finalize(copy.deepcopy(masked))  # a plain nn.Linear holding the zeros
-            for batch in BATCHES:
-                x = torch.randn(batch, in_f)
-                times = {"dense": median_time_ms(lambda x=x, d=dense: d(x), repeats=repeats)}
-                for backend in available_backends():
-                    if backend != "dense":
-                        layer = convert_layer(dense, backend)
-                        times[backend] = median_time_ms(lambda x=x, layer=layer: layer(x), repeats=repeats)
-                if batch == 1:
-                    kernel = _gather_kernel(dense)
-                    times["gather"] = median_time_ms(lambda x=x, k=kernel: k(x), repeats=repeats)
-                auto = to_sparse_inference(nn.Sequential(masked), x, repeats=repeats)
-                choice = auto.choices[0]["backend"]
-                times["auto"] = median_time_ms(lambda x=x, m=auto.model: m(x), repeats=repeats)
-                rows.append(
-                    {
-                        "shape": shape_name,
-                        "density": density,
-                        "batch": batch,
-                        "times_ms": times,
-                        "auto_backend": choice,
-                    }
-                )
-                print(
-                    f"  {shape_name} density {density:.0%} batch {batch}: "
-                    + ", ".join(f"{k} {v:.3f}" for k, v in times.items()),
-                    flush=True,
-                )
-    return rows
-
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """A side-by-side table: times in ms and the speed-up of ``auto`` over dense and over torch CSR."""
-    methods = ["dense", "torch_csr", "scipy_csr", "gather", "auto"]
-    head = "| Layer | Density | Batch | " + " | ".join(f"{m} (ms)" for m in methods)
-    lines = [head + " | auto picks | vs dense | vs torch CSR |", "|" + "---|" * (len(methods) + 6)]
-    for r in rows:
-        t = r["times_ms"]
-        cells = [f"{t[m]:.3f}" if m in t else "-" for m in methods]
-        lines.append(
-            f"| {r['shape']} | {r['density']:.0%} | {r['batch']} | "
-            + " | ".join(cells)
-            + f" | {r['auto_backend']} | {t['dense'] / t['auto']:.2f}x"
-            + f" | {t['torch_csr'] / t['auto']:.2f}x |"
-        )
-    return "\n".join(lines)
-
-
-def main() -> None:
-    """Parse options, run, write JSON and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 repeats per cell instead of 30")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "sparse_inference.json"
-    )
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    rows = bench(args.quick)
-    env = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.platform(),
-        "mkl": torch.backends.mkl.is_available(),
-        "quick": args.quick,
+def bench_cell(
+    in_f: int, out_f: int, density: float, batch: int, threads: int, repeats: int, retries: int = 2
+) -> dict[str, Any]:
+    """One grid cell: tune, then time unconverted / converted / torch_csr interleaved."""
+    masked = nn.Sequential(pruned_linear(in_f, out_f, density))
+    dense = finalize(copy.deepcopy(masked)).eval()
+    x = torch.randn(batch, in_f, generator=torch.Generator().manual_seed(batch))
+    with num_threads(threads):
+        converted = to_sparse_inference(dense, x, batch_sizes=[batch], threads=threads, repeats=repeats)
+        csr = nn.Sequential(convert_layer(dense[0], "torch_csr"))
+        timer = Timer(repeats=repeats, retries=retries)
+        t_dense, t_conv, t_csr = timer.measure([_call(dense, x), _call(converted.model, x), _call(csr, x)])
+    choice = converted.choices[0] if converted.choices else {"backend": "dense", "reason": "not examined"}
+    return {
+        "shape": f"{in_f}x{out_f}",
+        "density": density,
+        "batch": batch,
+        "threads": threads,
+        "backend": choice["backend"],
+        "reason": choice["reason"],
+        "unconverted": t_dense.to_dict(),
+        "converted": t_conv.to_dict(),
+        "torch_csr": t_csr.to_dict(),
+        "converted_over_unconverted": t_conv.median_ms / t_dense.median_ms,
+        "converted_over_torch_csr": t_conv.median_ms / t_csr.median_ms,
+        "noisy": any(t.noisy for t in (t_dense, t_conv, t_csr)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": env, "results": rows}, indent=2))
-    print(f"\nSparse FC inference on CPU ({env['threads']} threads, torch {env['torch']}), median ms\n")
-    print(markdown(rows))
-    print(f"\nwrote {args.out}")
 
 
-if __name__ == "__main__":
-    main()
+def bench_grid(
+    shapes: Sequence[tuple[int, int]] = SHAPES,
+    densities: Sequence[float] = DENSITIES,
+    batches: Sequence[int] = BATCHES,
+    threads: Sequence[int] = THREADS,
+    repeats: int = 30,
+    retries: int = 2,
+) -> dict[str, Any]:
+    """Every cell of the grid, plus the worst converted/unconverted ratio and the cells over 1.05."""
+    cells = []
+    for t in threads:
+        for in_f, out_f in shapes:
+            for d in densities:
+                for b in batches:
+                    cell = bench_cell(in_f, out_f, d, b, t, repeats, retries)
+                    cells.append(cell)
+                    print(
+                        f"  {cell['shape']} {100 * d:.0f}% b{b} t{t}: {cell['backend']} "
+                        f"{cell['converted_over_unconverted']:.2f}x dense",
+                        flush=True,
+                    )
+    worst = max(cells, key=lambda c: c["converted_over_unconverted"])
+    over = [c for c in cells if c["converted_over_unconverted"] > 1.05]
+    sparse_wins = [c for c in cells if c["backend"] != "dense"]
+    return {
+        "cells": cells,
+        "worst_ratio": worst["converted_over_unconverted"],
+        "worst_cell": {k: worst[k] for k in ("shape", "density", "batch", "threads", "backend")},
+        "cells_over_1_05": len(over),
+        "sparse_cells": len(sparse_wins),
+        "sparse_cells_slower_than_torch_csr": sum(c["converted_over_torch_csr"] > 1.0 for c in sparse_wins),
+        "target": "converted / unconverted <= 1.05 in every cell; converted <= torch CSR where sparse wins",
+    }

@@ -513,9 +513,18 @@ def speed_section(suite: str, results: Results) -> list[str]:
             ],
         )
         out += _latency_variants(res)
-    out += ["", "#### Sparse vs dense FC layers", ""]
-    res = ok(results, "speed_sparse_fc")
-    out += [absent(suite, results, "speed_sparse_fc")] if res is None else sparse_fc_table(res, suite)
+    out += ["", "#### Slimmed VGG-19 in its inference form", ""]
+    res = ok(results, "speed_inference_form")
+    out += [absent(suite, results, "speed_inference_form")] if res is None else form_table(res, suite)
+    out += ["", "#### Sparse inference: converted vs unconverted FC layers", ""]
+    res = ok(results, "speed_sparse_inference")
+    out += [absent(suite, results, "speed_sparse_inference")] if res is None else sparse_table(res, suite)
+    out += ["", "#### `netslim.slim` vs plan + apply (FLOP counting)", ""]
+    res = ok(results, "speed_slim_counting")
+    out += [absent(suite, results, "speed_slim_counting")] if res is None else slim_counting_table(res, suite)
+    out += ["", "#### INT8 vs float (onnxruntime)", ""]
+    res = ok(results, "speed_int8")
+    out += [absent(suite, results, "speed_int8")] if res is None else int8_table(res, suite)
     out += ["", "#### Sparsity-training step overhead", ""]
     res = ok(results, "speed_sparsity_overhead")
     if res is None:
@@ -566,6 +575,133 @@ def speed_section(suite: str, results: Results) -> list[str]:
         "batch 64.",
     ]
     return [*out, ""]
+
+
+def _ms(d: dict[str, Any] | None) -> str:
+    """A stored latency with its spread, marked when noisy (never a bare number)."""
+    from netslim.measurement.latency import format_latency
+
+    return format_latency(d).replace("|", "/")
+
+
+def _noisy(flag: bool) -> str:
+    return " (noisy)" if flag else ""
+
+
+def form_table(res: dict[str, Any], suite: str) -> list[str]:
+    """Speedup / FLOP ratio per batch size: plain NCHW models vs both models in netslim.inference_form."""
+    rows = []
+    for b, c in res["batches"].items():
+        rows.append(
+            [
+                str(b),
+                _ms(c["unpruned_plain"]),
+                _ms(c["slimmed_plain"]),
+                _ms(c["unpruned_form"]),
+                _ms(c["slimmed_form"]),
+                f2(c["plain_speedup_over_flop_ratio"]) + _noisy(c["noisy"]),
+                f2(c["form_speedup_over_flop_ratio"]) + _noisy(c["noisy"]),
+            ]
+        )
+    return [
+        f"{res['model']}; FLOPs {n(res['flops_before'])} -> {n(res['flops_after'])} (ratio "
+        f"{res['flop_ratio']:.2f}x), {res['threads']} thread, all four timed interleaved. Inference form: "
+        f"unpruned {res['forms']['unpruned']}, slimmed {res['forms']['slimmed']}. {res['target']}. "
+        f"Command: `{command(suite, 'speed_inference_form')}`",
+        "",
+        *table(
+            [
+                "batch",
+                "unpruned plain",
+                "slimmed plain",
+                "unpruned inference form",
+                "slimmed inference form",
+                "plain speedup / FLOP ratio",
+                "inference form speedup / FLOP ratio",
+            ],
+            rows,
+        ),
+    ]
+
+
+def sparse_table(res: dict[str, Any], suite: str) -> list[str]:
+    """One line per grid cell: the choice, converted / unconverted and converted / torch CSR."""
+    rows = [
+        [
+            c["shape"],
+            f"{100 * c['density']:.0f}%",
+            str(c["batch"]),
+            str(c["threads"]),
+            c["backend"],
+            _ms(c["unconverted"]),
+            _ms(c["converted"]),
+            _ms(c["torch_csr"]),
+            f"{c['converted_over_unconverted']:.2f}x" + _noisy(c["noisy"]),
+            f"{c['converted_over_torch_csr']:.2f}x",
+        ]
+        for c in res["cells"]
+    ]
+    w = res["worst_cell"]
+    return [
+        f"Worst converted / unconverted: {res['worst_ratio']:.2f}x ({w['shape']} at "
+        f"{100 * w['density']:.0f}%, "
+        f"batch {w['batch']}, {w['threads']} thread(s), {w['backend']}); {res['cells_over_1_05']} of "
+        f"{len(res['cells'])} cells over 1.05x; sparse chosen in {res['sparse_cells']} cells, "
+        f"{res['sparse_cells_slower_than_torch_csr']} of them slower than torch CSR. "
+        f"Target: {res['target']}. "
+        f"Command: `{command(suite, 'speed_sparse_inference')}`",
+        "",
+        *table(
+            [
+                "layer (in x out)",
+                "density",
+                "batch",
+                "threads",
+                "choice",
+                "unconverted",
+                "converted",
+                "torch CSR",
+                "converted / unconverted",
+                "converted / torch CSR",
+            ],
+            rows,
+        ),
+    ]
+
+
+def slim_counting_table(res: dict[str, Any], suite: str) -> list[str]:
+    """netslim.slim against plan + apply: the ratio should be ~1 now that FLOPs are counted lazily."""
+    rows = [
+        [
+            c["model"],
+            f"{c['ratio']}",
+            _ms(c["plan_apply"]),
+            _ms(c["slim"]),
+            f"{c['slim_over_engine']:.2f}x",
+            "yes" if c["flops_after_matches_measure"] else "NO",
+        ]
+        for c in res["cases"]
+    ]
+    return [
+        f"{res['threads']} thread, interleaved. Command: `{command(suite, 'speed_slim_counting')}`",
+        "",
+        *table(["model", "ratio", "plan + apply", "slim", "slim / (plan + apply)", "FLOPs = measure"], rows),
+    ]
+
+
+def int8_table(res: dict[str, Any], suite: str) -> list[str]:
+    """Float and INT8 latency per batch size; INT8 shown as faster only where measured so."""
+    rows = []
+    for c in res["cases"]:
+        for b, ratio in c["int8_over_float"].items():
+            verdict = "faster" if c["int8_faster"][b] else "not faster"
+            rows.append([c["model"], str(b), _ms(c["float"][b]), _ms(c["int8"][b]), f"{ratio:.2f}x", verdict])
+    return [
+        f"{res['quantization']}; {res['threads']} thread; float and INT8 timed interleaved. "
+        f"Command: `{command(suite, 'speed_int8')}`",
+        "",
+        *table(["model", "batch", "float", "INT8", "INT8 / float", "INT8 measured"], rows),
+    ]
 
 
 def sparse_fc_table(res: dict[str, Any], suite: str) -> list[str]:

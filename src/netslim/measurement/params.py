@@ -49,3 +49,12 @@ def count_params(model: nn.Module) -> tuple[int, int]:
             total += tensor.numel()
             nonzero += int(torch.count_nonzero(tensor))
     return total, nonzero
+
+
+def num_params(model: nn.Module) -> int:
+    """``count_params(model)[0]`` without the nonzero pass: every learnable element, shared ones once.
+
+    A parametrized (masked) weight has exactly one learnable ``original`` and ``torch.nn.utils.prune``'s
+    ``weight_orig`` is the parameter itself, so the parameter numels add up to the same total.
+    """
+    return sum(p.numel() for p in model.parameters())

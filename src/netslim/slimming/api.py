@@ -222,9 +222,9 @@ class SlimResult:
 def count(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
     """(parameters, FLOPs) of one forward pass, as :func:`netslim.measure` counts them (FLOPs = 2 x MACs)."""
     from netslim.measurement import count as count_costs
-    from netslim.measurement import count_params
+    from netslim.measurement.params import num_params
 
-    return count_params(model)[0], 2 * count_costs(model, example_inputs, warn=False).macs
+    return num_params(model), 2 * count_costs(model, example_inputs, warn=False).macs
 
 
 def _run(model: nn.Module, example_inputs: Any) -> Any:
@@ -240,11 +240,11 @@ def slim(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *, fold_beta
     """Plan and apply Network Slimming in one call; returns a :class:`SlimResult` (input model untouched)."""
     p = plan(model, example_inputs, ratio, **plan_kwargs)
     new = apply(model, p, fold_beta=fold_beta)
-    from netslim.measurement import count_params
+    from netslim.measurement.params import num_params
 
     flops = {"before": lambda: count(model, example_inputs)[1],
              "after": lambda: count(new, example_inputs)[1]}
-    return SlimResult(new, p, count_params(model)[0], count_params(new)[0], flops)
+    return SlimResult(new, p, num_params(model), num_params(new), flops)
 
 
 def masked_model(model: nn.Module, plan: PruningPlan, *, zero_beta: bool = True) -> nn.Module:
