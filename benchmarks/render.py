@@ -704,44 +704,6 @@ def int8_table(res: dict[str, Any], suite: str) -> list[str]:
     ]
 
 
-def sparse_fc_table(res: dict[str, Any], suite: str) -> list[str]:
-    """One line per FC shape x density x batch: median ms per backend, netslim's choice, dense / choice."""
-    cells = res["cells"]
-    backends = sorted({b for c in cells for b in c["times_ms"]} - {"dense", "auto"})
-    rows = []
-    for c in cells:
-        t = c["times_ms"]
-        rows.append(
-            [
-                c["shape"],
-                f"{100 * c['density']:.0f}%",
-                str(c["batch"]),
-                f"{t['dense']:.3f}",
-                *[f"{t[b]:.3f}" if b in t else "-" for b in backends],
-                f"{t['auto']:.3f}",
-                c["auto_backend"],
-                f"{t['dense'] / t['auto']:.2f}x",
-            ]
-        )
-    return [
-        f"Median ms per call. Command: `{command(suite, 'speed_sparse_fc')}`",
-        "",
-        *table(
-            [
-                "layer",
-                "density",
-                "batch",
-                "dense ms",
-                *[f"{b} ms" for b in backends],
-                "netslim auto ms",
-                "auto picks",
-                "dense / auto",
-            ],
-            rows,
-        ),
-    ]
-
-
 # ---------------------------------------------------------------- plots and page
 def _plot(path: Path, draw: Callable[[Any], None]) -> str | None:
     """Draw one figure to ``path``; returns its path relative to docs/ (None without matplotlib)."""
