@@ -635,9 +635,9 @@ def sparse_table(res: dict[str, Any], suite: str) -> list[str]:
             c["backend"],
             _ms(c["unconverted"]),
             _ms(c["converted"]),
-            _ms(c["torch_csr"]),
+            _ms(c["torch_csr"]) if c["torch_csr"] else "-",
             f"{c['converted_over_unconverted']:.2f}x" + _noisy(c["noisy"]),
-            f"{c['converted_over_torch_csr']:.2f}x",
+            "-" if c["converted_over_torch_csr"] is None else f"{c['converted_over_torch_csr']:.2f}x",
         ]
         for c in res["cells"]
     ]
