@@ -65,6 +65,14 @@ def load_average() -> float | None:
         return None
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _quartiles(samples: Sequence[float]) -> tuple[float, float, float]:
     if len(samples) == 1:
         return samples[0], samples[0], samples[0]
@@ -169,7 +177,7 @@ class Timer:
         retries: extra attempts when any function's measurement is noisy.
         clock: seconds counter (``time.perf_counter``); inject a fake one in tests.
         load: 1-minute load average provider (``os.getloadavg``); return None to skip the check.
-        cores: core count the load average is compared with (``os.cpu_count()``).
+        cores: core count the load average is compared with (default: :func:`usable_cores`).
     """
 
     def __init__(
@@ -190,7 +198,7 @@ class Timer:
         self.repeats, self.warmup, self.max_spread, self.retries = repeats, warmup, max_spread, retries
         self.clock = clock
         self.load = load if load is not None else lambda: load_average()
-        self.cores = cores or os.cpu_count() or 1
+        self.cores = cores or usable_cores()
 
     def samples(self, fns: Sequence[Callable[[], Any]]) -> list[list[float]]:
         """Raw durations (ms) of each function: warm-up, then ``repeats`` calls, interleaved ABBA."""
