@@ -503,8 +503,8 @@ def speed_section(suite: str, results: Results) -> list[str]:
             [
                 [
                     str(b),
-                    f2(res[f"batch{b}"]["before_ms"]),
-                    f2(res[f"batch{b}"]["after_ms"]),
+                    _quartile_ms(res[f"batch{b}"], "before"),
+                    _quartile_ms(res[f"batch{b}"], "after"),
                     f"{res[f'batch{b}']['speedup']:.2f}x",
                     f"{res['flop_ratio']:.2f}x",
                     f2(res[f"batch{b}"]["speedup_over_flop_ratio"]),
@@ -575,6 +575,13 @@ def speed_section(suite: str, results: Results) -> list[str]:
         "batch 64.",
     ]
     return [*out, ""]
+
+
+def _quartile_ms(cell: dict[str, Any], side: str) -> str:
+    """``median (IQR q1-q3)`` in ms from bench_engine's pooled samples; never a bare median."""
+    q = cell.get(f"{side}_iqr_ms")
+    median = cell[f"{side}_ms"]
+    return f2(median) + (f" (IQR {q[0]:.2f}-{q[1]:.2f})" if q else " (no spread)")
 
 
 def _ms(d: dict[str, Any] | None) -> str:
