@@ -68,3 +68,15 @@ def test_cli_measure_says_latency_is_in_inference_form(capsys: pytest.CaptureFix
     assert "lenet5: latency measured in inference form: " in capsys.readouterr().out
     assert main([*args, "--no-onnxruntime", "--no-inference-form"]) == 0
     assert "inference form" not in capsys.readouterr().out
+
+
+def test_bn_inside_resnet_blocks_is_folded_too() -> None:
+    """BN called from a block's forward (not an nn.Sequential neighbour) is folded via torch.fx."""
+    torch.manual_seed(0)
+    model = create("resnet20", num_classes=10, in_channels=1, input_size=28).eval()
+    x = torch.randn(2, 1, 28, 28)
+    form = netslim.inference_form(model, x, channels_last=False)
+    total = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert form.fused_bn == total and "torch.fx" in form.decisions["fuse_bn"]
+    with torch.no_grad():
+        torch.testing.assert_close(form.model(x), model(x), atol=1e-4, rtol=1e-4)

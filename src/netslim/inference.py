@@ -3,7 +3,9 @@
 :func:`inference_form` returns an eval-mode copy with
 
 * weight masks folded in (``netslim.weights.finalize``) and BatchNorm folded into the conv/linear before it
-  (:func:`netslim.fuse_bn`): same outputs up to float rounding, one memory pass per BN less;
+  (:func:`netslim.fuse_bn` for ``nn.Sequential`` neighbours, then torch.fx's conv-BN fusion for modules
+  that call conv and BN from ``forward``, kept only when it reproduces the outputs): one memory pass per
+  BN less; BNs that follow no conv (pre-activation nets) stay;
 * the ``channels_last`` memory format (NHWC: weights converted, 4-D inputs converted on entry) only where it
   is measured faster than the fused NCHW model at every batch size asked for, interleaved in one process
   (:class:`netslim.measurement.latency.Timer`); oneDNN's NHWC convolutions usually win on slimmed models,
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from netslim.errors import NetslimError
-from netslim.fuse import count_foldable, fuse_bn
+from netslim.fuse import fuse_bn
 from netslim.measurement.latency import Timer, Timing, batch_of, forward_fn, num_threads
 
 
@@ -74,6 +76,50 @@ class InferenceForm:
         parts = [f"fused BN ({self.fused_bn} layers)" if self.fused_bn else "no BN to fuse"]
         parts.append("channels_last" if self.channels_last else "NCHW")
         return ", ".join(parts)
+
+
+def _bn_count(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _outputs(model: nn.Module, inputs: tuple[Any, ...]) -> list[torch.Tensor]:
+    from torch.utils._pytree import tree_flatten
+
+    with torch.inference_mode():
+        out = model(*inputs)
+    return [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+
+
+def _same_outputs(a: list[torch.Tensor], b: list[torch.Tensor], tol: float = 1e-4) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x.shape != y.shape:
+            return False
+        scale = max(float(x.abs().max()) if x.numel() else 0.0, 1e-30)
+        if float((x - y).abs().max()) > tol * scale:
+            return False
+    return True
+
+
+def _fold_bn(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[nn.Module, int, str]:
+    """Fold BN into the layer before it: Sequential neighbours first, then (for ResNet-style modules
+    that call conv and BN from ``forward``) torch.fx's conv-BN fusion, kept only if it traces and
+    reproduces the outputs. Returns the model, the number of BN layers folded and how."""
+    before = _bn_count(model)
+    model = fuse_bn(model, inplace=True)
+    how = "nn.Sequential neighbours"
+    if _bn_count(model):
+        try:
+            from torch.fx.experimental.optimization import fuse as fx_fuse
+
+            reference = _outputs(model, inputs)
+            traced = fx_fuse(copy.deepcopy(model))
+            if _bn_count(traced) < _bn_count(model) and _same_outputs(reference, _outputs(traced, inputs)):
+                model, how = traced, "nn.Sequential neighbours and torch.fx conv-BN fusion"
+        except Exception:  # not symbolically traceable (data-dependent control flow, hooks): keep as is
+            pass
+    return model, before - _bn_count(model), how
 
 
 def _has_conv2d(model: nn.Module) -> bool:
@@ -126,10 +172,11 @@ def inference_form(
         raise NetslimError(f"inference_form needs an nn.Module, got {type(model).__name__}")
     inputs = _as_tuple(example_inputs)
     work = finalize(copy.deepcopy(model)).eval()
-    fused = count_foldable(work) if fuse else 0
+    fused, how = 0, "not asked"
     if fuse:
-        work = fuse_bn(work, inplace=True)
+        work, fused, how = _fold_bn(work, inputs)
     form = InferenceForm(model=work, fused_bn=fused)
+    form.decisions["fuse_bn"] = how
     four_d = any(isinstance(t, torch.Tensor) and t.dim() == 4 for t in inputs)
     if channels_last is None and not (four_d and _has_conv2d(work)):
         form.decisions["channels_last"] = "no 4-D input or Conv2d: NCHW kept"
