@@ -121,17 +121,40 @@ def test_quality_for_sparsity_inverts_the_rule() -> None:
 
 
 def test_sparsity_report_counts_and_conv_flops_with_padding() -> None:
-    """Weights kept and exact per-sample MACs (padding included) for a conv and a linear layer."""
+    """Weights kept and exact per-sample MACs (padding excluded) for a conv and a linear layer."""
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
     with torch.no_grad():
         net[0].weight.fill_(1.0)
         net[0].weight[1] = 0.0  # second filter fully zero
         net[2].weight.fill_(1.0)
         net[2].weight[:, :16] = 0.0
+        net[0].bias.fill_(1.0)  # every conv output is non-zero, so the linear layer's inputs are all non-zero
     rows = sparsity_report(net, torch.randn(5, 1, 4, 4))
     conv, lin, total = rows
     # 4x4 output, 3x3 kernel with padding 1: 4 corners x4 + 8 edges x6 + 4 inner x9 = 100 MACs per filter
-    assert conv["flops"] == 200 and conv["flops_kept"] == 100 and conv["kept_pct"] == 50.0
-    assert lin["flops"] == 96 and lin["flops_kept"] == 48
+    assert conv["macs"] == 200 and conv["macs_kept"] == 100 and conv["kept_pct"] == 50.0
+    assert conv["flops"] == 400 and conv["flops_kept"] == 200  # 2 FLOPs per multiply-accumulate
+    assert lin["macs"] == 96 and lin["macs_kept"] == 48
     assert total["weights"] == 18 + 96 and total["kept"] == 9 + 48
-    assert "| 0 | 18 | 50.0 | 50.0 |" in format_report(rows)
+    assert "| 0 | 18 | 50.0 | 100.0 | 50.0 |" in format_report(rows)
+
+
+def test_flops_kept_discounts_zero_input_activations_like_han() -> None:
+    """A MAC counts only when its weight AND its input activation are non-zero, averaged over the batch."""
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [-1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+        net[0].bias.zero_()
+        net[2].weight.fill_(1.0)
+        net[2].weight[0, 0] = 0.0
+    # sample 1: hidden = relu(1, -1, 0) = (1, 0, 0); sample 2: relu(-2, 2, 3) = (0, 2, 3)
+    x = torch.tensor([[1.0, 0.0, 5.0, 5.0], [-2.0, 3.0, 1.0, 1.0]])
+    rows = {r["name"]: r for r in sparsity_report(net, x)}
+    first, second = rows["0"], rows["2"]
+    assert first["macs"] == 12 and first["macs_kept_weights"] == 3
+    # non-zero weights on inputs 0, 0, 1: sample 1 has input 1 == 0 -> 2 MACs, sample 2 -> 3 MACs
+    assert first["macs_kept"] == pytest.approx(2.5)
+    assert second["act_kept_pct"] == pytest.approx(50.0)  # 3 of the 6 hidden activations are non-zero
+    # second layer: weight (0,0) pruned; sample 1 inputs (1,0,0) -> 1 MAC; sample 2 inputs (0,2,3) -> 4 MACs
+    assert second["macs_kept"] == pytest.approx(2.5) and second["macs_kept_weights"] == 5
+    assert rows["total"]["flops_kept"] == pytest.approx(2 * 5.0)

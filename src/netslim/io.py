@@ -182,8 +182,11 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any
     """Save ``model`` as a self-describing checkpoint (recipe, applied plans, weights); returns the path.
 
     ``extra`` is any JSON-serializable dict stored alongside (metrics, the command that produced it, ...).
-    Weight-pruning masks are folded into the stored weights, so the file holds plain modules.
+    Weight-pruning masks are folded into the stored weights (plain tensors, pruned entries exactly zero) and
+    listed in ``meta["masks"]``, so :func:`load` masks the same tensors again.
     """
+    from netslim.weights.masks import mask_meta
+
     meta: dict[str, Any] = {
         "recipe": getattr(model, "netslim_recipe", None),
         "plans": list(getattr(model, "netslim_plans", [])),
@@ -191,6 +194,8 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "extra": extra or {},
     }
+    if masks := mask_meta(model):
+        meta["masks"] = masks
     try:
         json.dumps(meta)
     except TypeError as exc:
@@ -292,6 +297,8 @@ def load(
     (``FILE.py:FUNC``, run again only if that file is still at its recorded path; ``pkg.mod:FUNC``,
     imported). For a model class of your own, pass a fresh, unpruned instance: the stored plans are
     replayed onto it before the weights are loaded.
+    A model saved with weight masks comes back masked (``netslim.weights.has_masks(model)``): its pruned
+    connections stay exactly zero under training with ``netslim.weights.MaskCallback``.
     """
     ckpt = read_checkpoint(path)
     if model is None:
@@ -328,4 +335,8 @@ def load(
             "architecture (unpruned) that was saved"
         ) from None
     model.netslim_plans = ckpt.plans  # type: ignore[assignment]
+    if ckpt.meta.get("masks"):
+        from netslim.weights.masks import restore_masks
+
+        restore_masks(model, ckpt.meta["masks"])
     return model.eval()

@@ -59,13 +59,19 @@ def decompress(blob: bytes | bytearray | memoryview) -> tuple[dict[str, torch.Te
 
 
 def model_meta(model: nn.Module) -> dict[str, Any]:
-    """Checkpoint-style meta of a model: zoo recipe, applied plans and class name (as ``netslim.save``)."""
-    return {
+    """Checkpoint-style meta of a model: zoo recipe, applied plans, class name and weight masks (as
+    ``netslim.save``), so a decompressed weight-pruned model loads masked again."""
+    from netslim.weights.masks import mask_meta
+
+    meta: dict[str, Any] = {
         "recipe": getattr(model, "netslim_recipe", None),
         "plans": list(getattr(model, "netslim_plans", [])),
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "extra": {},
     }
+    if masks := mask_meta(model):
+        meta["masks"] = masks
+    return meta
 
 
 def compress_model(

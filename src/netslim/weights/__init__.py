@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "attach_mask": "netslim.weights.masks",
     "get_mask": "netslim.weights.masks",
     "is_masked": "netslim.weights.masks",
+    "has_masks": "netslim.weights.masks",
     "apply_masks": "netslim.weights.masks",
     "mask_gradients": "netslim.weights.masks",
     "remove": "netslim.weights.masks",
@@ -46,6 +47,9 @@ _EXPORTS: dict[str, str] = {
     "retrain_dropout": "netslim.weights.schedule",
     "adjust_dropout": "netslim.weights.schedule",
     "IterativePruningConfig": "netslim.weights.procedure",
+    "prune_round": "netslim.weights.procedure",
+    # Han et al.'s published per-layer amounts
+    "han_layer_amounts": "netslim.weights.presets",
     "iterative_prune": "netslim.weights.procedure",
     # analysis
     "sparsity_report": "netslim.weights.report",
@@ -78,6 +82,8 @@ __all__ = [
     "finalize",
     "format_report",
     "get_mask",
+    "han_layer_amounts",
+    "has_masks",
     "is_masked",
     "iterative_prune",
     "layer_settings_from_sensitivity",
@@ -88,6 +94,7 @@ __all__ = [
     "prune_by_std",
     "prune_global",
     "prune_layers",
+    "prune_round",
     "quality_for_sparsity",
     "remove",
     "remove_dead_neurons",
@@ -107,13 +114,15 @@ if TYPE_CHECKING:  # pragma: no cover
         attach_mask,
         finalize,
         get_mask,
+        has_masks,
         is_masked,
         load_masked_state_dict,
         mask_gradients,
         prunable_layers,
         remove,
     )
-    from netslim.weights.procedure import IterativePruningConfig, iterative_prune
+    from netslim.weights.presets import han_layer_amounts
+    from netslim.weights.procedure import IterativePruningConfig, iterative_prune, prune_round
     from netslim.weights.pruning import (
         LayerSpec,
         prune_by_amount,

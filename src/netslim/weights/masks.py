@@ -60,8 +60,14 @@ def get_mask(module: nn.Module, name: str = "weight") -> WeightMask | None:
 
 
 def is_masked(module: nn.Module, name: str = "weight") -> bool:
-    """Whether ``module.<name>`` carries a netslim weight mask."""
+    """Whether ``module.<name>`` carries a netslim weight mask (one layer; for a whole model: :func:`has_masks`)."""
     return get_mask(module, name) is not None
+
+
+def has_masks(model: nn.Module) -> bool:
+    """Whether any tensor of ``model`` or its sub-modules carries a netslim weight mask (a masked,
+    weight-pruned model, e.g. one :func:`netslim.load` restored)."""
+    return next(iter_masks(model), None) is not None
 
 
 def raw_parameter(module: nn.Module, name: str = "weight") -> nn.Parameter:
@@ -163,6 +169,38 @@ def finalize(model: nn.Module) -> nn.Module:
     """
     for _, module, tensor_name, _ in list(iter_masks(model)):
         remove(module, tensor_name)
+    return model
+
+
+def mask_meta(model: nn.Module) -> dict[str, dict[str, float | None]]:
+    """``{"layer.weight": {"std": s}}`` for every masked tensor: what a checkpoint records so that
+    :func:`restore_masks` can rebuild the masks from the stored (folded) weights' exact zeros."""
+    out: dict[str, dict[str, float | None]] = {}
+    for mod_name, _, tensor_name, wm in iter_masks(model):
+        std = float(wm.std)
+        out[f"{mod_name}.{tensor_name}" if mod_name else tensor_name] = {
+            "std": None if std != std else std  # NaN (no std cached yet) is not valid JSON
+        }
+    return out
+
+
+@torch.no_grad()
+def restore_masks(model: nn.Module, masks: dict[str, dict[str, float | None]]) -> nn.Module:
+    """Re-attach the masks :func:`mask_meta` recorded: each listed tensor is masked where it is exactly zero.
+
+    The stored weights hold every pruned connection as an exact zero, so the rebuilt mask keeps all of them
+    pruned (a kept weight that happens to be exactly 0.0 is pruned too, which changes no output). Returns
+    ``model``.
+    """
+    for key, info in masks.items():
+        mod_path, _, tensor_name = key.rpartition(".")
+        module = model.get_submodule(mod_path) if mod_path else model
+        tensor = getattr(module, tensor_name, None)
+        if not isinstance(tensor, torch.Tensor):
+            raise PruningError(f"the checkpoint lists a mask for {key}, which the model does not have")
+        wm = attach_mask(module, tensor_name, tensor.detach() != 0)
+        if info and info.get("std") is not None:
+            wm.std.fill_(float(info["std"]))  # type: ignore[arg-type]
     return model
 
 

@@ -54,6 +54,9 @@ class IterativePruningConfig:
     std_mode: StdMode = "fixed"
     retrain_epochs: int = 1
     retrain_lr_factor: float = 0.1  # Han et al.: 1/10 of the original rate for LeNet, 1/100 for AlexNet
+    # Han et al. retrain at a lower, fixed rate: "constant" keeps lr * retrain_lr_factor for every retraining
+    # epoch, "cosine" anneals from it; "step" reuses the baseline's milestones (few epochs: mostly lr/100)
+    retrain_schedule: Literal["constant", "cosine", "step"] = "constant"
     reg: Literal["l2", "l1", "none"] = "l2"
     l1_strength: float = 1e-5
     adjust_dropout: bool = True
@@ -67,6 +70,14 @@ class IterativePruningConfig:
             raise PruningError("give exactly one of quality (Han's rule) or target_sparsity (cubic schedule)")
         if self.retrain_epochs < 0 or self.retrain_lr_factor <= 0:
             raise PruningError("retrain_epochs must be >= 0 and retrain_lr_factor > 0")
+        if self.retrain_schedule not in ("constant", "cosine", "step"):
+            raise PruningError(
+                f"retrain_schedule must be constant, cosine or step, got {self.retrain_schedule!r}"
+            )
+        if self.target_sparsity is not None and not 0.0 <= self.target_sparsity < 1.0:
+            raise PruningError(
+                f"target_sparsity is the share of weights removed, in [0, 1), got {self.target_sparsity}"
+            )
         if self.reg not in ("l2", "l1", "none"):
             raise PruningError(f"reg must be l1, l2 or none, got {self.reg!r}")
         bad = [p for p in self.phases if p not in ("all", "fc", "conv")]
@@ -121,11 +132,13 @@ def _restore_requires_grad(model: nn.Module, previous: dict[int, bool]) -> None:
 
 
 def retrain_config(train_config: TrainConfig, config: IterativePruningConfig) -> TrainConfig:
-    """The retraining config: fewer epochs, ``lr * retrain_lr_factor``, weight decay only for L2."""
+    """The retraining config: ``retrain_epochs`` epochs at ``lr * retrain_lr_factor`` under
+    ``retrain_schedule`` (constant by default, as Han et al.), weight decay only for L2."""
     return replace(
         train_config,
         epochs=max(config.retrain_epochs, 1),
         lr=train_config.lr * config.retrain_lr_factor,
+        schedule=config.retrain_schedule,
         weight_decay=train_config.weight_decay if config.reg == "l2" else 0.0,
     )
 
@@ -144,34 +157,55 @@ def iterative_prune(
     is given, and ``fit`` (the trainer's last epoch metrics). ``retrain_epochs=0`` prunes without retraining.
     """
     original_dropout = dropout_rates(model)
-    retrain_cfg = retrain_config(train_config, config)
     history: list[dict[str, Any]] = []
     for r in range(config.rounds):
-        specs = round_specs(model, config, r)
-        layers = prunable_layers(model)
-        for phase in config.phases:
-            phase_specs = {
-                n: s if _in_phase(layers[n], phase) else LayerSpec(skip=True) for n, s in specs.items()
-            }
-            sparsity = apply_specs(model, phase_specs, std_mode=config.std_mode)
-            record: dict[str, Any] = {"round": r + 1, "phase": phase, "sparsity": sparsity}
-            if config.adjust_dropout:
-                record["dropout"] = adjust_dropout(model, original_dropout)
+        history += prune_round(model, config, r, make_trainer, train_config, original_dropout, evaluate_fn)
+    return history
+
+
+def prune_round(
+    model: nn.Module,
+    config: IterativePruningConfig,
+    round_index: int,
+    make_trainer: MakeTrainer,
+    train_config: TrainConfig,
+    original_dropout: dict[str, float],
+    evaluate_fn: Callable[[nn.Module], float] | None = None,
+) -> list[dict[str, Any]]:
+    """One round (``round_index``, 0-based) of :func:`iterative_prune`: per phase, prune then retrain.
+
+    ``original_dropout`` holds the dropout rates of the unpruned model (:func:`dropout_rates`), the ``D_o``
+    of Eq. 2. Returns the round's records (one per phase). Pruning is deterministic given the weights, so a
+    round can be rerun from the previous round's model (how ``netslim prune-weights --resume`` continues).
+    """
+    retrain_cfg = retrain_config(train_config, config)
+    r = round_index
+    specs = round_specs(model, config, r)
+    layers = prunable_layers(model)
+    history: list[dict[str, Any]] = []
+    for phase in config.phases:
+        phase_specs = {
+            n: s if _in_phase(layers[n], phase) else LayerSpec(skip=True) for n, s in specs.items()
+        }
+        sparsity = apply_specs(model, phase_specs, std_mode=config.std_mode)
+        record: dict[str, Any] = {"round": r + 1, "phase": phase, "sparsity": sparsity}
+        if config.adjust_dropout:
+            record["dropout"] = adjust_dropout(model, original_dropout)
+        if evaluate_fn is not None:
+            record["accuracy_pruned"] = float(evaluate_fn(model))
+        if config.retrain_epochs > 0:
+            callbacks: list[Callback] = []
+            if config.reg == "l1":
+                callbacks.append(L1Regularization(config.l1_strength))
+            callbacks.append(MaskCallback())
+            previous = _freeze_other_kind(model, phase) if config.freeze else None
+            try:
+                fit_history = make_trainer(model, retrain_cfg, callbacks, f"round{r + 1}_{phase}").fit()
+            finally:
+                if previous is not None:
+                    _restore_requires_grad(model, previous)
+            record["fit"] = fit_history[-1] if fit_history else {}
             if evaluate_fn is not None:
-                record["accuracy_pruned"] = float(evaluate_fn(model))
-            if config.retrain_epochs > 0:
-                callbacks: list[Callback] = []
-                if config.reg == "l1":
-                    callbacks.append(L1Regularization(config.l1_strength))
-                callbacks.append(MaskCallback())
-                previous = _freeze_other_kind(model, phase) if config.freeze else None
-                try:
-                    fit_history = make_trainer(model, retrain_cfg, callbacks, f"round{r + 1}_{phase}").fit()
-                finally:
-                    if previous is not None:
-                        _restore_requires_grad(model, previous)
-                record["fit"] = fit_history[-1] if fit_history else {}
-                if evaluate_fn is not None:
-                    record["accuracy"] = float(evaluate_fn(model))
-            history.append(record)
+                record["accuracy"] = float(evaluate_fn(model))
+        history.append(record)
     return history

@@ -1,4 +1,5 @@
-"""Per-layer sparsity and FLOPs report in the layout of Han et al. 2015, Tables 2-5."""
+"""Per-layer sparsity and FLOPs report in the layout of Han et al. 2015, Tables 2-5 (zero weights and zero
+activations both discounted, measured on real inputs)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,8 @@ def _capture_inputs(model: nn.Module, example_inputs: Any, names: list[str]) -> 
     return seen
 
 
-def _macs(module: nn.Module, w_ind: torch.Tensor, x_ind: torch.Tensor) -> float:
-    """Multiply-accumulates where both the weight indicator and input indicator are 1, for one sample."""
-    x_ind = x_ind[:1]
+def _count(module: nn.Module, w_ind: torch.Tensor, x_ind: torch.Tensor) -> float:
+    """Multiply-accumulates where both indicators are 1, summed over the batch ``x_ind``."""
     if isinstance(module, nn.Linear):
         return float((x_ind.reshape(-1, x_ind.shape[-1]) @ w_ind.t()).sum())
     conv = _CONV_FN[w_ind.dim() - 2]
@@ -43,11 +43,19 @@ def _macs(module: nn.Module, w_ind: torch.Tensor, x_ind: torch.Tensor) -> float:
 
 
 def sparsity_report(model: nn.Module, example_inputs: Any = None) -> list[dict[str, Any]]:
-    """One dict per Linear/Conv layer: name, type, weights, kept, kept_pct; with ``example_inputs`` also
-    flops (multiply-accumulates per sample, padding counted exactly), flops_kept, flops_kept_pct.
+    """One dict per Linear/Conv layer, as in Han et al.'s Tables 2-5, plus a final ``"total"`` row.
 
-    A MAC is kept when its weight is non-zero; zero activations are not discounted (Han's tables report
-    activation sparsity in a separate column). A final row named ``"total"`` sums the layers.
+    Every row has ``name``, ``type``, ``weights``, ``kept`` (non-zero weights) and ``kept_pct``. With
+    ``example_inputs`` (a batch of real inputs, e.g. test images; a tuple for several arguments) the rows
+    also count the work per sample the way Han et al. did:
+
+    * ``macs``: multiply-accumulates of the dense layer (padding excluded);
+    * ``macs_kept``: those whose weight is non-zero AND whose input activation is non-zero (zero
+      activations, e.g. after a ReLU, need no multiply), averaged over the batch; ``macs_kept_pct``;
+    * ``macs_kept_weights``: those whose weight is non-zero, whatever the input (``macs_kept_weights_pct``);
+    * ``act_kept_pct``: the share of the layer's input activations that are non-zero (Han's "Act%");
+    * ``flops``, ``flops_kept``, ``flops_kept_pct``: the same as FLOPs (2 per multiply-accumulate, the
+      README's convention).
     """
     layers = prunable_layers(model)
     inputs = _capture_inputs(model, example_inputs, list(layers)) if example_inputs is not None else {}
@@ -63,12 +71,20 @@ def sparsity_report(model: nn.Module, example_inputs: Any = None) -> list[dict[s
             "kept_pct": 100.0 * kept / w.numel(),
         }
         if name in inputs:
-            ones_x = torch.ones_like(inputs[name][:1], dtype=torch.float32)
-            dense = _macs(module, torch.ones_like(w, dtype=torch.float32), ones_x)
-            flops_kept = _macs(module, (w != 0).float(), ones_x)
+            x = inputs[name].float()
+            n = x.shape[0]
+            w_all = torch.ones_like(w, dtype=torch.float32)
+            w_kept = (w != 0).float()
+            x_one = torch.ones_like(x[:1])
+            x_kept = (x != 0).float()
+            dense = _count(module, w_all, x_one)
             row.update(
-                flops=dense, flops_kept=flops_kept, flops_kept_pct=100.0 * flops_kept / max(dense, 1.0)
+                macs=dense,
+                macs_kept=_count(module, w_kept, x_kept) / n,
+                macs_kept_weights=_count(module, w_kept, x_one),
+                act_kept_pct=100.0 * float(x_kept.mean()),
             )
+            _add_rates(row)
         rows.append(row)
     total_w = sum(r["weights"] for r in rows)
     total_kept = sum(r["kept"] for r in rows)
@@ -79,20 +95,34 @@ def sparsity_report(model: nn.Module, example_inputs: Any = None) -> list[dict[s
         "kept": total_kept,
         "kept_pct": 100.0 * total_kept / max(total_w, 1),
     }
-    if rows and all("flops" in r for r in rows):
-        f = sum(r["flops"] for r in rows)
-        fk = sum(r["flops_kept"] for r in rows)
-        total.update(flops=f, flops_kept=fk, flops_kept_pct=100.0 * fk / max(f, 1.0))
+    if rows and all("macs" in r for r in rows):
+        for key in ("macs", "macs_kept", "macs_kept_weights"):
+            total[key] = sum(r[key] for r in rows)
+        _add_rates(total)
     rows.append(total)
     return rows
 
 
+def _add_rates(row: dict[str, Any]) -> None:
+    dense = max(row["macs"], 1.0)
+    row["macs_kept_pct"] = 100.0 * row["macs_kept"] / dense
+    row["macs_kept_weights_pct"] = 100.0 * row["macs_kept_weights"] / dense
+    row["flops"] = 2.0 * row["macs"]
+    row["flops_kept"] = 2.0 * row["macs_kept"]
+    row["flops_kept_pct"] = row["macs_kept_pct"]
+
+
 def format_report(rows: list[dict[str, Any]]) -> str:
-    """Render :func:`sparsity_report` rows as markdown (layer, weights, weights kept %, FLOP kept %)."""
-    lines = ["| Layer | Weights | Weights kept % | FLOP kept % |", "|---|---:|---:|---:|"]
+    """Render :func:`sparsity_report` rows as Markdown: layer, weights, weights kept %, activations kept %
+    and FLOPs kept % (non-zero weight and non-zero input, Han et al.'s count)."""
+    lines = [
+        "| Layer | Weights | Weights kept % | Input act. non-zero % | FLOPs kept % |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
+        act = f"{r['act_kept_pct']:.1f}" if "act_kept_pct" in r else "-"
         flop = f"{r['flops_kept_pct']:.1f}" if "flops_kept_pct" in r else "-"
-        lines.append(f"| {r['name']} | {_human(r['weights'])} | {r['kept_pct']:.1f} | {flop} |")
+        lines.append(f"| {r['name']} | {_human(r['weights'])} | {r['kept_pct']:.1f} | {act} | {flop} |")
     return "\n".join(lines)
 
 
