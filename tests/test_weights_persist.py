@@ -1,4 +1,4 @@
-"""Weight masks survive netslim.save/load and compress/decompress: the loaded model trains with its zeros kept."""
+"""Weight masks survive netslim.save/load and compress/decompress; a loaded model trains with its zeros kept."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import netslim
 from netslim.compression import compress_model, decompress
 from netslim.io import Checkpoint, write_checkpoint
 from netslim.models import create
-from netslim.train import Trainer, TrainConfig
-from netslim.weights import MaskCallback, apply_masks, has_masks, mask_gradients, prunable_layers, prune_by_amount
+from netslim.train import TrainConfig, Trainer
+from netslim.weights import (
+    MaskCallback,
+    apply_masks,
+    has_masks,
+    mask_gradients,
+    prunable_layers,
+    prune_by_amount,
+)
 
 
 def _pruned_lenet5() -> nn.Module:
@@ -74,7 +81,9 @@ def test_trainer_with_mask_callback_keeps_zeros_of_a_loaded_model(tmp_path) -> N
     model = netslim.load(netslim.save(_pruned_lenet5(), tmp_path / "p.pt"))
     before = _zeros(model)
     g = torch.Generator().manual_seed(0)
-    data = [(torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)) for _ in range(3)]
+    data = [
+        (torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)) for _ in range(3)
+    ]
     cfg = TrainConfig(epochs=1, lr=0.1, weight_decay=1e-2, progress=False)
     Trainer(model, data, None, cfg, callbacks=[MaskCallback()], device="cpu").fit()
     after = _zeros(model)

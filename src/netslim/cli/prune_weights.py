@@ -1,31 +1,29 @@
 """``netslim prune-weights``: Han et al. 2015 connection pruning, end to end.
 
-train (or ``--checkpoint``) -> optional sensitivity sweep -> ``--rounds`` of prune/retrain -> report:
-per-layer weights kept % and FLOPs kept % (the layout of Han's Tables 2-5), accuracy before/after, and
-compressed sizes (P, P+Q, P+Q+H) through :mod:`netslim.compression`. Writes ``pruned.pt`` (finalized,
-plain modules), ``results.json`` and, with ``--sensitivity``, the sweep's CSV/PNG into ``--run-dir``.
+This module only turns options into a :class:`netslim.pipelines.weights.WeightPruningConfig`; the recipe
+(train -> optional sensitivity sweep -> rounds of prune/retrain -> per-layer report and Deep Compression
+sizes) is :func:`netslim.pipelines.weights.run_weight_pruning`. Writes ``baseline.pt``, ``pruned.pt``
+(masked), ``results.json`` and the run report into ``--run-dir``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from netslim.cli._common import (
     add_training_command_args,
-    build_data,
     check_model_source,
     config_from_args,
     default_run_dir,
     json_object_arg,
+    model_kwargs,
 )
-from netslim.cli.sensitivity import accuracy_fn, add_sensitivity_args, prepare_model, run_sensitivity
 from netslim.errors import NetslimError
 from netslim.runfolder import claim_from_args
+
+LAYER_SETTINGS_EXAMPLE = '{"classifier.2": {"quality": 0.5}, "features.0": null}'
 
 
 def register(subparsers: Any) -> None:
@@ -34,12 +32,30 @@ def register(subparsers: Any) -> None:
         "prune-weights",
         help="Han-style connection pruning: iterative prune/retrain, report, compressed sizes",
         description="Train MODEL (or load --checkpoint), optionally sweep per-layer sensitivity, then run "
-        "--rounds of magnitude pruning and retraining at a reduced learning rate.",
+        "--rounds of magnitude pruning and retraining at a reduced, constant learning rate. Without a "
+        "criterion the LeNets, AlexNet and VGG-16 get Han et al.'s per-layer amounts (--preset han: 12x on "
+        "the LeNets) and other models --target-sparsity 0.8.",
     )
     add_training_command_args(p, model_required=False, epochs=5, lr=0.05)
+    p.set_defaults(lr=None)
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="random crops/flips on training images (default: per model; off for the LeNets)",
+    )
     g = p.add_argument_group("pruning")
     g.add_argument("--checkpoint", type=Path, metavar="FILE", help="start from this trained model")
     g.add_argument("--rounds", type=int, default=3, help="prune/retrain rounds (default: 3)")
+    g.add_argument(
+        "--preset",
+        choices=("han",),
+        help="han: Han et al.'s per-layer amounts (Tables 2-5; 12x on lenet300_100 and lenet5)",
+    )
+    g.add_argument(
+        "--list-layers",
+        action="store_true",
+        help="print the prunable layer names (for --layer-settings) and exit",
+    )
     g.add_argument("--quality", type=float, help="Han's rule: prune |w| < quality * std(layer)")
     g.add_argument("--quality-step", type=float, default=0.0, help="quality increment per round")
     g.add_argument(
@@ -55,7 +71,8 @@ def register(subparsers: Any) -> None:
         "--layer-settings",
         default="{}",
         metavar="JSON",
-        help='per-layer settings by name or glob, e.g. \'{"fc3": {"quality": 0.5}, "conv1": null}\'',
+        help="per-layer settings by name or glob (see --list-layers), e.g. for lenet5 "
+        f"'{LAYER_SETTINGS_EXAMPLE}'",
     )
     g.add_argument("--protect-first", action="store_true", help="leave the first layer unpruned")
     g.add_argument("--prune-bias", action="store_true", help="prune biases with the same rule")
@@ -64,6 +81,12 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument(
         "--retrain-lr-factor", type=float, default=0.1, help="retrain lr = lr * this (default: 0.1)"
+    )
+    g.add_argument(
+        "--retrain-schedule",
+        choices=("constant", "cosine", "step"),
+        default="constant",
+        help="retraining rate over its epochs: constant (Han et al., default), cosine from it, or step",
     )
     g.add_argument(
         "--reg",
@@ -90,101 +113,124 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def pruning_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
-    """The :class:`IterativePruningConfig` the options describe (``overrides``: per-layer settings)."""
-    from netslim.weights.procedure import IterativePruningConfig
+def add_sensitivity_args(parser: argparse.ArgumentParser) -> None:
+    """``--step``, ``--max-sparsity`` and ``--max-drop`` of the sweep (also offered by ``sensitivity``)."""
+    from netslim.pipelines.weights import SENSITIVITY_OPTIONS
 
-    quality, target = args.quality, args.target_sparsity
-    if quality is None and target is None:
-        if not args.sensitivity:
-            raise NetslimError("give --quality Q (Han's rule), --target-sparsity S, or --sensitivity")
-        target = 0.0  # every layer gets its own target from the sweep
-    return IterativePruningConfig(
-        rounds=args.rounds,
-        quality=quality,
-        quality_step=args.quality_step,
-        target_sparsity=target,
-        overrides=overrides,
-        protect_first=args.protect_first,
-        prune_bias=args.prune_bias,
-        std_mode=args.std_mode,
-        retrain_epochs=args.retrain_epochs,
-        retrain_lr_factor=args.retrain_lr_factor,
-        reg=args.reg,
-        l1_strength=args.l1_strength,
-        adjust_dropout=not args.no_dropout_adjust,
-        phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
-        freeze=args.freeze,
+    g = parser.add_argument_group("sensitivity")
+    for flag, kind, default, text in SENSITIVITY_OPTIONS:
+        g.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+
+
+def pipeline_config(args: argparse.Namespace) -> Any:
+    """The :class:`WeightPruningConfig` the options describe (raises NetslimError on a bad option)."""
+    from netslim.pipelines.weights import WeightPruningConfig, default_lr
+
+    model = None if getattr(args, "checkpoint", None) is not None else args.model
+    if args.lr is None:
+        args.lr = default_lr(model)
+    augment = None
+    if getattr(args, "no_augment", False):
+        augment = False
+    elif getattr(args, "augment", False):
+        augment = True
+    if getattr(args, "target_sparsity", None) is not None and not 0.0 <= args.target_sparsity < 1.0:
+        raise NetslimError(
+            f"--target-sparsity is the share of weights removed, in [0, 1); got {args.target_sparsity}"
+        )
+    settings = json_object_arg(
+        getattr(args, "layer_settings", None), "--layer-settings", LAYER_SETTINGS_EXAMPLE
+    )
+    phases = tuple(p.strip() for p in getattr(args, "phases", "all").split(",") if p.strip())
+    return WeightPruningConfig(
+        model=model,
+        model_kwargs=model_kwargs(args) if model else {},
+        checkpoint=str(args.checkpoint) if getattr(args, "checkpoint", None) is not None else None,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        val_size=args.val_size,
+        limit_train=args.limit_train,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        augment=augment,
+        max_batches=args.max_batches,
+        device=args.device,
+        train=config_from_args(args),
+        sensitivity=getattr(args, "sensitivity", False),
+        sensitivity_step=args.step,
+        sensitivity_max=args.max_sparsity,
+        max_drop=args.max_drop,
+        rounds=getattr(args, "rounds", 3),
+        preset=getattr(args, "preset", None),
+        quality=getattr(args, "quality", None),
+        quality_step=getattr(args, "quality_step", 0.0),
+        target_sparsity=getattr(args, "target_sparsity", None),
+        layer_settings=settings,
+        std_mode=getattr(args, "std_mode", "fixed"),
+        protect_first=getattr(args, "protect_first", False),
+        prune_bias=getattr(args, "prune_bias", False),
+        retrain_epochs=getattr(args, "retrain_epochs", 2),
+        retrain_lr_factor=getattr(args, "retrain_lr_factor", 0.1),
+        retrain_schedule=getattr(args, "retrain_schedule", "constant"),
+        reg=getattr(args, "reg", "l2"),
+        l1_strength=getattr(args, "l1_strength", 1e-5),
+        adjust_dropout=not getattr(args, "no_dropout_adjust", False),
+        phases=phases,
+        freeze=getattr(args, "freeze", False),
+        compress=not getattr(args, "no_compress", False),
     )
 
 
-def compressed_sizes(model: nn.Module) -> dict[str, int]:
-    """File sizes in bytes of the finalized model stored dense and as P, P+Q, P+Q+H (Deep Compression)."""
-    from netslim.compression import compress_model
+def list_layers(config: Any, data: Any) -> str:
+    """The prunable layers of the configured model, one per line: name, type, weights, preset amount."""
+    from netslim.pipelines.weights import build_model
+    from netslim.weights.masks import prunable_layers
+    from netslim.weights.presets import HAN_TABLES, han_layer_amounts
 
-    dense = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    sizes = {"dense": dense}
-    for key, opts in (("P", {}), ("P+Q", {"quantize": True}), ("P+Q+H", {"quantize": True, "huffman": True})):
-        _, report = compress_model(model, **opts)
-        sizes[key] = report.total_bytes
-    return sizes
+    model = build_model(config, data)
+    name = (getattr(model, "netslim_recipe", None) or {}).get("name")
+    amounts = han_layer_amounts(model, name) if name in HAN_TABLES else {}
+    lines = [f"prunable layers of {name or config.checkpoint} (names for --layer-settings):"]
+    for layer, module in prunable_layers(model).items():
+        han = f"  --preset han prunes {amounts[layer]['amount']:.1%}" if layer in amounts else ""
+        lines.append(f"  {layer:<20} {type(module).__name__:<8} {module.weight.numel():>10,} weights{han}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train or load, (sweep), prune/retrain, report and save. Returns the exit code."""
-    import netslim
-    from netslim.train import Trainer, evaluate
-    from netslim.weights.masks import finalize
-    from netslim.weights.procedure import iterative_prune
-    from netslim.weights.report import format_report, sparsity_report
+    """Translate the options, run Han et al.'s pipeline, print the per-layer table, write the report."""
+    from netslim.pipelines.weights import load_data, run_weight_pruning
+    from netslim.weights.report import format_report
 
-    overrides = json_object_arg(args.layer_settings, "--layer-settings", '{"fc1": {"quality": 1.0}}')
-    pruning_config(args, overrides)  # validate the options before any training
+    config = pipeline_config(args)  # every option checked before any data is read
     check_model_source(args)
-    bundle = build_data(args)
-    run_dir = Path(args.run_dir or default_run_dir("prune-weights", args.model, args.dataset))
-    claim_from_args(args, "prune-weights", run_dir)  # netslim.runfolder: lock; never replace a finished run
-    train_cfg = config_from_args(args)
-    model, train_history = prepare_model(args, bundle, run_dir)
-    val_loader = bundle.val or bundle.test
-    evaluate_fn = accuracy_fn(val_loader, args.max_batches)
-    test_before = evaluate(model, bundle.test, max_batches=args.max_batches)
-
-    results: dict[str, Any] = {
-        "command": "prune-weights",
-        "model": args.model,
-        "dataset": args.dataset,
-        "test_before": test_before,
-        "train_epochs": len(train_history),
-    }
-    if args.sensitivity:
-        sens, settings = run_sensitivity(model, evaluate_fn, args, run_dir)
-        derived = {name: {"amount": s["sparsity"]} for name, s in settings.items()}
-        overrides = {**derived, **overrides}  # explicit settings win
-        results["sensitivity"] = {"baseline": sens.baseline, "layers": settings}
-    config = pruning_config(args, overrides)
-
-    def make_trainer(m: nn.Module, cfg: Any, callbacks: list[Any], tag: str) -> Any:
-        return Trainer(
-            m, bundle.train, bundle.val, cfg, callbacks=callbacks, run_dir=run_dir / tag, device=args.device
-        )
-
-    history = iterative_prune(model, config, make_trainer, train_cfg, evaluate_fn=evaluate_fn)
-    example = next(iter(bundle.test))[0][:1].to(next(model.parameters()).device)
-    rows = sparsity_report(model, example)
-    finalize(model)
-    test_after = evaluate(model, bundle.test, max_batches=args.max_batches)
-    results.update(rounds=history, layers=rows, test_after=test_after)
-    if not args.no_compress:
-        results["sizes_bytes"] = compressed_sizes(model.cpu())
-    netslim.save(model, run_dir / "pruned.pt", extra={"command": "prune-weights", "test": test_after})
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-
-    print(f"netslim prune-weights: {args.model or args.checkpoint} on {args.dataset}, {config.rounds} rounds")
-    print(format_report(rows))
-    print(f"test accuracy: {test_before['accuracy']:.2%} before, {test_after['accuracy']:.2%} after pruning")
-    if "sizes_bytes" in results:
-        s = results["sizes_bytes"]
+    if args.list_layers:
+        data = load_data(config)
+        print(list_layers(config, data))
+        return 0
+    data = load_data(config)
+    default = default_run_dir("prune-weights", args.model, args.dataset)
+    run_dir = claim_from_args(args, "prune-weights", default)  # lock; never replace a finished run
+    result = run_weight_pruning(
+        config, run_dir, data=data, resume=args.resume, log=None if args.no_progress else print
+    )
+    res = result.results
+    print(
+        f"netslim prune-weights: {res['model']} on {args.dataset}, {config.rounds} rounds"
+        + (f", preset {res['preset']}" if res.get("preset") else "")
+    )
+    print(format_report([*res["layers"], res["total"]]))
+    print(
+        f"weights {res['weights']:,} -> {res['weights_kept']:,} ({res['compression_rate']:.1f}x); "
+        f"FLOPs kept {res['flops_kept_pct']:.1f}% (zero weights and zero activations)"
+    )
+    before, after = res["test_before"]["accuracy"], res["test_after"]["accuracy"]
+    print(f"test accuracy: {before:.2%} before, {after:.2%} after pruning")
+    if "sizes_bytes" in res:
+        s = res["sizes_bytes"]
         print("sizes: " + ", ".join(f"{k} {v / 1024:.1f} KiB ({s['dense'] / v:.1f}x)" for k, v in s.items()))
-    print(f"wrote {run_dir / 'pruned.pt'} and {run_dir / 'results.json'}")
+    from netslim.report import write_report
+
+    write_report(run_dir)
+    print(f"wrote {result.layout.model('pruned')}, {result.layout.results} and {result.layout.report_html}")
     return 0

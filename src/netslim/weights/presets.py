@@ -32,9 +32,7 @@ HAN_TABLES: dict[str, HanTable] = {
     "lenet5": HanTable(conv=(66, 12), fc=(8, 19), rate=12.0),
     # the zoo's AlexNet and VGG-16 are CIFAR-sized: the per-layer shares carry over, the overall rate does not
     "alexnet_small": HanTable(conv=(84, 38, 35, 37, 37), fc=(9, 9, 25), rate=None),
-    "vgg16_fc": HanTable(
-        conv=(58, 22, 34, 36, 53, 24, 42, 32, 27, 34, 35, 29, 36), fc=(4, 4, 23), rate=None
-    ),
+    "vgg16_fc": HanTable(conv=(58, 22, 34, 36, 53, 24, 42, 32, 27, 34, 35, 29, 36), fc=(4, 4, 23), rate=None),
 }
 
 PRESETS = ("han",)
