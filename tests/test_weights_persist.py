@@ -1,4 +1,4 @@
-"""Weight masks survive netslim.save/load and compress/decompress; a loaded model trains with its zeros kept."""
+"""Weight masks survive netslim.save/load and compress: a loaded model trains with its zeros kept."""
 
 from __future__ import annotations
 

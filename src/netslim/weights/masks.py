@@ -60,7 +60,7 @@ def get_mask(module: nn.Module, name: str = "weight") -> WeightMask | None:
 
 
 def is_masked(module: nn.Module, name: str = "weight") -> bool:
-    """Whether ``module.<name>`` carries a netslim weight mask (one layer; a whole model: :func:`has_masks`)."""
+    """Whether ``module.<name>`` carries a netslim weight mask (for a whole model: :func:`has_masks`)."""
     return get_mask(module, name) is not None
 
 
