@@ -289,7 +289,7 @@ def _check_recipe_shapes(path: str | os.PathLike[str], ckpt: Checkpoint) -> None
 
 
 def load(
-    path: str | os.PathLike[str], model: nn.Module | None = None, *, strict: bool = True
+    path: str | os.PathLike[str], model: nn.Module | None = None, *, strict: bool = True, masks: bool = True
 ) -> nn.Module:
     """Rebuild a model saved with :func:`save` and return it in eval mode.
 
@@ -298,7 +298,8 @@ def load(
     imported). For a model class of your own, pass a fresh, unpruned instance: the stored plans are
     replayed onto it before the weights are loaded.
     A model saved with weight masks comes back masked (``netslim.weights.has_masks(model)``): its pruned
-    connections stay exactly zero under training with ``netslim.weights.MaskCallback``.
+    connections stay exactly zero under training with ``netslim.weights.MaskCallback``. ``masks=False``
+    gives plain modules (the zeros stay), e.g. for channel surgery, which replaces whole tensors.
     """
     ckpt = read_checkpoint(path)
     if model is None:
@@ -335,7 +336,7 @@ def load(
             "architecture (unpruned) that was saved"
         ) from None
     model.netslim_plans = ckpt.plans  # type: ignore[assignment]
-    if ckpt.meta.get("masks"):
+    if masks and ckpt.meta.get("masks"):
         from netslim.weights.masks import restore_masks
 
         restore_masks(model, ckpt.meta["masks"])

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable_target(target)
     ckpt = read_checkpoint(args.checkpoint)
     check_finite(ckpt.state_dict, f"checkpoint {args.checkpoint}")
-    model = netslim.load(args.checkpoint)
+    model = netslim.load(args.checkpoint, masks=False)  # channel surgery replaces whole tensors
     recipe = ckpt.recipe
     bundle = build_data(args) if args.dataset else None
     example = _example_inputs(args, recipe, bundle)
