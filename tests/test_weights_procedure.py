@@ -138,6 +138,32 @@ def test_config_validation_and_retrain_config() -> None:
     assert rc.lr == pytest.approx(0.02) and rc.weight_decay == 5e-4 and rc.epochs == 1
 
 
+def test_retraining_keeps_a_constant_lower_rate_over_all_its_epochs() -> None:
+    """Han et al. retrain at a lower, fixed rate: 3 retraining epochs all train at lr/10 (the baseline's
+    step schedule used to squeeze them into lr/10 -> lr/100 -> lr/1000); cosine starts from lr/10."""
+    from netslim.train import Trainer
+
+    base = TrainConfig(lr=0.1, schedule="step", epochs=10, progress=False)
+    rc = retrain_config(base, IterativePruningConfig(target_sparsity=0.5, retrain_epochs=3))
+    assert rc.schedule == "constant" and rc.epochs == 3
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(4, 1, 6, 6, generator=g), torch.randint(0, 3, (4,), generator=g))]
+    history = Trainer(_cnn(), data, None, rc, device="cpu").fit()
+    assert [h["lr"] for h in history] == pytest.approx([0.01, 0.01, 0.01])
+    cosine = retrain_config(
+        base, IterativePruningConfig(target_sparsity=0.5, retrain_epochs=3, retrain_schedule="cosine")
+    )
+    lrs = [h["lr"] for h in Trainer(_cnn(), data, None, cosine, device="cpu").fit()]
+    assert lrs[0] == pytest.approx(0.01) and lrs[0] > lrs[1] > lrs[2] > 0.001
+
+
+def test_target_sparsity_outside_0_1_is_refused() -> None:
+    """A target of 1.5 (or 1.0: nothing left) fails when the config is built, before any work."""
+    for bad in (1.5, 1.0, -0.1):
+        with pytest.raises(PruningError, match="target_sparsity"):
+            IterativePruningConfig(target_sparsity=bad)
+
+
 def test_l1_callback_adds_sign_to_weight_grads() -> None:
     """L1Regularization adds strength * sign(w) to conv/linear weight grads, not to biases."""
     lin = nn.Sequential(nn.Linear(2, 1))
