@@ -34,6 +34,9 @@ def register(subparsers: Any) -> None:
     )
     add_training_command_args(p, model_required=False, epochs=5, lr=0.05)
     p.set_defaults(lr=None)
+    from netslim.pipelines.weights import LR_HELP
+
+    next(a for a in p._actions if a.dest == "lr").help = LR_HELP
     p.add_argument(
         "--augment",
         action="store_true",

@@ -48,6 +48,9 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "vgg16_fc": {"lr": 0.01, "augment": True},
 }
 DEFAULT_LR = 0.05
+LR_HELP = "initial learning rate (default: {}; else {})".format(
+    ", ".join(f"{d['lr']} for {name}" for name, d in MODEL_DEFAULTS.items()), DEFAULT_LR
+)
 DEFAULT_TARGET_SPARSITY = 0.8  # models without a published per-layer table: 5x, no loss in Han's Fig. 5
 
 
