@@ -278,3 +278,16 @@ def test_defaults_per_model_family() -> None:
         assert config.baseline_config().lr == 0.01 and not config.uses_augmentation()
     assert WeightPruningConfig(model="lenet5", augment=True).uses_augmentation()
     assert WeightPruningConfig(model="vgg16_fc").uses_augmentation()
+
+
+def test_prune_weights_from_a_checkpoint_uses_its_zoo_recipe(mnist_dir: Path, tmp_path: Path) -> None:
+    """--checkpoint: nothing trains; the paper's amounts follow the checkpoint's zoo model (LeNet-5)."""
+    import torch
+
+    torch.manual_seed(0)
+    ckpt = netslim.save(create("lenet5", num_classes=10, in_channels=1, input_size=28), tmp_path / "m.pt")
+    run_dir = tmp_path / "run"
+    assert _prune_weights(mnist_dir, run_dir, "--checkpoint", str(ckpt), "--rounds", "1") == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["preset"] == "han" and results["train_epochs"] == 0
+    assert results["compression_rate"] >= 12.0 and not (run_dir / "train").exists()
