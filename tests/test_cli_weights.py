@@ -291,3 +291,29 @@ def test_prune_weights_from_a_checkpoint_uses_its_zoo_recipe(mnist_dir: Path, tm
     results = json.loads((run_dir / "results.json").read_text())
     assert results["preset"] == "han" and results["train_epochs"] == 0
     assert results["compression_rate"] >= 12.0 and not (run_dir / "train").exists()
+
+
+def test_python_api_with_a_model_of_your_own(mnist_dir: Path, tmp_path: Path) -> None:
+    """run_weight_pruning on a user's nn.Module: trained, pruned to the target, saved masked, resumable."""
+    import torch
+    from torch import nn
+
+    from netslim.pipelines.weights import WeightPruningConfig, run_weight_pruning
+    from netslim.train import TrainConfig
+
+    def mlp() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    config = WeightPruningConfig(
+        dataset="mnist", data_dir=str(mnist_dir), val_size=32, batch_size=16, augment=False,
+        train=TrainConfig(epochs=1, lr=0.05, progress=False), rounds=2, target_sparsity=0.5,
+        retrain_epochs=1, compress=False,
+    )  # fmt: skip
+    result = run_weight_pruning(config, tmp_path / "run", model=mlp())
+    assert has_masks(result.model)
+    assert result.results["layers"][0]["kept_pct"] == pytest.approx(50.0, abs=0.1)
+    again = run_weight_pruning(config, tmp_path / "run", model=mlp(), resume=True)  # everything finished
+    assert again.results["layers"] == result.results["layers"]
+    loaded = netslim.load(tmp_path / "run" / "pruned.pt", model=mlp())
+    assert has_masks(loaded)

@@ -76,7 +76,8 @@ def default_augment(model: str | None) -> bool:
 class WeightPruningConfig:
     """Everything a Han et al. run needs, grouped in the paper's order.
 
-    The model is a zoo ``model`` (trained first, by ``train``) or a trained netslim ``checkpoint``. The
+    The model is a zoo ``model`` (trained first, by ``train``), a trained netslim ``checkpoint``, or the
+    ``model`` instance given to :func:`run_weight_pruning` (untrained; the pipeline trains it). The
     pruning criterion is, in order of precedence per layer: ``layer_settings`` (by name or glob: ``{"fc3":
     {"quality": 0.5}, "conv1": null}``), the sensitivity sweep's amounts (``sensitivity=True``), the
     ``preset`` (``"han"``: the paper's per-layer amounts, 12x on the LeNets), and the default rule
@@ -131,10 +132,8 @@ class WeightPruningConfig:
         from netslim.weights.presets import PRESETS
         from netslim.weights.sensitivity import sparsity_sweep
 
-        if (self.model is None) == (self.checkpoint is None):
-            raise NetslimError(
-                "give a zoo model name to train, or a checkpoint of a trained model (not both)"
-            )
+        if self.model is not None and self.checkpoint is not None:
+            raise NetslimError("give a zoo model name to train, or a checkpoint of a trained model, not both")
         if self.preset is not None and self.preset not in PRESETS:
             raise NetslimError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
         if not isinstance(self.layer_settings, Mapping):
@@ -244,6 +243,8 @@ def build_model(config: WeightPruningConfig, data: Any) -> nn.Module:
 
     if config.checkpoint is not None:
         return netslim.load(config.checkpoint).train()
+    if config.model is None:
+        raise NetslimError("give a zoo model name (model=...), a checkpoint, or pass your own model=")
     seed_everything(config.baseline_config().seed)
     return create(
         config.model,  # type: ignore[arg-type]
@@ -406,7 +407,8 @@ def prune_and_retrain(
     start = _last_round(layout, config.rounds) if resume else 0
     if start:
         path = layout.model(f"round-{start}")
-        model = netslim.load(path).train()
+        fresh = None if getattr(model, "netslim_recipe", None) else model  # a user's class: load into it
+        model = netslim.load(path, model=fresh).train()
         history = list(read_checkpoint(path).meta["extra"]["records"])
         if log:
             log(f"resume: rounds 1-{start} done, from {path}")
