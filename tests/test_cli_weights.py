@@ -252,7 +252,7 @@ def test_resume_skips_finished_phases_and_ends_like_an_uninterrupted_run(
     assert fits == ["round2_all"]  # neither the baseline nor round 1 trained again
     a = json.loads((full / "results.json").read_text())
     b = json.loads((cut / "results.json").read_text())
-    assert [r["round"] for r in b["rounds"]] == [1, 2]
+    assert [r["round"] for r in b["rounds"]] == [1, 2] and b["train_epochs"] == a["train_epochs"] == 1
     assert b["layers"] == a["layers"] and b["test_after"] == a["test_after"]
 
 

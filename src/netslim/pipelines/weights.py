@@ -319,22 +319,24 @@ def train_baseline(
     """Step 1: train the dense network (or take the checkpoint's), save it as ``baseline.pt``.
 
     When resuming, a finished baseline is loaded from ``baseline.pt`` and an unfinished one continues from
-    ``train/checkpoint.pt``. Returns the model and the number of epochs trained in this run folder.
+    ``train/checkpoint.pt``. Returns the model and the number of epochs it was trained in this run folder.
     """
     import netslim
+    from netslim.io import read_checkpoint
 
     path = layout.model("baseline")
     if resume and path.is_file():
         if log:
             log(f"resume: dense baseline from {path}")
         fresh = None if getattr(model, "netslim_recipe", None) else model  # a user's class: load into it
-        return netslim.load(path, model=fresh).train(), 0
+        epochs = int(read_checkpoint(path).meta.get("extra", {}).get("epochs", 0))
+        return netslim.load(path, model=fresh).train(), epochs
     epochs = 0
     if config.checkpoint is None:
         cfg = config.baseline_config()
         history = _trainer(model, data, cfg, [], layout.phase("train"), config.device, resume).fit()
         epochs = len(history)
-    netslim.save(model, path, extra={"stage": "baseline", "command": "prune-weights"})
+    netslim.save(model, path, extra={"stage": "baseline", "epochs": epochs})
     return model, epochs
 
 
