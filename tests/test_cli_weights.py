@@ -317,3 +317,13 @@ def test_python_api_with_a_model_of_your_own(mnist_dir: Path, tmp_path: Path) ->
     assert again.results["layers"] == result.results["layers"]
     loaded = netslim.load(tmp_path / "run" / "pruned.pt", model=mlp())
     assert has_masks(loaded)
+
+
+def test_defaults_follow_the_checkpoints_zoo_model(tmp_path: Path) -> None:
+    """From a LeNet checkpoint, retraining defaults to no augmentation and the LeNet rate, as from --model."""
+    from netslim.pipelines.weights import WeightPruningConfig
+
+    ckpt = netslim.save(create("lenet300_100", num_classes=10, in_channels=1), tmp_path / "m.pt")
+    config = WeightPruningConfig(checkpoint=str(ckpt))
+    assert config.zoo_name() == "lenet300_100" and not config.uses_augmentation()
+    assert config.baseline_config().lr == 0.01

@@ -127,11 +127,11 @@ def add_sensitivity_args(parser: argparse.ArgumentParser) -> None:
 
 def pipeline_config(args: argparse.Namespace) -> Any:
     """The :class:`WeightPruningConfig` the options describe (raises NetslimError on a bad option)."""
-    from netslim.pipelines.weights import WeightPruningConfig, default_lr
+    from netslim.pipelines.weights import WeightPruningConfig, checkpoint_zoo_name, default_lr
 
     model = None if getattr(args, "checkpoint", None) is not None else args.model
     if args.lr is None:
-        args.lr = default_lr(model)
+        args.lr = default_lr(model or (args.checkpoint and checkpoint_zoo_name(args.checkpoint)))
     augment = None
     if getattr(args, "no_augment", False):
         augment = False

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from netslim.pipelines.weights import (
         WeightPruningConfig,
         build_model,
+        checkpoint_zoo_name,
         default_lr,
         load_data,
         sweep_sensitivity,
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     model_name = None if args.checkpoint is not None else args.model
     if args.lr is None:
-        args.lr = default_lr(model_name)
+        args.lr = default_lr(model_name or (args.checkpoint and checkpoint_zoo_name(args.checkpoint)))
     config = WeightPruningConfig(
         model=model_name,
         model_kwargs=model_kwargs(args) if model_name else {},

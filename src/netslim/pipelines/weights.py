@@ -62,6 +62,15 @@ SENSITIVITY_OPTIONS: tuple[tuple[str, type, float, str], ...] = (
 )
 
 
+def checkpoint_zoo_name(path: str | Path) -> str | None:
+    """The zoo model name recorded in a netslim checkpoint (None for a model of your own or no file)."""
+    from netslim.io import read_checkpoint
+
+    if not Path(path).is_file():
+        return None  # reported where the checkpoint is loaded
+    return (read_checkpoint(path).recipe or {}).get("name")
+
+
 def default_lr(model: str | None) -> float:
     """The default initial learning rate for zoo model ``model`` (see :data:`MODEL_DEFAULTS`)."""
     return float(MODEL_DEFAULTS.get(model or "", {}).get("lr", DEFAULT_LR))
@@ -156,11 +165,17 @@ class WeightPruningConfig:
         """The dense baseline's training settings (``train``, or 5 epochs at the model's default rate)."""
         if self.train is not None:
             return self.train
-        return TrainConfig(epochs=5, lr=default_lr(self.model), max_batches=self.max_batches)
+        return TrainConfig(epochs=5, lr=default_lr(self.zoo_name()), max_batches=self.max_batches)
 
     def uses_augmentation(self) -> bool:
         """``augment``, or the model's default when it is None."""
-        return default_augment(self.model) if self.augment is None else self.augment
+        return default_augment(self.zoo_name()) if self.augment is None else self.augment
+
+    def zoo_name(self) -> str | None:
+        """The zoo name of the model: ``model``, or the recipe stored in ``checkpoint`` (None if neither)."""
+        if self.model is not None or self.checkpoint is None:
+            return self.model
+        return checkpoint_zoo_name(self.checkpoint)
 
     def pruning(self, overrides: Mapping[str, Any]) -> Any:
         """The :class:`netslim.weights.IterativePruningConfig` of the rounds, with per-layer ``overrides``."""
