@@ -348,3 +348,57 @@ def _register_slimming(spec: StandardModel) -> None:
 for _spec in STANDARD_MODELS.values():
     if _spec.ratios:
         _register_slimming(_spec)
+
+
+# --------------------------------------------------------------------------- Han et al. (Table 1 layout)
+
+HAN_ROUNDS = 3
+HAN_RETRAIN_EPOCHS = 8
+
+
+def _han_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
+    """The standard baseline pruned to Han's per-layer 12x in rounds of prune/retrain (netslim's pipeline)."""
+    from netslim.pipelines.weights import WeightPruningConfig, run_weight_pruning
+
+    base_path, base_history = baseline_checkpoint(ctx, spec)
+    data = standard_data(ctx, spec.augment)
+    smoke = ctx.suite == "smoke"
+    config = WeightPruningConfig(
+        checkpoint=str(base_path),
+        dataset=ctx.dataset,
+        augment=spec.augment,
+        preset="han",
+        rounds=1 if smoke else HAN_ROUNDS,
+        retrain_epochs=1 if smoke else HAN_RETRAIN_EPOCHS,
+        retrain_schedule="constant",
+        max_batches=2 if smoke else None,
+        device="cpu",
+    )
+    run_dir = work_dir(ctx) / spec.key / "han12x"
+    resume = (run_dir / "baseline.pt").is_file()
+    result = run_weight_pruning(config, run_dir, data=data, resume=resume).results
+    return {
+        "model": spec.model,
+        "dataset": ctx.dataset,
+        "rate": result["compression_rate"],
+        "baseline_error": 100.0 * (1.0 - result["test_before"]["accuracy"]),
+        "final_error": 100.0 * (1.0 - result["test_after"]["accuracy"]),
+        "weights": result["weights"],
+        "weights_kept": result["weights_kept"],
+        "flops": result.get("flops"),
+        "flops_kept": result.get("flops_kept"),
+        "flops_kept_pct": result.get("flops_kept_pct"),
+        "layers": result.get("layers"),
+        "sizes_bytes": result.get("sizes_bytes"),
+        "epochs": len(base_history) + config.rounds * config.retrain_epochs,
+        "retrain": {"rounds": config.rounds, "epochs": config.retrain_epochs, "schedule": "constant lr/10"},
+        "threads": torch.get_num_threads(),
+        "seed": 0,
+        "git_commit": git_commit(),
+    }
+
+
+for _key in ("lenet300_100", "lenet5"):
+    row(f"std_{_key}_han12x", "standard_weights", suites=("standard",))(
+        lambda ctx, s=STANDARD_MODELS[_key]: _han_row(ctx, s)
+    )
