@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,8 +24,8 @@ from torch import nn
 from netslim.errors import PruningError
 from netslim.slimming.gates import fold_gates, gated_layers, is_gate, strip_plan_record
 from netslim.slimming.graph import analyze
-from netslim.slimming.plan import PruningPlan
-from netslim.slimming.planner import _check_ratio, build_plan, group_scores, select_channels
+from netslim.slimming.plan import CutReadinessWarning, PruningPlan
+from netslim.slimming.planner import _check_ratio, build_plan, cut_readiness, group_scores, select_channels
 from netslim.slimming.surgery import cut
 from netslim.slimming.trace import output_tensors
 
@@ -37,10 +39,22 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
     """Choose the channels to remove by BatchNorm |gamma| and return a :class:`PruningPlan`.
 
     ``ratio`` is the fraction of prunable channels removed (global scope: one threshold over all of them;
-    local: that fraction of each group). Raises PruningError for an out-of-range ratio, a model without
-    (prunable) BatchNorm, or (with ``min_channels=0``) a ratio that would empty a layer; TracingError if the
-    model does not run on ``example_inputs``.
+    local: that fraction of each group). The plan's ``readiness`` (a
+    :class:`~netslim.slimming.plan.CutReadiness`) says how clean the cut is; when the cut reaches into the
+    bulk of the |gamma| distribution (threshold above 0.1 x the median kept |gamma|), one
+    :class:`~netslim.slimming.plan.CutReadinessWarning` says what to do. Raises PruningError for an
+    out-of-range ratio, a model without (prunable) BatchNorm, or (with ``min_channels=0``) a ratio that
+    would empty a layer; TracingError if the model does not run on ``example_inputs``.
     """
+    return _plan(model, example_inputs, ratio, ignored_layers=ignored_layers, scope=scope,
+                 layer_ratios=layer_ratios, score_reduce=score_reduce, min_channels=min_channels,
+                 max_layer_ratio=max_layer_ratio, round_to=round_to)
+
+
+def _plan(model: nn.Module, example_inputs: Any, ratio: float, *, ignored_layers: Any, scope: str,
+          layer_ratios: Mapping[str, float] | None, score_reduce: str, min_channels: int,
+          max_layer_ratio: float | None, round_to: int, stacklevel: int = 3) -> PruningPlan:
+    """:func:`plan`; the readiness warning points ``stacklevel`` frames up (at the user's call)."""
     _check_ratio(ratio, "ratio")
     if not any(isinstance(m, _BN) or is_gate(m) for m in model.modules()):
         raise PruningError("the model has no BatchNorm layer: Network Slimming scores channels by BatchNorm "
@@ -59,7 +73,11 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
     meta.update(ratio=ratio, scope=scope, score_reduce=score_reduce, min_channels=min_channels,
                 max_layer_ratio=max_layer_ratio, round_to=round_to,
                 layer_ratios=dict(layer_ratios) if layer_ratios else None)
-    return build_plan(model, graph, keep, meta)
+    result = build_plan(model, graph, keep, meta)
+    result.readiness = cut_readiness(scores, keep)
+    if result.readiness.in_bulk:
+        warnings.warn(result.readiness.advice(ratio), CutReadinessWarning, stacklevel=stacklevel)
+    return result
 
 
 def apply(
@@ -235,10 +253,19 @@ def _run(model: nn.Module, example_inputs: Any) -> Any:
     return model(*example_inputs)
 
 
+_PLAN_DEFAULTS = {name: p.default for name, p in inspect.signature(plan).parameters.items()
+                  if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
 def slim(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *, fold_beta: bool | str = True,
          **plan_kwargs: Any) -> SlimResult:
     """Plan and apply Network Slimming in one call; returns a :class:`SlimResult` (input model untouched)."""
-    p = plan(model, example_inputs, ratio, **plan_kwargs)
+    kwargs = dict(_PLAN_DEFAULTS)
+    unknown = sorted(set(plan_kwargs) - set(kwargs))
+    if unknown:
+        raise TypeError(f"slim() got unexpected keyword arguments {unknown}")
+    kwargs.update(plan_kwargs)
+    p = _plan(model, example_inputs, ratio, **kwargs)
     new = apply(model, p, fold_beta=fold_beta)
     from netslim.measurement.params import num_params
 

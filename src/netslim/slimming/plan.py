@@ -13,12 +13,67 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netslim.errors import CorruptFileError
 
 PLAN_VERSION = 1
+READY_THRESHOLD_RATIO = 0.1  # a cut whose threshold passes 10% of the live channels' median is in the bulk
+
+
+class CutReadinessWarning(UserWarning):
+    """The planned cut removes channels whose BN scales are not near zero: it will cost accuracy."""
+
+
+@dataclass(frozen=True)
+class CutReadiness:
+    """How clean a planned cut is, from the |gamma| scores of the prunable channels.
+
+    ``near_zero_share``: share of the scored channels that are near zero (``|gamma| < near_zero *
+    reference``, ``reference`` being the median |gamma| of the channels that are not near zero, as in
+    training; see :func:`netslim.slimming.sparsity.near_zero_stats`). ``removed_share``: share of the
+    channels the cut removes. ``removed_mass``: share of the total |gamma| the removed channels carry.
+    ``threshold``: the largest removed score. ``threshold_ratio``: ``threshold / reference``, the cut
+    against the gammas that stay (``median_kept`` is the median of every kept score, dead ones included).
+    ``in_bulk``: True when ``threshold_ratio`` exceeds 0.1, i.e. the cut reaches into the bulk.
+    """
+
+    near_zero_share: float
+    removed_share: float
+    removed_mass: float
+    threshold: float | None
+    threshold_ratio: float | None
+    reference: float
+    median_kept: float | None
+    near_zero: float
+    in_bulk: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CutReadiness:
+        """Rebuild from :meth:`to_dict` output (unknown keys are ignored)."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def line(self) -> str:
+        """One line for summaries."""
+        ratio = "n/a" if self.threshold_ratio is None else f"{self.threshold_ratio:.3g}"
+        verdict = "reaches into the bulk" if self.in_bulk else "clean"
+        return (f"cut readiness: {self.near_zero_share:.1%} of channels near zero, the cut removes "
+                f"{self.removed_share:.1%} of channels and {self.removed_mass:.2%} of |gamma| mass, "
+                f"threshold = {ratio} x median live |gamma| ({verdict})")
+
+    def advice(self, ratio: float | None) -> str:
+        """The one-line warning text for a cut in the bulk."""
+        r = "" if ratio is None else f" at ratio {ratio}"
+        return (f"netslim: the cut{r} reaches into the bulk of the BatchNorm scales (threshold = "
+                f"{self.threshold_ratio:.2g} x median live |gamma|, only {self.near_zero_share:.0%} of "
+                f"channels near zero); train longer with sparsity, use --sparsity auto "
+                f"(BNSparsity(model, 'auto', target=...)) or a lower ratio")
 
 
 @dataclass
@@ -29,6 +84,7 @@ class PruningPlan:
     folds: list[dict[str, Any]] = field(default_factory=list)
     added_bias: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    readiness: CutReadiness | None = None
 
     # ---- queries --------------------------------------------------------------------------------------
     def widths(self) -> dict[str, tuple[int, int]]:
@@ -50,9 +106,12 @@ class PruningPlan:
     # ---- serialization --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable deep copy of the plan."""
-        return {"version": PLAN_VERSION, "layers": _copy_json(self.layers),
-                "folds": _copy_json(self.folds), "added_bias": list(self.added_bias),
-                "meta": _copy_json(self.meta)}
+        out = {"version": PLAN_VERSION, "layers": _copy_json(self.layers),
+               "folds": _copy_json(self.folds), "added_bias": list(self.added_bias),
+               "meta": _copy_json(self.meta)}
+        if self.readiness is not None:
+            out["readiness"] = self.readiness.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PruningPlan:
@@ -62,8 +121,10 @@ class PruningPlan:
                                    "the output of PruningPlan.to_dict()")
         if data.get("version", PLAN_VERSION) > PLAN_VERSION:
             raise CorruptFileError(f"pruning plan version {data['version']} is newer than this netslim")
+        ready = data.get("readiness")  # absent from plans written before it existed
         return cls(layers=_copy_json(data["layers"]), folds=_copy_json(data.get("folds", [])),
-                   added_bias=list(data.get("added_bias", [])), meta=_copy_json(data.get("meta", {})))
+                   added_bias=list(data.get("added_bias", [])), meta=_copy_json(data.get("meta", {})),
+                   readiness=CutReadiness.from_dict(ready) if isinstance(ready, dict) else None)
 
     def to_json(self, indent: int | None = None) -> str:
         """The plan as a JSON string."""
@@ -85,6 +146,8 @@ class PruningPlan:
                 f"pruned {m.get('pruned_channels', 0)}/{m.get('total_channels', 0)} channels, "
                 f"largest safe ratio={_fmt(m.get('max_safe_ratio'))}")
         rows = [f"  {'layer':<40} {'kind':<7} {'before':>7} -> {'after':<7}"]
+        if self.readiness is not None:
+            rows.insert(0, self.readiness.line())
         for fqn, (before, after) in self.widths().items():
             kind = self.layers[fqn].get("kind", "")
             mark = " (select)" if self.layers[fqn].get("select") else ""

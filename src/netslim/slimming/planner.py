@@ -23,7 +23,8 @@ from torch import nn
 
 from netslim.errors import PruningError
 from netslim.slimming.graph import ChannelGroup, Graph
-from netslim.slimming.plan import PruningPlan
+from netslim.slimming.plan import READY_THRESHOLD_RATIO, CutReadiness, PruningPlan
+from netslim.slimming.sparsity import NEAR_ZERO, near_zero_stats
 
 REDUCERS = ("max", "mean", "sum")
 
@@ -151,6 +152,29 @@ def select_channels(graph: Graph, scores: dict[int, torch.Tensor], ratio: float,
     n_pruned = int(sum(int((~k).sum()) for k in keep.values()))
     meta.update(total_channels=sum(sizes.values()), pruned_channels=n_pruned)
     return keep, meta
+
+
+def cut_readiness(scores: Mapping[int, torch.Tensor], keep: Mapping[int, torch.Tensor],
+                  near_zero: float = NEAR_ZERO) -> CutReadiness:
+    """How clean the cut ``keep`` is against the channel ``scores`` (see :class:`CutReadiness`)."""
+    groups = sorted(scores)
+    all_s = torch.cat([scores[gi].double() for gi in groups]) if groups else torch.zeros(0)
+    kept = torch.cat([keep[gi] if gi in keep else torch.ones(scores[gi].numel(), dtype=torch.bool)
+                      for gi in groups]) if groups else torch.zeros(0, dtype=torch.bool)
+    share, ref = near_zero_stats(all_s, near_zero)
+    removed = all_s[~kept]
+    total = float(all_s.sum())
+    n = all_s.numel()
+    threshold = float(removed.max()) if removed.numel() else None
+    median_kept = float(all_s[kept].median()) if bool(kept.any()) else None
+    ratio = None
+    if threshold is not None:
+        ratio = threshold / ref if ref > 0 else (0.0 if threshold == 0 else math.inf)
+    return CutReadiness(
+        near_zero_share=share, removed_share=removed.numel() / n if n else 0.0,
+        removed_mass=float(removed.sum()) / total if total > 0 else 0.0, threshold=threshold,
+        threshold_ratio=ratio, reference=ref, median_kept=median_kept, near_zero=near_zero,
+        in_bulk=ratio is not None and ratio > READY_THRESHOLD_RATIO)
 
 
 def _round(pruned: torch.Tensor, score: torch.Tensor, round_to: int) -> torch.Tensor:

@@ -18,6 +18,26 @@ Two modes:
   decoupled weight decay), so with Adam at lr 1e-3 pick ``s`` about 100x the SGD value to get the shrink
   SGD at lr 0.1 gives (e.g. 1e-2 instead of 1e-4).
 
+Budget-aware strength (``s="auto"``): instead of a fixed lambda, give the share of prunable channels you
+intend to prune (``target``). A controller adapts the strength during training so that by the end of the
+sparsity epochs at least that share of the penalised gammas is *near zero*, without driving far past it.
+
+*Near zero* does not depend on the scale of the gammas: a channel is near zero when its ``|gamma|`` is
+below ``near_zero`` (default 1e-2, i.e. 1%) times the median ``|gamma|`` of the channels that are not near
+zero (the largest scale consistent with that rule, found by a few iterations down from the largest
+``|gamma|``; see :func:`near_zero_stats`). The same definition is used by
+:func:`netslim.plan`'s cut readiness. Each epoch's metrics carry ``l1_strength`` (the strength applied at
+the end of the epoch) and ``near_zero_share``.
+
+The controller, every few optimizer steps (about 100 updates over the sparsity epochs): the required
+share ramps linearly from 0 to ``target + 0.02`` over the first ``ramp`` (60%) of the sparsity epochs, then
+holds. The error is measured in log space against the near-zero line: if the gamma at the required share
+is still ``k`` times above it, the error is ``+log k`` (clipped to 3); if even the gamma at the required
+share plus 5 points is below the line (overshoot), the error is the (negative) log of how far below;
+inside that band it is 0. ``log(strength)`` is a proportional-integral function of that error, clipped to
+``[s_min, s_max]``, starting from ``s_init`` (the paper's 1e-4). Under DDP every rank computes it from
+its (replicated) gammas and rank 0's value is broadcast, so all ranks apply the same strength.
+
 By hand::
 
     sparsity = BNSparsity(model, s=1e-4)
@@ -25,6 +45,7 @@ By hand::
     sparsity.apply_()          # subgradient mode: adds s*sign(gamma) to the BN weight grads
     optimizer.step()           # or scaler.step(opt); scaler.update()
     sparsity.step(optimizer)   # proximal mode: soft threshold; a no-op in subgradient mode
+    # s="auto" by hand: every few steps, sparsity.update_strength(progress) with progress in [0, 1]
 """
 
 from __future__ import annotations
@@ -56,8 +77,63 @@ LOG_HIST_EDGES: tuple[float, ...] = tuple(10.0 ** (-6 + i / 5) for i in range(36
 THRESHOLDS: tuple[float, ...] = (1e-2, 1e-3)
 
 
+NEAR_ZERO: float = 1e-2  # a gamma is near zero below this share of the median |gamma| of the others
+
+# the controller of s="auto" (see the module docstring); fractions are of the sparsity epochs
+_MARGIN = 0.02  # aim this far above the target share, so noise does not leave the end below it
+_BAND = 0.05  # shares up to (target + _MARGIN + _BAND) near zero are not pushed back
+_KP = 2.0  # proportional gain on log(strength) per unit of share error (relative to the target)
+_JITTER = 0.5  # subgradient mode: lr * s stays under this share of the near-zero line
+_PROX_STEP = 0.05  # proximal mode: lr * s stays under this share of the typical live |gamma|
+_KI = 12.0  # integral gain on log(strength) per unit of share error per unit of progress
+_UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
+
+
 def _threshold_key(t: float) -> str:
     return f"gamma_frac_below_{t:.0e}".replace("e-0", "e-")
+
+
+@torch.no_grad()
+def near_zero_stats(values: torch.Tensor | Sequence[float], rel: float = NEAR_ZERO) -> tuple[float, float]:
+    """The share of ``values`` that are near zero, and the reference scale the rule settled on.
+
+    A value is near zero when ``|v| < rel * ref``, with ``ref`` the median ``|v|`` of the values that are
+    not near zero. Of the scales that satisfy this, the largest is used: iterating ``ref <- median{|v| >=
+    rel * ref}`` from the largest ``|v|`` decreases monotonically to it (a cluster of dead channels can
+    not become its own reference). Scaling every value by the same factor leaves the share unchanged.
+    Returns ``(share, ref)``; all-zero input gives ``(1.0, 0.0)`` and empty input ``(0.0, 0.0)``.
+    """
+    a = torch.as_tensor(values).detach().flatten().abs().to("cpu", torch.float64)
+    n = a.numel()
+    if n == 0:
+        return 0.0, 0.0
+    a, _ = torch.sort(a)
+    ref = float(a[-1])
+    if ref == 0.0:
+        return 1.0, 0.0
+    k = 0
+    for _ in range(100):  # converges in a few steps in practice
+        k = int(torch.searchsorted(a, torch.tensor(rel * ref, dtype=torch.float64)))
+        new = float(a[k + (n - k - 1) // 2])
+        if new == ref:
+            break
+        ref = new
+    k = int(torch.searchsorted(a, torch.tensor(rel * ref, dtype=torch.float64)))
+    return k / n, ref
+
+
+def sparsity_parameters(
+    model: nn.Module,
+    norm_types: Sequence[type[nn.Module]] = (nn.BatchNorm1d, nn.BatchNorm2d),
+    exclude: Exclude = None,
+) -> list[tuple[str, nn.Parameter]]:
+    """The parameters the L1 term penalises, as ``(qualified parameter name, parameter)`` pairs.
+
+    Today: the ``weight`` (gamma) of every norm layer of ``norm_types`` that ``exclude`` does not rule
+    out. This is the one place that decides what is penalised.
+    """
+    return [(f"{name}.weight" if name else "weight", m.weight)
+            for name, m in _select_norms(model, tuple(norm_types), exclude)]
 
 
 class BNSparsity(Callback):
@@ -66,14 +142,27 @@ class BNSparsity(Callback):
     Args:
         model: the network whose BN layers are penalised (the parameters are captured now; build a new
             ``BNSparsity`` for a pruned copy).
-        s: the penalty strength (the paper's lambda): 1e-4 for VGG, 1e-5 for ResNet/DenseNet on CIFAR.
+        s: the penalty strength (the paper's lambda): 1e-4 for VGG, 1e-5 for ResNet/DenseNet on CIFAR;
+            or ``"auto"``: adapt it during training so that ``target`` of the channels end near zero.
+        target: with ``s="auto"``, the share of penalised channels to bring near zero (the pruning ratio
+            you intend, in (0, 1)); with a fixed ``s`` it is not used.
+        epochs: with ``s="auto"``, the number of sparsity epochs the target must be reached in (default:
+            the trainer's ``config.epochs``, read at fit start).
+        s_min, s_max: with ``s="auto"``, bounds of the strength (``s_max=None``: bounded only by the
+            controller's own limits: in subgradient mode ``lr * s`` stays under half the near-zero line,
+            in proximal mode under 5% of the typical live gamma).
+        update_every: with ``s="auto"``, optimizer steps between controller updates (default: about 100
+            updates over the sparsity epochs).
+        ramp: with ``s="auto"``, the fraction of the sparsity epochs over which the required near-zero
+            share rises to the target (it holds afterwards).
+        near_zero: the relative bound of "near zero" (see :func:`near_zero_stats`).
         norm_types: module types whose ``weight`` is penalised.
         exclude: BNs to leave alone: a module, a qualified name (``"classifier.1"``; a prefix such as
             ``"classifier"`` excludes everything below it), a predicate ``f(name, module) -> bool``, or an
             iterable of modules and names.
         schedule: ``"constant"``, ``"linear_decay"`` (factor falls linearly from 1 to ``final_factor`` over
             the run) or a callable ``f(progress in [0, 1]) -> factor``; the effective rate is
-            ``s * factor``.
+            ``s * factor``. Fixed ``s`` only.
         final_factor: the factor at the end of the run for ``"linear_decay"``.
         mode: ``"subgradient"`` (paper; SGD) or ``"proximal"`` (decoupled soft threshold; Adam).
         hist_file: name of the JSON-lines file written in the trainer's ``run_dir`` with one gamma
@@ -83,8 +172,15 @@ class BNSparsity(Callback):
     def __init__(
         self,
         model: nn.Module,
-        s: float = 1e-4,
+        s: float | Literal["auto"] = 1e-4,
         *,
+        target: float | None = None,
+        epochs: int | None = None,
+        s_min: float = 1e-8,
+        s_max: float | None = None,
+        update_every: int | None = None,
+        ramp: float = 0.6,
+        near_zero: float = NEAR_ZERO,
         norm_types: Sequence[type[nn.Module]] = (nn.BatchNorm1d, nn.BatchNorm2d),
         exclude: Exclude = None,
         schedule: Schedule = "constant",
@@ -92,8 +188,12 @@ class BNSparsity(Callback):
         mode: Literal["subgradient", "proximal"] = "subgradient",
         hist_file: str | None = "gamma_hist.jsonl",
     ) -> None:
-        if not (isinstance(s, int | float) and math.isfinite(s) and s >= 0):
-            raise NetslimError(f"sparsity s must be a number >= 0, got {s!r} (the paper uses 1e-5..1e-4)")
+        self.auto = isinstance(s, str) and s == "auto"
+        if not self.auto and not (
+            isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
+        ):
+            raise NetslimError(f"sparsity s must be a number >= 0 or 'auto', got {s!r} "
+                               "(the paper uses 1e-5..1e-4)")
         if mode not in ("subgradient", "proximal"):
             raise UnknownNameError(
                 f"unknown sparsity mode {mode!r}; use 'subgradient' (SGD) or 'proximal' (Adam)"
@@ -104,7 +204,18 @@ class BNSparsity(Callback):
             )
         if not 0.0 <= final_factor <= 1.0:
             raise NetslimError(f"final_factor must be in [0, 1], got {final_factor}")
-        self.s = float(s)
+        if not (isinstance(near_zero, int | float) and 0.0 < near_zero < 1.0):
+            raise NetslimError(f"near_zero must be in (0, 1), got {near_zero!r} (default 1e-2)")
+        if self.auto:
+            _check_auto(target, epochs, s_min, s_max, update_every, ramp, schedule)
+        self.s = float(s_min) if self.auto else float(s)  # type: ignore[arg-type]
+        self.target = float(target) if target is not None else None
+        self.epochs = epochs
+        self.s_min = float(s_min)
+        self.s_max = float(s_max) if s_max is not None else None
+        self.update_every = update_every
+        self.ramp = float(ramp)
+        self.near_zero = float(near_zero)
         self.mode = mode
         self.schedule = schedule
         self.final_factor = float(final_factor)
@@ -117,8 +228,25 @@ class BNSparsity(Callback):
                 "BNSparsity found no BatchNorm layer with a learnable scale to penalise; the model needs "
                 "affine BN layers (or loosen `exclude`/`norm_types`)"
             )
-        self.weights: list[nn.Parameter] = [m.weight for _, m in self.named_norms]
+        self.weights: list[nn.Parameter] = [w for _, w in sparsity_parameters(model, norm_types, exclude)]
+        self._ids = {id(w) for w in self.weights}
         self._warned_adam = False
+        # controller state (s="auto"); plain Python numbers so a resumed run continues bit-identically
+        self._integral = 0.0  # log(strength / (base * ref)), integrated share error
+        self._base: float | None = None  # the strength that, unopposed, spends the budget
+        self._lr: float | None = None  # the gammas' current learning rate (trainer hooks)
+        self._momentum = 0.0
+        self.trace: list[tuple[float, ...]] | None = None  # set to [] to record every controller update
+        self._steps = 0  # optimizer steps seen by after_step
+        self._last_progress = 0.0
+        self._goal = 0.0
+        self._share: float | None = None
+        self._ref: float | None = None
+        # set at fit start from the trainer
+        self._epochs = 1
+        self._steps_per_epoch: int | None = None
+        self._every = update_every or 1
+        self._step_in_epoch = 0
 
     # -- the penalty ---------------------------------------------------------------------------------
     @property
@@ -173,28 +301,115 @@ class BNSparsity(Callback):
             return
         if optimizer is None and lr is None:
             raise NetslimError("proximal BNSparsity.step needs the optimizer (or lr=) to size its threshold")
-        group_lr = _lr_by_param(optimizer) if optimizer is not None else {}
-        for w in self.weights:
-            w_lr = lr if lr is not None else group_lr.get(id(w))
-            if w_lr is None:  # gamma is not being optimised: nothing moves it, nothing to shrink
+        if lr is not None:
+            batches = [(float(lr), self.weights)]
+        else:  # gammas not in any group are not being optimised: nothing moves them, nothing to shrink
+            assert optimizer is not None
+            batches = [(float(g["lr"]), [p for p in g["params"] if id(p) in self._ids])
+                       for g in optimizer.param_groups]
+        for group_lr, ws in batches:
+            if not ws:
                 continue
-            shrunk = (w.abs() - w_lr * s).clamp_(min=0.0)
-            w.copy_(torch.sign(w) * shrunk)
+            t = group_lr * s
+            # w - clamp(w, -t, t) == sign(w) * max(|w| - t, 0), one fused update per group
+            inside = torch._foreach_clamp_min(torch._foreach_clamp_max(ws, t), -t)
+            torch._foreach_sub_(ws, inside)
+
+    # -- the controller (s="auto") -------------------------------------------------------------------
+    def goal(self, progress: float) -> float:
+        """The near-zero share the controller requires at ``progress`` (fraction of the sparsity epochs)."""
+        if not self.auto or self.target is None:
+            return 0.0
+        final = min(self.target + _MARGIN, 1.0)
+        return final * min(max(progress, 0.0) / self.ramp, 1.0) if self.ramp > 0 else final
+
+    def set_budget(self, steps: int, lr: float, momentum: float = 0.0) -> None:
+        """Tell the ``s="auto"`` controller the sparsity budget (the trainer hooks do this at fit start).
+
+        ``steps``: optimizer steps of the sparsity epochs; ``lr``: the base learning rate of the gammas;
+        ``momentum``: SGD momentum in subgradient mode (0 otherwise). The controller's starting strength is
+        the one that, unopposed, would move a typical gamma to zero over the budget: ``ref * (1 - momentum)
+        / (0.5 * lr * steps)`` (0.5: the mean of a decaying schedule), with ``ref`` the current scale.
+        """
+        if steps < 1 or not lr > 0 or not 0.0 <= momentum < 1.0:
+            raise NetslimError(f"set_budget needs steps >= 1, lr > 0 and momentum in [0, 1); got {steps}, "
+                               f"{lr}, {momentum}")
+        ref = self.near_zero_share()[1] or 1.0
+        self._base = ref * (1.0 - momentum) / (0.5 * lr * steps)
+        self._momentum = float(momentum)
+
+    @torch.no_grad()
+    def update_strength(self, progress: float) -> float:
+        """One controller update at ``progress`` (fraction of the sparsity epochs done); returns the new s.
+
+        A no-op for a fixed ``s``. The trainer hooks call it every ``update_every`` optimizer steps; a
+        by-hand loop calls :meth:`set_budget` once and then this every few steps. Under DDP, rank 0's result
+        is broadcast to every rank.
+        """
+        if not self.auto or self.target is None:
+            return self.s
+        if self._base is None:
+            raise NetslimError("BNSparsity(s='auto') by hand: call set_budget(steps, lr, momentum) first")
+        share, ref = near_zero_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
+        final = min(self.target + _MARGIN, 1.0)
+        frac = min(max(progress, 0.0) / self.ramp, 1.0) if self.ramp > 0 else 1.0
+        goal = final * frac
+        top = min(goal + _BAND, 1.0)
+        if share < goal:  # behind the schedule
+            error = (goal - share) / final
+        elif share > top:  # past the band: push back
+            error = -min((share - top) / max(1.0 - self.target, 1e-6), 1.0)
+        else:
+            error = 0.0
+        lo = math.log(self.s_min)
+        hi = math.log(self.s_max) if self.s_max is not None else math.inf
+        if self._lr is not None and ref > 0:
+            if self.mode == "subgradient":
+                # the sign term makes a dead gamma jitter around zero by about lr * s: keep that under
+                # the near-zero line (a larger s also mostly shrinks every gamma alike, which sparsifies
+                # nothing, and the jitter would hide the channels it did kill)
+                hi = min(hi, math.log(_JITTER * self.near_zero * ref / max(self._lr, 1e-12)))
+            else:  # proximal: one soft threshold removes at most _PROX_STEP of a typical gamma
+                hi = min(hi, math.log(_PROX_STEP * ref / max(self._lr, 1e-12)))
+        dp = max(progress - self._last_progress, 0.0)
+        base = math.log(self._base)
+        integral = self._integral + _KI * error * dp
+        wanted = base + integral + _KP * error
+        # anti-windup: integrate only while the result is not held by a bound in the error's direction
+        if not ((wanted > hi and error > 0) or (wanted < lo and error < 0)):
+            self._integral = integral
+        log_s = min(max(base + self._integral + _KP * error, lo), hi)
+        log_s = _broadcast_from_rank0(log_s, self.weights[0].device)
+        self.s = math.exp(log_s)
+        self._last_progress, self._goal, self._share, self._ref = float(progress), goal, share, ref
+        if self.trace is not None:
+            self.trace.append((progress, share, ref, goal, error, self._integral, self.s))
+        return self.s
+
+    def _progress(self, trainer: Trainer) -> float:
+        spe = self._steps_per_epoch or max(self._step_in_epoch, 1)
+        done = int(getattr(trainer, "epoch", 0) or 0) + min(self._step_in_epoch / spe, 1.0)
+        return done / self._epochs
 
     # -- statistics ----------------------------------------------------------------------------------
+    def near_zero_share(self) -> tuple[float, float]:
+        """(share of penalised gammas near zero, reference scale); see :func:`near_zero_stats`."""
+        return near_zero_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
+
     @torch.no_grad()
     def gamma_stats(self) -> dict[str, Any]:
-        """Fractions of |gamma| below 1e-2 and 1e-3 and histograms over the fixed bins.
+        """Fractions of |gamma| below 1e-2 and 1e-3, the near-zero share and histograms over fixed bins.
 
-        Returns ``{"n", "gamma_frac_below_1e-2", "gamma_frac_below_1e-3", "bin_edges", "counts", "above",
-        "log_bin_edges", "log_counts", "log_below", "log_above"}``; ``counts[i]`` holds values in
-        ``[bin_edges[i], bin_edges[i+1])`` (:data:`HIST_EDGES`), ``log_counts`` the same over
-        :data:`LOG_HIST_EDGES`.
+        Returns ``{"n", "gamma_frac_below_1e-2", "gamma_frac_below_1e-3", "near_zero_share",
+        "near_zero_ref", "bin_edges", "counts", "above", "log_bin_edges", "log_counts", "log_below",
+        "log_above"}``; ``counts[i]`` holds values in ``[bin_edges[i], bin_edges[i+1])``
+        (:data:`HIST_EDGES`), ``log_counts`` the same over :data:`LOG_HIST_EDGES`.
         """
         g = torch.cat([w.detach().abs().flatten().float().cpu() for w in self.weights])
         stats: dict[str, Any] = {"n": int(g.numel())}
         for t in THRESHOLDS:
             stats[_threshold_key(t)] = float((g < t).float().mean()) if g.numel() else 0.0
+        stats["near_zero_share"], stats["near_zero_ref"] = near_zero_stats(g, self.near_zero)
         _, lin, lin_above = _histogram(g, HIST_EDGES)  # nothing lies below the first linear edge, 0
         log_below, log, log_above = _histogram(g, LOG_HIST_EDGES)
         stats.update(bin_edges=list(HIST_EDGES), counts=lin, above=lin_above)
@@ -204,7 +419,8 @@ class BNSparsity(Callback):
 
     # -- trainer hooks -------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Trainer) -> None:
-        """Record the starting |gamma| histogram as epoch 0 (not on resume); warn about subgradient + Adam."""
+        """Read the budget (auto), record the starting histogram as epoch 0 (not on resume), warn about
+        subgradient + Adam."""
         opt = getattr(trainer, "optimizer", None)
         adaptive = isinstance(opt, torch.optim.Adam | torch.optim.AdamW)
         if self.mode == "subgradient" and adaptive and not self._warned_adam:
@@ -214,30 +430,78 @@ class BNSparsity(Callback):
                 stacklevel=2,
             )
             self._warned_adam = True
+        if self.auto:
+            self._read_budget(trainer)
         if not self.history:
             self._record(trainer, {"epoch": 0, "s": self.current_s, **self.gamma_stats()})
+
+    def _read_budget(self, trainer: Trainer) -> None:
+        config = getattr(trainer, "config", None)
+        epochs = self.epochs if self.epochs is not None else getattr(config, "epochs", None)
+        if not isinstance(epochs, int) or epochs < 1:
+            raise NetslimError("BNSparsity(s='auto') needs the number of sparsity epochs: pass epochs= "
+                               "or use it as a callback of a Trainer")
+        self._epochs = epochs
+        loader = getattr(trainer, "train_loader", None)
+        spe: int | None = None
+        if loader is not None and hasattr(loader, "__len__"):
+            spe = len(loader)
+        cap = getattr(config, "max_batches", None)
+        if cap is not None:
+            spe = cap if spe is None else min(spe, cap)
+        self._steps_per_epoch = max(spe, 1) if spe is not None else None
+        total = epochs * (self._steps_per_epoch or 100)
+        if self.update_every is None:
+            self._every = max(1, round(total / _UPDATES))
+        lr = float(getattr(config, "lr", 0.0) or 0.0)
+        if lr <= 0 and getattr(trainer, "optimizer", None) is not None:
+            group = trainer.optimizer.param_groups[0]
+            lr = float(group.get("initial_lr", group["lr"]))
+        momentum = float(getattr(config, "momentum", 0.0) or 0.0)
+        sgd = getattr(config, "optimizer", "sgd") == "sgd"
+        self._lr = lr if lr > 0 else None
+        if self._base is None:  # a resumed run keeps the budget it started with
+            self.set_budget(total, lr if lr > 0 else 0.1,
+                            momentum if sgd and self.mode == "subgradient" else 0.0)
+        if self._steps == 0:  # the first strength, before the first step (a resumed run keeps its own)
+            self.update_strength(self._progress(trainer))
 
     def on_epoch_start(self, trainer: Trainer) -> None:
         """Update the schedule's progress from the trainer's epoch counter."""
         epochs = max(int(getattr(getattr(trainer, "config", None), "epochs", 1) or 1), 1)
         self.progress = int(getattr(trainer, "epoch", 0) or 0) / epochs
+        self._step_in_epoch = 0
 
     def after_backward(self, trainer: Trainer) -> None:
         """Add the subgradient (gradients are unscaled here)."""
         self.apply_()
 
     def after_step(self, trainer: Trainer) -> None:
-        """Soft-threshold in proximal mode."""
+        """Soft-threshold in proximal mode; every ``update_every`` steps, update the auto strength."""
         if self.mode == "proximal":
             self.step(trainer.optimizer)
+        if self.auto:
+            self._steps += 1
+            self._step_in_epoch += 1
+            if self._steps % self._every == 0:
+                lrs = [float(g["lr"]) for g in trainer.optimizer.param_groups
+                       if any(id(p) in self._ids for p in g["params"])]
+                self._lr = max(lrs) if lrs else None
+                self.update_strength(self._progress(trainer))
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        """Log the sparsity fractions into ``metrics`` and append this epoch's histogram to the run folder."""
+        """Log the strength and sparsity into ``metrics`` and append this epoch's histogram to the run
+        folder."""
         stats = self.gamma_stats()
         epoch = metrics.get("epoch", getattr(trainer, "epoch", len(self.history)))
         for t in THRESHOLDS:
             metrics[_threshold_key(t)] = stats[_threshold_key(t)]
         metrics["sparsity_s"] = self.current_s
+        metrics["l1_strength"] = self.current_s
+        metrics["near_zero_share"] = stats["near_zero_share"]
+        if self.auto:
+            metrics["near_zero_goal"] = self._goal
+            metrics["near_zero_target"] = self.target
         self._record(trainer, {"epoch": epoch, "s": self.current_s, **stats})
 
     def _record(self, trainer: Trainer, record: dict[str, Any]) -> None:
@@ -250,14 +514,61 @@ class BNSparsity(Callback):
                 fh.write(json.dumps(record) + "\n")
 
     def state_dict(self) -> dict[str, Any]:
-        """Schedule progress and the per-epoch histograms (plain Python values)."""
-        return {"s": self.s, "progress": self.progress, "history": list(self.history)}
+        """Schedule progress, the controller's state and the per-epoch histograms (plain Python values)."""
+        state: dict[str, Any] = {"s": self.s, "progress": self.progress, "history": list(self.history)}
+        if self.auto:
+            state["auto"] = {"integral": self._integral, "steps": self._steps,
+                             "last_progress": self._last_progress, "goal": self._goal,
+                             "base": self._base,
+                             "share": self._share, "ref": self._ref, "target": self.target}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (a resumed run continues the schedule)."""
+        """Restore :meth:`state_dict` output (a resumed run continues the schedule and the controller)."""
         self.s = float(state.get("s", self.s))
         self.progress = float(state.get("progress", 0.0))
         self.history = list(state.get("history", []))
+        auto = state.get("auto")
+        if self.auto and isinstance(auto, dict):
+            self._integral = float(auto["integral"])
+            self._steps = int(auto["steps"])
+            self._last_progress = float(auto["last_progress"])
+            self._goal = float(auto.get("goal", 0.0))
+            self._base = auto.get("base", self._base)
+            self._share = auto.get("share")
+            self._ref = auto.get("ref")
+
+
+def _check_auto(target: Any, epochs: Any, s_min: float, s_max: float | None,
+                update_every: Any, ramp: float, schedule: Any) -> None:
+    if target is None:
+        raise NetslimError("BNSparsity(s='auto') needs target=, the share of prunable channels you intend "
+                           "to prune (e.g. target=0.7 for ratio 0.7)")
+    if not (isinstance(target, int | float) and 0.0 < target < 1.0):
+        raise NetslimError(f"target must be a share in (0, 1), got {target!r} (e.g. 0.7)")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise NetslimError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if not (s_min > 0.0 and (s_max is None or (s_min < s_max and math.isfinite(s_max)))):
+        raise NetslimError(f"need 0 < s_min < s_max, got {s_min} and {s_max}")
+    if update_every is not None and (not isinstance(update_every, int) or update_every < 1):
+        raise NetslimError(f"update_every must be an integer >= 1, got {update_every!r}")
+    if not 0.0 <= ramp <= 1.0:
+        raise NetslimError(f"ramp must be in [0, 1], got {ramp}")
+    if schedule != "constant":
+        raise NetslimError("s='auto' adapts the strength itself; leave schedule='constant'")
+
+
+def _broadcast_from_rank0(value: float, device: torch.device) -> float:
+    """``value`` as rank 0 has it (unchanged when not distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
+        return value
+    if dist.get_backend() == "nccl" and device.type != "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
 
 
 def _histogram(values: torch.Tensor, edges: Sequence[float]) -> tuple[int, list[int], int]:
