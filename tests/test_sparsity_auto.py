@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 from netslim.errors import NetslimError
+from netslim.slimming.plan import CutReadinessWarning
 from netslim.slimming.sparsity import BNSparsity, near_zero_stats, sparsity_parameters
 from netslim.train import Trainer
 from netslim.train.callbacks import Callback
@@ -255,3 +257,34 @@ def test_copy_keeps_controller_state() -> None:
     clone = BNSparsity(copy.deepcopy(net), "auto", target=0.5)
     clone.load_state_dict(sp.state_dict())
     assert clone.s == sp.s and clone.update_strength(0.4) == sp.update_strength(0.4)
+
+
+def test_multipass_gives_each_sparsity_phase_its_own_target() -> None:
+    from netslim.slimming.multipass import multipass_slim, pass_ratios
+
+    ratios = pass_ratios([0.5, 0.25], passes=2)
+    seen: list[tuple[float | None, int]] = []
+
+    def train_fn(model: nn.Module, index: int, phase: str) -> None:
+        if phase != "sparsity":
+            return
+        sp = BNSparsity(model, "auto", target=ratios[index], hist_file=None)
+        config = TrainConfig(epochs=2, lr=0.1, schedule="cosine", progress=False, deterministic=True)
+        Trainer(model, batches(4), None, config=config, callbacks=[sp], device="cpu").fit()
+        seen.append((sp.target, len(sp.weights[0])))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CutReadinessWarning)  # short runs: the cuts need not be clean
+        result = multipass_slim(
+            wide_net(),
+            torch.zeros(1, 1, 8, 8),
+            passes=2,
+            ratio_per_pass=ratios,
+            max_layer_ratio=None,
+            train_fn=train_fn,
+        )
+    assert [t for t, _ in seen] == [0.5, 0.25]
+    assert seen[1][1] < seen[0][1], "the second pass trains the already slimmed model"
+    assert all("readiness" in h and "near_zero_share" in h["readiness"] for h in result.history)
+    with pytest.raises(NetslimError, match="entries"):
+        pass_ratios([0.5], passes=2)

@@ -4,13 +4,15 @@ Each pass prunes a share of the channels that are left, with a per-layer cap (th
 with "at most 50% of the channels" of any layer) so no layer collapses across passes. Training is supplied
 by the caller as a function, so this module makes no assumption about data, optimizer or device::
 
+    ratios = pass_ratios(0.5, passes=3)           # each pass's sparsity phase aims at its own cut
+
     def train_fn(model, pass_index, phase):       # phase: "sparsity" or "finetune"
-        cbs = [BNSparsity(model, 1e-4)] if phase == "sparsity" else []
+        cbs = [BNSparsity(model, "auto", target=ratios[pass_index])] if phase == "sparsity" else []
         Trainer(model, train, val, TrainConfig(epochs=5), callbacks=cbs).fit()
 
-    result = multipass_slim(model, torch.zeros(1, 3, 32, 32), passes=3, ratio_per_pass=0.5,
+    result = multipass_slim(model, torch.zeros(1, 3, 32, 32), passes=3, ratio_per_pass=ratios,
                             train_fn=train_fn, evaluate_fn=lambda m: evaluate(m, val)["accuracy"])
-    result.model, result.history
+    result.model, result.history                  # history[i]["readiness"]: how clean pass i's cut was
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class MultipassResult:
 
     ``history[i]`` holds ``pass`` (1-based), ``ratio``, ``params``/``flops`` before and after the cut,
     ``trained``/``pruned``/``finetuned`` evaluations (whatever ``evaluate_fn`` returned; absent without
-    one), ``pruned_channels``/``total_channels``/``threshold``, ``layer_widths`` (name -> [before, after])
+    one), ``pruned_channels``/``total_channels``/``threshold``, ``layer_widths`` (name -> [before, after]),
+    ``readiness`` (the plan's cut readiness as a dict, see :class:`~netslim.slimming.plan.CutReadiness`)
     and ``seconds``. Unpacks as ``model, history = result``.
     """
 
@@ -63,7 +66,12 @@ def default_measure(model: nn.Module, example_inputs: Any) -> dict[str, Any]:
     return {"params": params, "flops": flops}
 
 
-def _ratios(ratio_per_pass: float | Sequence[float], passes: int) -> list[float]:
+def pass_ratios(ratio_per_pass: float | Sequence[float], passes: int) -> list[float]:
+    """The validated share of the remaining channels each pass prunes (one value per pass).
+
+    Pass ``i``'s sparsity phase should aim at ``pass_ratios(...)[i]`` (``BNSparsity(model, "auto",
+    target=...)``): each pass cuts that share of the channels left after the previous passes.
+    """
     if isinstance(ratio_per_pass, int | float):
         ratios = [float(ratio_per_pass)] * passes
     else:
@@ -107,7 +115,8 @@ def multipass_slim(
         max_layer_ratio: per-pass cap on the share of any layer's channels that may be cut (paper: 0.5).
         train_fn: ``f(model, pass_index, phase)`` trains ``model`` in place for ``phase`` ``"sparsity"``
             (before the cut) or ``"finetune"`` (after it); it may return a replacement model. ``None``
-            skips training (prune only).
+            skips training (prune only). With ``BNSparsity(model, "auto", target=...)``, give pass ``i``
+            the target ``pass_ratios(ratio_per_pass, passes)[i]``.
         evaluate_fn: ``f(model) -> accuracy or dict`` recorded after training, after the cut and after
             fine-tuning.
         measure_fn: ``f(model) -> {"params", "flops", ...}``; default :func:`default_measure`.
@@ -123,7 +132,7 @@ def multipass_slim(
         raise NetslimError(f"passes must be an integer >= 1, got {passes!r}")
     if max_layer_ratio is not None and not 0.0 < max_layer_ratio <= 1.0:
         raise NetslimError(f"max_layer_ratio must be in (0, 1], got {max_layer_ratio}")
-    ratios = _ratios(ratio_per_pass, passes)
+    ratios = pass_ratios(ratio_per_pass, passes)
 
     def measure(m: nn.Module) -> dict[str, Any]:
         return measure_fn(m) if measure_fn is not None else default_measure(m, example_inputs)
@@ -175,6 +184,9 @@ def _channel_counts(plan: Any) -> dict[str, Any]:
         "total_channels": meta.get("total_channels"),
         "threshold": meta.get("threshold"),
     }
+    readiness = getattr(plan, "readiness", None)
+    if readiness is not None:
+        out["readiness"] = readiness.to_dict()
     widths = getattr(plan, "widths", None)
     if callable(widths):
         out["layer_widths"] = {name: list(pair) for name, pair in widths().items()}

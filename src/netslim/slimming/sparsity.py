@@ -29,14 +29,24 @@ zero (the largest scale consistent with that rule, found by a few iterations dow
 :func:`netslim.plan`'s cut readiness. Each epoch's metrics carry ``l1_strength`` (the strength applied at
 the end of the epoch) and ``near_zero_share``.
 
-The controller, every few optimizer steps (about 100 updates over the sparsity epochs): the required
-share ramps linearly from 0 to ``target + 0.02`` over the first ``ramp`` (60%) of the sparsity epochs, then
-holds. The error is measured in log space against the near-zero line: if the gamma at the required share
-is still ``k`` times above it, the error is ``+log k`` (clipped to 3); if even the gamma at the required
-share plus 5 points is below the line (overshoot), the error is the (negative) log of how far below;
-inside that band it is 0. ``log(strength)`` is a proportional-integral function of that error, clipped to
-``[s_min, s_max]``, starting from ``s_init`` (the paper's 1e-4). Under DDP every rank computes it from
-its (replicated) gammas and rank 0's value is broadcast, so all ranks apply the same strength.
+The controller updates the strength every few optimizer steps (about 100 updates over the sparsity epochs):
+
+* start: the strength that, unopposed, would move a typical gamma to zero over the budget,
+  ``ref * (1 - momentum) / (0.5 * lr * steps)`` (read from the trainer's config at fit start);
+* schedule: the required near-zero share ramps linearly from 0 to ``target + 0.02`` over the first
+  ``ramp`` (60%) of the sparsity epochs, then holds, so channels are removed gradually, weakest first;
+* feedback: ``log(s) = log(start) + I + 2 e`` with ``e`` the shortfall of the share against the schedule
+  (relative to the target; 0 inside a 5-point band above it, negative past the band) and ``I`` its
+  integral (gain 12 per unit of progress; not integrated while a bound holds the strength);
+* bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
+  zero by about ``lr * s``, and a larger strength mostly shrinks all gammas of a layer alike, which
+  sparsifies nothing: BN layers followed by another BN are scale-free); in proximal mode one threshold
+  ``lr * s`` stays under 5% of the typical live gamma.
+
+Every rank of a DDP run computes the strength from its (replicated) gammas and rank 0's value is broadcast,
+so all ranks apply the same one. The controller's state is part of :meth:`BNSparsity.state_dict`, so a
+resumed run continues bit-identically. When the budget is too short for the target, the share stalls
+below it; :func:`netslim.plan`'s cut readiness then says so.
 
 By hand::
 
@@ -45,7 +55,8 @@ By hand::
     sparsity.apply_()          # subgradient mode: adds s*sign(gamma) to the BN weight grads
     optimizer.step()           # or scaler.step(opt); scaler.update()
     sparsity.step(optimizer)   # proximal mode: soft threshold; a no-op in subgradient mode
-    # s="auto" by hand: every few steps, sparsity.update_strength(progress) with progress in [0, 1]
+    # s="auto" by hand: sparsity.set_budget(steps, lr, momentum) once, then every few steps
+    # sparsity.update_strength(progress, lr=current_lr) with progress in [0, 1]
 """
 
 from __future__ import annotations
@@ -337,10 +348,14 @@ class BNSparsity(Callback):
         ref = self.near_zero_share()[1] or 1.0
         self._base = ref * (1.0 - momentum) / (0.5 * lr * steps)
         self._momentum = float(momentum)
+        if self._lr is None:
+            self._lr = float(lr)
 
     @torch.no_grad()
-    def update_strength(self, progress: float) -> float:
+    def update_strength(self, progress: float, *, lr: float | None = None) -> float:
         """One controller update at ``progress`` (fraction of the sparsity epochs done); returns the new s.
+
+        ``lr``: the gammas' current learning rate (by hand; the trainer hooks read it from the optimizer).
 
         A no-op for a fixed ``s``. The trainer hooks call it every ``update_every`` optimizer steps; a
         by-hand loop calls :meth:`set_budget` once and then this every few steps. Under DDP, rank 0's result
@@ -350,6 +365,8 @@ class BNSparsity(Callback):
             return self.s
         if self._base is None:
             raise NetslimError("BNSparsity(s='auto') by hand: call set_budget(steps, lr, momentum) first")
+        if lr is not None:
+            self._lr = float(lr)
         share, ref = near_zero_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
         final = min(self.target + _MARGIN, 1.0)
         frac = min(max(progress, 0.0) / self.ramp, 1.0) if self.ramp > 0 else 1.0
@@ -519,7 +536,7 @@ class BNSparsity(Callback):
         if self.auto:
             state["auto"] = {"integral": self._integral, "steps": self._steps,
                              "last_progress": self._last_progress, "goal": self._goal,
-                             "base": self._base,
+                             "base": self._base, "lr": self._lr, "momentum": self._momentum,
                              "share": self._share, "ref": self._ref, "target": self.target}
         return state
 
@@ -535,6 +552,8 @@ class BNSparsity(Callback):
             self._last_progress = float(auto["last_progress"])
             self._goal = float(auto.get("goal", 0.0))
             self._base = auto.get("base", self._base)
+            self._lr = auto.get("lr", self._lr)
+            self._momentum = float(auto.get("momentum", self._momentum))
             self._share = auto.get("share")
             self._ref = auto.get("ref")
 
