@@ -100,16 +100,21 @@ def test_controller_reaches_the_target_without_overshooting(mode: str, n_batches
 
 
 def test_near_zero_definition_is_scale_free() -> None:
-    g = torch.tensor([0.0, 1e-5, 2e-3, 0.5, 0.8, 1.0, 1.2, 2.0])
+    g = torch.tensor([0.0, 1e-5, 2e-3, 0.5, 0.8, 1.0, 1.2, 2.0, 0.9, 0.7])
     share, ref = near_zero_stats(g)
-    assert share == pytest.approx(3 / 8)  # 2e-3 < 1% of the median of the others (1.0)
-    assert ref == pytest.approx(1.0)
+    assert ref == pytest.approx(2.0)  # the mean of the strongest 10% (one value here)
+    assert share == pytest.approx(3 / 10)  # 2e-3 < 1% of 2.0
     assert near_zero_stats(g * 1000) == (share, pytest.approx(ref * 1000))
     assert near_zero_stats(-g)[0] == share, "signs do not matter"
     assert near_zero_stats(torch.zeros(5)) == (1.0, 0.0)
-    # mostly dead: the reference is the median of the live ones, not of everything
-    dead = torch.cat([torch.zeros(90), torch.full((10,), 0.3)])
-    assert near_zero_stats(dead) == (0.9, pytest.approx(0.3))
+    # mostly dead: the reference stays with the live channels
+    dead = torch.cat([torch.full((80,), 1e-4), torch.full((20,), 0.3)])
+    assert near_zero_stats(dead) == (0.8, pytest.approx(0.3))
+    # a continuous spread has no jump: moving one value across the line moves the share by one value
+    spread = torch.logspace(-4, 0, 101)
+    a, _ = near_zero_stats(spread)
+    b, _ = near_zero_stats(torch.cat([spread[:-1], spread[-1:] * 1.01]))
+    assert abs(a - b) <= 1 / 101
 
 
 class StopAfter(Callback):

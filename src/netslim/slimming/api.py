@@ -41,7 +41,7 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
     ``ratio`` is the fraction of prunable channels removed (global scope: one threshold over all of them;
     local: that fraction of each group). The plan's ``readiness`` (a
     :class:`~netslim.slimming.plan.CutReadiness`) says how clean the cut is; when the cut reaches into the
-    bulk of the |gamma| distribution (threshold above 0.1 x the median kept |gamma|), one
+    bulk of the |gamma| distribution (threshold above 0.1 x the strongest 10%' mean |gamma|), one
     :class:`~netslim.slimming.plan.CutReadinessWarning` says what to do. Raises PruningError for an
     out-of-range ratio, a model without (prunable) BatchNorm, or (with ``min_channels=0``) a ratio that
     would empty a layer; TracingError if the model does not run on ``example_inputs``.

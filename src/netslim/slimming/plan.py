@@ -19,7 +19,7 @@ from typing import Any
 from netslim.errors import CorruptFileError
 
 PLAN_VERSION = 1
-READY_THRESHOLD_RATIO = 0.1  # a cut whose threshold passes 10% of the live channels' median is in the bulk
+READY_THRESHOLD_RATIO = 0.1  # a cut whose threshold passes 10% of the strongest gammas' mean is in the bulk
 
 
 class CutReadinessWarning(UserWarning):
@@ -31,12 +31,13 @@ class CutReadiness:
     """How clean a planned cut is, from the |gamma| scores of the prunable channels.
 
     ``near_zero_share``: share of the scored channels that are near zero (``|gamma| < near_zero *
-    reference``, ``reference`` being the median |gamma| of the channels that are not near zero, as in
-    training; see :func:`netslim.slimming.sparsity.near_zero_stats`). ``removed_share``: share of the
+    reference``, ``reference`` being the mean score of the strongest 10% of the channels, as in training;
+    see :func:`netslim.slimming.sparsity.near_zero_stats`). ``removed_share``: share of the
     channels the cut removes. ``removed_mass``: share of the total |gamma| the removed channels carry.
     ``threshold``: the largest removed score. ``threshold_ratio``: ``threshold / reference``, the cut
     against the gammas that stay (``median_kept`` is the median of every kept score, dead ones included).
-    ``in_bulk``: True when ``threshold_ratio`` exceeds 0.1, i.e. the cut reaches into the bulk.
+    ``in_bulk``: True when ``threshold_ratio`` exceeds 0.1: the cut removes channels whose scale is more
+    than a tenth of the strong ones', i.e. it reaches into the bulk.
     """
 
     near_zero_share: float
@@ -65,15 +66,15 @@ class CutReadiness:
         verdict = "reaches into the bulk" if self.in_bulk else "clean"
         return (f"cut readiness: {self.near_zero_share:.1%} of channels near zero, the cut removes "
                 f"{self.removed_share:.1%} of channels and {self.removed_mass:.2%} of |gamma| mass, "
-                f"threshold = {ratio} x median live |gamma| ({verdict})")
+                f"threshold = {ratio} x the strongest 10%' mean |gamma| ({verdict})")
 
     def advice(self, ratio: float | None) -> str:
         """The one-line warning text for a cut in the bulk."""
         r = "" if ratio is None else f" at ratio {ratio}"
         return (f"netslim: the cut{r} reaches into the bulk of the BatchNorm scales (threshold = "
-                f"{self.threshold_ratio:.2g} x median live |gamma|, only {self.near_zero_share:.0%} of "
-                f"channels near zero); train longer with sparsity, use --sparsity auto "
-                f"(BNSparsity(model, 'auto', target=...)) or a lower ratio")
+                f"{self.threshold_ratio:.2g} x the strongest 10%' mean |gamma|, only "
+                f"{self.near_zero_share:.0%} of channels near zero); train longer with sparsity, use "
+                f"--sparsity auto (BNSparsity(model, 'auto', target=...)) or a lower ratio")
 
 
 @dataclass

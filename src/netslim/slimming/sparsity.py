@@ -23,15 +23,14 @@ intend to prune (``target``). A controller adapts the strength during training s
 sparsity epochs at least that share of the penalised gammas is *near zero*, without driving far past it.
 
 *Near zero* does not depend on the scale of the gammas: a channel is near zero when its ``|gamma|`` is
-below ``near_zero`` (default 1e-2, i.e. 1%) times the median ``|gamma|`` of the channels that are not near
-zero (the largest scale consistent with that rule, found by a few iterations down from the largest
-``|gamma|``; see :func:`near_zero_stats`). The same definition is used by
-:func:`netslim.plan`'s cut readiness. Each epoch's metrics carry ``l1_strength`` (the strength applied at
-the end of the epoch) and ``near_zero_share``.
+below ``near_zero`` (default 1e-2, i.e. 1%) times the mean ``|gamma|`` of the strongest 10% of the
+penalised channels (channels every cut up to 90% keeps; see :func:`near_zero_stats`). The same
+definition is used by :func:`netslim.plan`'s cut readiness. Each epoch's metrics carry ``l1_strength``
+(the strength applied at the end of the epoch) and ``near_zero_share``.
 
 The controller updates the strength every few optimizer steps (about 100 updates over the sparsity epochs):
 
-* start: the strength that, unopposed, would move a typical gamma to zero over the budget,
+* start: the strength that, unopposed, would move a strong gamma (``ref``) to zero over the budget,
   ``ref * (1 - momentum) / (0.5 * lr * steps)`` (read from the trainer's config at fit start);
 * schedule: the required near-zero share ramps linearly from 0 to ``target + 0.02`` over the first
   ``ramp`` (60%) of the sparsity epochs, then holds, so channels are removed gradually, weakest first;
@@ -41,7 +40,7 @@ The controller updates the strength every few optimizer steps (about 100 updates
 * bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
   zero by about ``lr * s``, and a larger strength mostly shrinks all gammas of a layer alike, which
   sparsifies nothing: BN layers followed by another BN are scale-free); in proximal mode one threshold
-  ``lr * s`` stays under 5% of the typical live gamma.
+  ``lr * s`` stays under 5% of ``ref``.
 
 Every rank of a DDP run computes the strength from its (replicated) gammas and rank 0's value is broadcast,
 so all ranks apply the same one. The controller's state is part of :meth:`BNSparsity.state_dict`, so a
@@ -88,14 +87,15 @@ LOG_HIST_EDGES: tuple[float, ...] = tuple(10.0 ** (-6 + i / 5) for i in range(36
 THRESHOLDS: tuple[float, ...] = (1e-2, 1e-3)
 
 
-NEAR_ZERO: float = 1e-2  # a gamma is near zero below this share of the median |gamma| of the others
+NEAR_ZERO: float = 1e-2  # a gamma is near zero below this share of the strongest gammas' mean
+_TOP = 0.1  # the reference of "near zero": the mean |gamma| of the strongest 10% of the channels
 
 # the controller of s="auto" (see the module docstring); fractions are of the sparsity epochs
 _MARGIN = 0.02  # aim this far above the target share, so noise does not leave the end below it
 _BAND = 0.05  # shares up to (target + _MARGIN + _BAND) near zero are not pushed back
 _KP = 2.0  # proportional gain on log(strength) per unit of share error (relative to the target)
 _JITTER = 0.5  # subgradient mode: lr * s stays under this share of the near-zero line
-_PROX_STEP = 0.05  # proximal mode: lr * s stays under this share of the typical live |gamma|
+_PROX_STEP = 0.05  # proximal mode: lr * s stays under this share of the strongest gammas' mean
 _KI = 12.0  # integral gain on log(strength) per unit of share error per unit of progress
 _UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
 
@@ -106,31 +106,22 @@ def _threshold_key(t: float) -> str:
 
 @torch.no_grad()
 def near_zero_stats(values: torch.Tensor | Sequence[float], rel: float = NEAR_ZERO) -> tuple[float, float]:
-    """The share of ``values`` that are near zero, and the reference scale the rule settled on.
+    """The share of ``values`` that are near zero, and the reference scale they are measured against.
 
-    A value is near zero when ``|v| < rel * ref``, with ``ref`` the median ``|v|`` of the values that are
-    not near zero. Of the scales that satisfy this, the largest is used: iterating ``ref <- median{|v| >=
-    rel * ref}`` from the largest ``|v|`` decreases monotonically to it (a cluster of dead channels can
-    not become its own reference). Scaling every value by the same factor leaves the share unchanged.
-    Returns ``(share, ref)``; all-zero input gives ``(1.0, 0.0)`` and empty input ``(0.0, 0.0)``.
+    A value is near zero when ``|v| < rel * ref``, with ``ref`` the mean ``|v|`` of the strongest 10% of
+    the values (at least one): channels that stay under any cut of up to 90%, so the reference neither
+    depends on the gamma scale nor on how many channels are already dead, and it moves continuously with
+    the values. Returns ``(share, ref)``; all-zero input gives ``(1.0, 0.0)``, empty input ``(0.0, 0.0)``.
     """
     a = torch.as_tensor(values).detach().flatten().abs().to("cpu", torch.float64)
     n = a.numel()
     if n == 0:
         return 0.0, 0.0
-    a, _ = torch.sort(a)
-    ref = float(a[-1])
+    top = max(1, math.ceil(_TOP * n))
+    ref = float(torch.topk(a, top).values.mean())
     if ref == 0.0:
         return 1.0, 0.0
-    k = 0
-    for _ in range(100):  # converges in a few steps in practice
-        k = int(torch.searchsorted(a, torch.tensor(rel * ref, dtype=torch.float64)))
-        new = float(a[k + (n - k - 1) // 2])
-        if new == ref:
-            break
-        ref = new
-    k = int(torch.searchsorted(a, torch.tensor(rel * ref, dtype=torch.float64)))
-    return k / n, ref
+    return float((a < rel * ref).sum()) / n, ref
 
 
 def sparsity_parameters(
@@ -161,7 +152,7 @@ class BNSparsity(Callback):
             the trainer's ``config.epochs``, read at fit start).
         s_min, s_max: with ``s="auto"``, bounds of the strength (``s_max=None``: bounded only by the
             controller's own limits: in subgradient mode ``lr * s`` stays under half the near-zero line,
-            in proximal mode under 5% of the typical live gamma).
+            in proximal mode under 5% of the strongest gammas' mean).
         update_every: with ``s="auto"``, optimizer steps between controller updates (default: about 100
             updates over the sparsity epochs).
         ramp: with ``s="auto"``, the fraction of the sparsity epochs over which the required near-zero
@@ -386,7 +377,7 @@ class BNSparsity(Callback):
                 # the near-zero line (a larger s also mostly shrinks every gamma alike, which sparsifies
                 # nothing, and the jitter would hide the channels it did kill)
                 hi = min(hi, math.log(_JITTER * self.near_zero * ref / max(self._lr, 1e-12)))
-            else:  # proximal: one soft threshold removes at most _PROX_STEP of a typical gamma
+            else:  # proximal: one soft threshold removes at most _PROX_STEP of a strong gamma
                 hi = min(hi, math.log(_PROX_STEP * ref / max(self._lr, 1e-12)))
         dp = max(progress - self._last_progress, 0.0)
         base = math.log(self._base)
