@@ -138,6 +138,7 @@ def test_resume_mid_run_is_bit_identical(tmp_path) -> None:
     assert [h["near_zero_share"] for h in hist_b] == [h["near_zero_share"] for h in hist_a]
     for (name, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
         assert torch.equal(a, b), name
+    assert sp_b.state_dict()["auto"] == sp_a.state_dict()["auto"]
     assert sp_b.state_dict() == sp_a.state_dict()
     rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["l1_strength"] for r in rows] == [h["l1_strength"] for h in hist_a]

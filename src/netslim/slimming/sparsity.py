@@ -37,6 +37,8 @@ The controller updates the strength every few optimizer steps (about 100 updates
 * feedback: ``log(s) = log(start) + I + 2 e`` with ``e`` the shortfall of the share against the schedule
   (relative to the target; 0 inside a 5-point band above it, negative past the band) and ``I`` its
   integral (gain 12 per unit of progress; not integrated while a bound holds the strength);
+* accuracy guard: while the smoothed training loss is more than 10% above the lowest it has been, the
+  controller does not push harder (a positive error counts as 0);
 * bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
   zero by about ``lr * s``, and a larger strength mostly shrinks all gammas of a layer alike, which
   sparsifies nothing: BN layers followed by another BN are scale-free); in proximal mode one threshold
@@ -96,6 +98,7 @@ _BAND = 0.05  # shares up to (target + _MARGIN + _BAND) near zero are not pushed
 _KP = 2.0  # proportional gain on log(strength) per unit of share error (relative to the target)
 _JITTER = 0.5  # subgradient mode: lr * s stays under this share of the near-zero line
 _PROX_STEP = 0.05  # proximal mode: lr * s stays under this share of the strongest gammas' mean
+_LOSS_TOL = 0.1  # no harder push while the smoothed training loss is this far above its best
 _KI = 12.0  # integral gain on log(strength) per unit of share error per unit of progress
 _UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
 
@@ -238,6 +241,10 @@ class BNSparsity(Callback):
         self._base: float | None = None  # the strength that, unopposed, spends the budget
         self._lr: float | None = None  # the gammas' current learning rate (trainer hooks)
         self._momentum = 0.0
+        self._loss_sum: torch.Tensor | None = None  # training loss summed since the last update
+        self._loss_n = 0
+        self._loss_ema: float | None = None
+        self._loss_best = math.inf
         self.trace: list[tuple[float, ...]] | None = None  # set to [] to record every controller update
         self._steps = 0  # optimizer steps seen by after_step
         self._last_progress = 0.0
@@ -343,10 +350,14 @@ class BNSparsity(Callback):
             self._lr = float(lr)
 
     @torch.no_grad()
-    def update_strength(self, progress: float, *, lr: float | None = None) -> float:
+    def update_strength(
+        self, progress: float, *, lr: float | None = None, loss: float | None = None
+    ) -> float:
         """One controller update at ``progress`` (fraction of the sparsity epochs done); returns the new s.
 
-        ``lr``: the gammas' current learning rate (by hand; the trainer hooks read it from the optimizer).
+        ``lr``: the gammas' current learning rate; ``loss``: the mean training loss since the last update
+        (by hand; the trainer hooks read both from the trainer). While the smoothed loss is more than 10%
+        above the lowest it has been, the controller does not push harder.
 
         A no-op for a fixed ``s``. The trainer hooks call it every ``update_every`` optimizer steps; a
         by-hand loop calls :meth:`set_budget` once and then this every few steps. Under DDP, rank 0's result
@@ -358,6 +369,11 @@ class BNSparsity(Callback):
             raise NetslimError("BNSparsity(s='auto') by hand: call set_budget(steps, lr, momentum) first")
         if lr is not None:
             self._lr = float(lr)
+        hurting = False
+        if loss is not None and math.isfinite(loss):
+            self._loss_ema = loss if self._loss_ema is None else 0.7 * self._loss_ema + 0.3 * loss
+            self._loss_best = min(self._loss_best, self._loss_ema)
+            hurting = self._loss_ema > (1.0 + _LOSS_TOL) * self._loss_best
         share, ref = near_zero_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
         final = min(self.target + _MARGIN, 1.0)
         frac = min(max(progress, 0.0) / self.ramp, 1.0) if self.ramp > 0 else 1.0
@@ -369,6 +385,8 @@ class BNSparsity(Callback):
             error = -min((share - top) / max(1.0 - self.target, 1e-6), 1.0)
         else:
             error = 0.0
+        if hurting:  # the push is costing accuracy: hold instead
+            error = min(error, 0.0)
         lo = math.log(self.s_min)
         hi = math.log(self.s_max) if self.s_max is not None else math.inf
         if self._lr is not None and ref > 0:
@@ -491,15 +509,30 @@ class BNSparsity(Callback):
         if self.auto:
             self._steps += 1
             self._step_in_epoch += 1
+            if self._step_in_epoch > 1:  # trainer.loss is still the previous batch's loss here
+                self._add_loss(trainer)
             if self._steps % self._every == 0:
                 lrs = [float(g["lr"]) for g in trainer.optimizer.param_groups
                        if any(id(p) in self._ids for p in g["params"])]
                 self._lr = max(lrs) if lrs else None
-                self.update_strength(self._progress(trainer))
+                loss = None
+                if self._loss_sum is not None and self._loss_n:
+                    loss = float(self._loss_sum) / self._loss_n
+                self._loss_sum, self._loss_n = None, 0
+                self.update_strength(self._progress(trainer), loss=loss)
+
+    def _add_loss(self, trainer: Trainer) -> None:
+        batch_loss = getattr(trainer, "loss", None)
+        if isinstance(batch_loss, torch.Tensor):  # summed as a tensor: no device sync per step
+            loss = batch_loss.detach().float()
+            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+            self._loss_n += 1
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         """Log the strength and sparsity into ``metrics`` and append this epoch's histogram to the run
         folder."""
+        if self.auto:
+            self._add_loss(trainer)  # the epoch's last batch
         stats = self.gamma_stats()
         epoch = metrics.get("epoch", getattr(trainer, "epoch", len(self.history)))
         for t in THRESHOLDS:
@@ -528,6 +561,9 @@ class BNSparsity(Callback):
             state["auto"] = {"integral": self._integral, "steps": self._steps,
                              "last_progress": self._last_progress, "goal": self._goal,
                              "base": self._base, "lr": self._lr, "momentum": self._momentum,
+                             "loss_sum": None if self._loss_sum is None else float(self._loss_sum),
+                             "loss_n": self._loss_n, "loss_ema": self._loss_ema,
+                             "loss_best": self._loss_best if math.isfinite(self._loss_best) else None,
                              "share": self._share, "ref": self._ref, "target": self.target}
         return state
 
@@ -545,6 +581,12 @@ class BNSparsity(Callback):
             self._base = auto.get("base", self._base)
             self._lr = auto.get("lr", self._lr)
             self._momentum = float(auto.get("momentum", self._momentum))
+            loss_sum = auto.get("loss_sum")
+            self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=torch.float32)
+            self._loss_n = int(auto.get("loss_n", 0))
+            self._loss_ema = auto.get("loss_ema")
+            best = auto.get("loss_best")
+            self._loss_best = math.inf if best is None else float(best)
             self._share = auto.get("share")
             self._ref = auto.get("ref")
 
