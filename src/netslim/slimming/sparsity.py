@@ -37,8 +37,8 @@ The controller updates the strength every few optimizer steps (about 100 updates
 * feedback: ``log(s) = log(start) + I + 2 e`` with ``e`` the shortfall of the share against the schedule
   (relative to the target; 0 inside a 5-point band above it, negative past the band) and ``I`` its
   integral (gain 12 per unit of progress; not integrated while a bound holds the strength);
-* accuracy guard: while the smoothed training loss is more than 5% (+0.02) above its lowest, the
-  controller backs off (the error counts as -0.5 at most);
+* accuracy guard: while the smoothed training loss is more than 10% (+0.02) above its lowest, the
+  controller pushes no harder (a positive error counts as 0);
 * bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
   zero by about ``lr * s``, and a larger strength mostly shrinks all gammas of a layer alike, which
   sparsifies nothing: BN layers followed by another BN are scale-free); in proximal mode one threshold
@@ -98,9 +98,8 @@ _BAND = 0.05  # shares up to (target + _MARGIN + _BAND) near zero are not pushed
 _KP = 2.0  # proportional gain on log(strength) per unit of share error (relative to the target)
 _JITTER = 0.5  # subgradient mode: lr * s stays under this share of the near-zero line
 _PROX_STEP = 0.05  # proximal mode: lr * s stays under this share of the strongest gammas' mean
-_LOSS_TOL = 0.05  # back off while the smoothed training loss is this far above its best
+_LOSS_TOL = 0.1  # push no harder while the smoothed training loss is this far above its best
 _LOSS_ABS = 0.02  # plus this much (nats), so noise on a near-zero loss does not count
-_BACK_OFF = 0.5  # the (negative) error used then
 _KI = 12.0  # integral gain on log(strength) per unit of share error per unit of progress
 _UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
 
@@ -358,8 +357,8 @@ class BNSparsity(Callback):
         """One controller update at ``progress`` (fraction of the sparsity epochs done); returns the new s.
 
         ``lr``: the gammas' current learning rate; ``loss``: the mean training loss since the last update
-        (by hand; the trainer hooks read both from the trainer). While the smoothed loss is more than 5%
-        above the lowest it has been, the controller backs off.
+        (by hand; the trainer hooks read both from the trainer). While the smoothed loss is more than 10%
+        above the lowest it has been, the controller pushes no harder.
 
         A no-op for a fixed ``s``. The trainer hooks call it every ``update_every`` optimizer steps; a
         by-hand loop calls :meth:`set_budget` once and then this every few steps. Under DDP, rank 0's result
@@ -387,8 +386,8 @@ class BNSparsity(Callback):
             error = -min((share - top) / max(1.0 - self.target, 1e-6), 1.0)
         else:
             error = 0.0
-        if hurting:  # the push is costing accuracy: back off
-            error = min(error, -_BACK_OFF)
+        if hurting:  # the push is costing accuracy: push no harder
+            error = min(error, 0.0)
         lo = math.log(self.s_min)
         hi = math.log(self.s_max) if self.s_max is not None else math.inf
         if self._lr is not None and ref > 0:
