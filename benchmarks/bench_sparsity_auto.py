@@ -10,7 +10,9 @@ Run (a few CPU-minutes per strength)::
     OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.bench_sparsity_auto \
         --strengths 1e-4 1e-3 5e-3 auto --epochs 5
 
-Writes one JSON line per strength to ``--out`` and prints a markdown table.
+Writes one JSON line per strength to ``--out`` and prints a markdown table. ``--overhead`` instead times
+the per-step cost of the L1 term (fixed subgradient, fixed proximal, auto) against a plain SGD step on the
+same model, interleaved in one process (medians), plus the hook alone.
 """
 
 from __future__ import annotations
@@ -81,6 +83,71 @@ def run_one(strength: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def overhead(args: argparse.Namespace, rounds: int = 40) -> None:
+    """Print the per-step cost of BNSparsity against a plain step (interleaved medians, hook alone)."""
+    import statistics
+
+    from torch import nn
+
+    from netslim.models import create
+    from netslim.slimming.sparsity import BNSparsity
+
+    torch.manual_seed(args.seed)
+    model = create(args.model, num_classes=10, in_channels=1, input_size=28, width=args.width).train()
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+    x, y = torch.randn(args.batch_size, 1, 28, 28), torch.randint(0, 10, (args.batch_size,))
+    auto = BNSparsity(model, "auto", target=args.ratio, hist_file=None)
+    auto.set_budget(940, args.lr, 0.9)
+    hooks: dict[str, Any] = {
+        "plain": None,
+        "fixed subgradient": BNSparsity(model, 1e-4, hist_file=None),
+        "fixed proximal": BNSparsity(model, 1e-4, mode="proximal", hist_file=None),
+        "auto subgradient": auto,
+    }
+    every, calls = 9, [0]  # the trainer's default interval for 5 epochs x 188 steps
+
+    def hook_only(h: Any) -> None:
+        h.apply_()
+        h.step(opt)
+        if h.auto:
+            calls[0] += 1
+            if calls[0] % every == 0:
+                h.update_strength(0.5, lr=args.lr)
+
+    def step(h: Any) -> float:
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        if h is not None:
+            hook_only(h)
+        opt.step()
+        return time.perf_counter() - start
+
+    names = list(hooks)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for n in names:
+        step(hooks[n])
+    for i in range(rounds):
+        for n in names if i % 2 == 0 else names[::-1]:
+            times[n].append(step(hooks[n]))
+    base = statistics.median(times["plain"])
+    print(
+        f"load {os.getloadavg()}; plain step {base * 1e3:.1f} ms ({args.model} width {args.width}, batch "
+        f"{args.batch_size}, torch threads {torch.get_num_threads()})"
+    )
+    for n in names[1:]:
+        alone = []
+        for _ in range(400):
+            start = time.perf_counter()
+            hook_only(hooks[n])
+            alone.append(time.perf_counter() - start)
+        med, mean = statistics.median(times[n]), statistics.fmean(alone)
+        print(
+            f"{n:18s} step {med * 1e3:.1f} ms ({med / base - 1:+.1%} interleaved); hook alone "
+            f"{mean * 1e3:.3f} ms mean = {mean / base:.2%} of a plain step"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every strength, append the rows to ``--out`` and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -98,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trace", action="store_true", help="record every controller update")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_sparsity_auto.jsonl")
+    parser.add_argument("--overhead", action="store_true", help="time the per-step cost instead")
     args = parser.parse_args(argv)
+    if args.overhead:
+        overhead(args)
+        return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for strength in args.strengths:
