@@ -226,6 +226,24 @@ for _spec in STANDARD_MODELS.values():
 # --------------------------------------------------------------------------- Network Slimming (paper Table 1)
 
 
+SPARSITY_RECIPES = ("paper", "fixed5e-3", "autosub", "auto")
+
+
+def sparsity_recipe(spec: StandardModel, recipe: str) -> dict[str, Any]:
+    """``BNSparsity`` arguments of a named recipe: the paper's fixed strength, a fixed 5e-3 (the best of a
+    small grid at few epochs), or netslim's auto strength in subgradient ("autosub") or proximal ("auto")
+    mode, aimed at the family's largest ratio."""
+    if recipe == "paper":
+        return {"s": spec.paper_l1}
+    if recipe == "fixed5e-3":
+        return {"s": 5e-3}
+    if recipe == "autosub":
+        return {"s": "auto", "mode": "subgradient", "target": max(spec.ratios)}
+    if recipe == "auto":
+        return {"s": "auto", "mode": "proximal", "target": max(spec.ratios)}
+    raise ValueError(f"unknown sparsity recipe {recipe!r}; known: {SPARSITY_RECIPES}")
+
+
 def sparse_checkpoint(ctx: RowContext, spec: StandardModel, recipe: str) -> tuple[Path, Path]:
     """The sparsity-trained model of ``recipe`` ("paper": the paper's fixed L1 strength; "auto": netslim's
     budget-aware strength aimed at the family's largest ratio), trained from scratch with the baseline's
@@ -238,12 +256,7 @@ def sparse_checkpoint(ctx: RowContext, spec: StandardModel, recipe: str) -> tupl
     if not path.is_file():
         data = standard_data(ctx, spec.augment)
         model = build(spec, data)
-        if recipe == "paper":
-            sparsity = BNSparsity(model, spec.paper_l1)
-        elif recipe == "auto":
-            sparsity = BNSparsity(model, "auto", target=max(spec.ratios))
-        else:
-            raise ValueError(f"unknown sparsity recipe {recipe!r}")
+        sparsity = BNSparsity(model, **sparsity_recipe(spec, recipe))
         train_resumable(model, data, baseline_config(spec, ctx), run_dir, [sparsity])
         netslim.save(model, path, extra={"stage": "sparse", "recipe": recipe, "suite": ctx.suite})
     return path, run_dir
@@ -290,7 +303,7 @@ def _slim_row(ctx: RowContext, spec: StandardModel, ratio: float, recipe: str, d
         "dataset": ctx.dataset,
         "ratio": ratio,
         "recipe": recipe,
-        "l1_strength": spec.paper_l1 if recipe == "paper" else "auto",
+        "sparsity_recipe": sparsity_recipe(spec, recipe),
         "distill": distill,
         "epochs": baseline_config(spec, ctx).epochs,
         "finetune_epochs": finetune_config(spec, ctx).epochs,
@@ -348,6 +361,31 @@ def _register_slimming(spec: StandardModel) -> None:
 for _spec in STANDARD_MODELS.values():
     if _spec.ratios:
         _register_slimming(_spec)
+
+# Issue 9's protocol: VGG-11 width 0.25, 15 sparsity epochs, a 70% cut, 15 fine-tuning epochs, every recipe
+# with plain and with distillation fine-tuning, next to a 15-epoch baseline trained without sparsity.
+STUDY_MODELS: dict[str, StandardModel] = {
+    "vgg11": StandardModel(
+        "vgg11", "vgg11", {"width": 0.25}, epochs=15, paper_l1=1e-4, ratios=(0.7,), finetune_epochs=15
+    ),
+}
+
+
+def _register_study(spec: StandardModel) -> None:
+    row(f"std_{spec.key}_baseline", "standard_sparsity", suites=("standard",))(
+        lambda ctx, s=spec: _baseline_row(ctx, s)
+    )
+    for recipe in SPARSITY_RECIPES:
+        for ratio in spec.ratios:
+            for kd in (False, True):
+                name = f"std_{spec.key}_{round(ratio * 100)}_{recipe}_{'kd' if kd else 'plain'}"
+                row(name, "standard_sparsity", suites=("standard",))(
+                    lambda ctx, s=spec, r=ratio, rc=recipe, d=kd: _slim_row(ctx, s, r, rc, distill=d)
+                )
+
+
+for _spec in STUDY_MODELS.values():
+    _register_study(_spec)
 
 
 # --------------------------------------------------------------------------- Han et al. (Table 1 layout)
