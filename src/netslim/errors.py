@@ -28,3 +28,7 @@ class PruningError(NetslimError, ValueError):
 
 class TracingError(NetslimError, RuntimeError):
     """The model could not be run or traced on the example inputs."""
+
+
+class TrainingDivergedError(NetslimError, FloatingPointError):
+    """Training produced a non-finite loss or weights; the message names likely causes and what was kept."""

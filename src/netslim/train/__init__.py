@@ -1,18 +1,22 @@
-"""Training: :class:`Trainer`, :class:`TrainConfig`, :class:`Callback` hooks, optimizers and schedules."""
+"""Training: :class:`Trainer`, :class:`TrainConfig`, :class:`Callback` hooks, losses, optimizers."""
 
 from netslim.train.callbacks import Callback
 from netslim.train.config import TrainConfig
+from netslim.train.distill import DistillationLoss, distillation_loss
 from netslim.train.optim import build_optimizer, rebuild_optimizer
 from netslim.train.schedules import build_scheduler, lr_factor, milestone_epochs
 from netslim.train.state import seed_everything, set_deterministic
-from netslim.train.trainer import Trainer, evaluate
+from netslim.train.trainer import Trainer, cross_entropy, evaluate
 
 __all__ = [
     "Callback",
+    "DistillationLoss",
     "TrainConfig",
     "Trainer",
     "build_optimizer",
     "build_scheduler",
+    "cross_entropy",
+    "distillation_loss",
     "evaluate",
     "lr_factor",
     "milestone_epochs",

@@ -8,6 +8,9 @@ Pruning code plugs into :class:`netslim.train.Trainer` through these hooks inste
 * ``on_epoch_end``: after validation; a callback may add entries to ``metrics`` (they are logged) and write
   files (only when ``trainer.is_main``).
 
+The loss itself is not a hook: pass ``Trainer(..., loss_fn=f)`` with ``f(logits, y, x) -> per-sample
+losses`` (e.g. :class:`netslim.train.DistillationLoss`); it runs inside the forward pass's autocast region.
+
 Callbacks with state implement ``state_dict``/``load_state_dict``; the trainer stores that state in its
 checkpoints so a resumed run continues exactly (e.g. a decaying sparsity rate).
 """

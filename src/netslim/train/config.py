@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +40,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise NetslimError(f"epochs must be >= 1, got {self.epochs}")
+        for name in ("lr", "momentum", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+                raise NetslimError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise NetslimError(f"lr must be > 0, got {self.lr}")
         if self.optimizer not in ("sgd", "adam", "adamw"):

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from netslim.errors import CorruptFileError, NetslimError
+from netslim.errors import CorruptFileError, NetslimError, TrainingDivergedError
 from netslim.io import atomic_torch_save
 from netslim.train import distributed
 from netslim.train.callbacks import Callback
@@ -33,6 +33,14 @@ from netslim.train.state import get_rng_state, seed_everything, set_deterministi
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "netslim-train"
 CHECKPOINT_VERSION = 1
+
+# loss_fn(logits, y, x) -> per-sample losses (N,); the trainer sums them and divides by the global batch
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The default training loss: per-sample cross-entropy of ``logits`` against ``y`` (``x`` unused)."""
+    return F.cross_entropy(logits.float(), y, reduction="none")
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -93,6 +101,15 @@ class Trainer:
     ``global_step`` (optimizer steps taken), ``run_dir``, ``device``, ``is_main``, ``world_size``,
     ``loss`` (mean loss of the last batch, detached) and ``history`` (metrics of finished epochs).
 
+    ``loss_fn(logits, y, x)`` replaces the cross-entropy training loss (validation stays cross-entropy): it
+    returns per-sample losses of shape ``(N,)`` and is called inside the same autocast region as the
+    forward pass, so a model it runs itself (a distillation teacher, see
+    :class:`netslim.train.DistillationLoss`) computes in the same precision. Per-sample losses keep the DDP
+    scaling exact when the last batch splits unevenly over ranks.
+
+    A non-finite training loss (or non-finite weights at the end of an epoch) stops the run with
+    :class:`netslim.errors.TrainingDivergedError`; the checkpoint of the last good epoch is left as it was.
+
     Constructing a trainer seeds the global RNGs with ``config.seed`` (and turns on deterministic kernels
     when ``config.deterministic``); build the model before, seeded as you like.
 
@@ -111,8 +128,10 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         run_dir: str | os.PathLike[str] | None = None,
         device: torch.device | str | None = None,
+        loss_fn: LossFn | None = None,
     ) -> None:
         self.config = config if config is not None else TrainConfig()
+        self.loss_fn: LossFn = loss_fn if loss_fn is not None else cross_entropy
         if self.config.deterministic:
             set_deterministic(True)
         seed_everything(self.config.seed)
@@ -168,6 +187,7 @@ class Trainer:
                     log.write(self.history)
                 last = epoch + 1 == self.config.epochs
                 every = self.config.checkpoint_every
+                self._check_finite_weights()
                 if self.run_dir is not None and (last or (every and (epoch + 1) % every == 0)):
                     self.save_checkpoint(self.run_dir / CHECKPOINT_NAME, completed_epochs=epoch + 1)
             self.epoch = self.config.epochs
@@ -217,10 +237,19 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(self.device, cfg.amp):
                 logits = self.net(x)
-                loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+                loss_sum = self.loss_fn(logits, y, x).float().sum()
             # divide by the GLOBAL batch size: DDP averages gradients over ranks, so this makes the update
-            # equal to a single process's mean loss even when the last batch splits unevenly
-            n_global = distributed.all_reduce_sum(torch.tensor(float(y.numel()), device=self.device))
+            # equal to a single process's mean loss even when the last batch splits unevenly. The same
+            # reduction tells every rank whether any rank's loss is non-finite, so all stop together.
+            counts = torch.stack([torch.tensor(float(y.numel()), device=self.device),
+                                  (~torch.isfinite(loss_sum.detach())).float()])
+            distributed.all_reduce_sum(counts)
+            if counts[1].item() > 0:
+                bar.close()
+                local = loss_sum.item()
+                what = f"the training loss ({local:g})" if not math.isfinite(local) else "another rank's loss"
+                raise self._diverged(f"{what} became non-finite at batch {i + 1}")
+            n_global = counts[0]
             self._step(loss_sum * self.world_size / n_global.clamp(min=1))
             self.loss = loss_sum.detach() / max(y.numel(), 1)
             sums += torch.stack([loss_sum.detach().double(), (logits.argmax(1) == y).sum().double(),
@@ -236,6 +265,33 @@ class Trainer:
         if n == 0:
             raise NetslimError("the training loader yielded no samples; check the dataset and --limit-train")
         return loss_sum / n, correct / n
+
+    def _check_finite_weights(self) -> None:
+        """Raise TrainingDivergedError when a parameter or buffer holds NaN/inf (never checkpoint those)."""
+        for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise self._diverged(f"{name} holds non-finite values after the epoch")
+
+    def _diverged(self, what: str) -> TrainingDivergedError:
+        """The error for a diverged run: what happened, the likely causes, and what was kept."""
+        cfg = self.config
+        now = self.optimizer.param_groups[0]["lr"]
+        lr = f"{cfg.lr:g}" if math.isclose(now, cfg.lr) else f"{cfg.lr:g}, now {now:g}"
+        causes = [f"the learning rate ({lr}) is too high for this model: try {cfg.lr / 10:g}"]
+        strengths = [getattr(cb, "current_s", None) for cb in self.callbacks]
+        strengths = [s for s in strengths if isinstance(s, float)]
+        if strengths:
+            causes.append(f"the L1 strength ({strengths[0]:g}) is too high: lower it")
+        if cfg.amp:
+            causes.append("mixed-precision overflow: run without --amp")
+        if self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).is_file():
+            kept = f"the last good checkpoint {self.run_dir / CHECKPOINT_NAME} is kept"
+        else:
+            kept = "no checkpoint was written"
+        return TrainingDivergedError(
+            f"training diverged in epoch {self.epoch + 1}: {what}. Likely cause: {'; or '.join(causes)}. "
+            f"Nothing was saved from this epoch; {kept}."
+        )
 
     def _step(self, loss: torch.Tensor) -> None:
         """Backward, hooks, optimizer step. Gradients are unscaled before ``after_backward`` runs."""
@@ -338,11 +394,20 @@ class Trainer:
             "device": str(self.device),
             "world_size": self.world_size,
             "callbacks": [type(cb).__name__ for cb in self.callbacks],
+            "loss": _describe_loss(self.loss_fn),
             "versions": {"netslim": __version__, "torch": torch.__version__},
         }
         from netslim._atomic import atomic_write_json
 
         atomic_write_json(self.run_dir / "config.json", info)
+
+
+def _describe_loss(loss_fn: LossFn) -> Any:
+    """What the run config records about the training loss: its settings when it has ``to_dict``."""
+    to_dict = getattr(loss_fn, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    return getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__)
 
 
 def _fmt(value: Any) -> str:

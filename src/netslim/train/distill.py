@@ -1,0 +1,96 @@
+"""Knowledge distillation (Hinton et al. 2015) as a training loss for :class:`netslim.train.Trainer`.
+
+After a Network Slimming cut the fine-tuned student can learn from the network it was cut from: the
+teacher's softened class probabilities carry more information per image than the label alone. The loss is
+
+    (1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+
+The ``T^2`` factor keeps the soft term's gradients on the scale of the hard term's as ``T`` grows (the soft
+gradients shrink as ``1/T^2``), so ``alpha`` means the same at every temperature.
+
+Example::
+
+    teacher = netslim.load("run/sparse.pt")            # the sparsity-trained net, before the cut
+    loss = DistillationLoss(teacher, temperature=4.0, alpha=0.9)
+    Trainer(student, train, val, TrainConfig(epochs=5), loss_fn=loss).fit()
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netslim.errors import NetslimError
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
+) -> torch.Tensor:
+    """Per-sample distillation loss (shape ``(N,)``), computed in float32 whatever the logits' dtype.
+
+    ``(1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``.
+    Take ``.mean()`` for the batch loss.
+    """
+    s, t = student_logits.float(), teacher_logits.float().detach()
+    hard = F.cross_entropy(s, y, reduction="none")
+    log_p_student = F.log_softmax(s / temperature, dim=1)
+    log_p_teacher = F.log_softmax(t / temperature, dim=1)
+    soft = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(dim=1)
+    return (1.0 - alpha) * hard + alpha * temperature**2 * soft
+
+
+class DistillationLoss:
+    """A ``loss_fn`` for :class:`netslim.train.Trainer` that distils ``teacher`` into the trained model.
+
+    The teacher is frozen (``requires_grad=False``), kept in eval mode (BN running statistics, no dropout)
+    and run without gradients on the same batch as the student, inside the trainer's autocast region (so
+    both compute in the same precision). It is moved to the batch's device on first use. Under DDP every
+    rank runs its own copy on its own shard; nothing has to be synchronised.
+
+    Args:
+        teacher: the network to learn from (for Network Slimming: the sparsity-trained net before the cut).
+        temperature: softening temperature ``T`` > 0 (Hinton et al. use 2-20; 4 is common on CIFAR).
+        alpha: weight of the soft (teacher) term in [0, 1]; ``1 - alpha`` weights the cross-entropy.
+    """
+
+    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9) -> None:
+        check_distill_settings(temperature, alpha)
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses of the student's ``logits`` on batch ``(x, y)``."""
+        if self.teacher.training:  # someone called .train() on the model tree holding it
+            self.teacher.eval()
+        first = next(self.teacher.parameters(), None)
+        if first is not None and first.device != x.device:
+            self.teacher.to(x.device)
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        return distillation_loss(logits, teacher_logits, y, temperature=self.temperature, alpha=self.alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings, for run configs and results (JSON-serializable)."""
+        return {"loss": "distillation", "temperature": self.temperature, "alpha": self.alpha}
+
+
+def check_distill_settings(temperature: float, alpha: float) -> None:
+    """Raise NetslimError unless ``temperature`` > 0 and ``alpha`` in [0, 1] (both finite)."""
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
+        raise NetslimError(
+            f"distillation temperature must be a finite number > 0, got {temperature!r} (try 4)"
+        )
+    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+        raise NetslimError(f"distillation alpha must be in [0, 1], got {alpha!r} (try 0.9)")
