@@ -196,7 +196,7 @@ def _slim_row(ctx: RowContext, fam: Family, ratio: float) -> dict[str, Any]:
     """Prune the sparsity-trained model at ``ratio`` and fine-tune it (netslim's workflow)."""
     import netslim
     from netslim.measurement.api import compare
-    from netslim.slimming.workflow import SlimmingConfig, run_slimming
+    from netslim.pipelines.slimming import SlimmingConfig, run_slimming
 
     data = load_data(ctx)
     sparse = checkpoint(ctx, fam, "sparse")
@@ -207,7 +207,7 @@ def _slim_row(ctx: RowContext, fam: Family, ratio: float) -> dict[str, Any]:
         dataset=ctx.dataset,
         checkpoint=str(sparse),
         ratio=ratio,
-        sparsity=ctx.scale(*fam.sparsity),
+        l1_strength=ctx.scale(*fam.sparsity),
         finetune=train_config(ctx, ft_epochs, lr=0.01, schedule="cosine"),
         run_dir=str(run_dir),
         device="cpu",
@@ -233,7 +233,7 @@ def _slim_row(ctx: RowContext, fam: Family, ratio: float) -> dict[str, Any]:
     return {
         **_describe(ctx, fam),
         "ratio": ratio,
-        "sparsity": config.sparsity,
+        "sparsity": config.l1_strength,
         "finetune_epochs": ft_epochs,
         "test_error_sparse": err(res["before"]),
         "test_error_pruned": err(res["after_prune"]),
@@ -302,7 +302,7 @@ def ratio_sweep(ctx: RowContext) -> dict[str, Any]:
 @row("slim_vgg_multipass", "slimming")
 def multipass(ctx: RowContext) -> dict[str, Any]:
     """Paper Table 4 layout: passes of (sparsity training,) a 50% cut capped at 50% per layer, fine-tuning."""
-    from netslim.slimming.workflow import SlimmingConfig, run_slimming
+    from netslim.pipelines.slimming import SlimmingConfig, run_slimming
 
     fam = FAMILIES["vgg"]
     data = load_data(ctx)
@@ -314,7 +314,7 @@ def multipass(ctx: RowContext) -> dict[str, Any]:
         ratio=0.5,
         passes=passes,
         max_layer_ratio=0.5,
-        sparsity=ctx.scale(*fam.sparsity),
+        l1_strength=ctx.scale(*fam.sparsity),
         train=train_config(ctx, ctx.scale(1, 1, 20), lr=0.01, schedule="cosine"),
         finetune=train_config(ctx, ctx.scale(1, 1, 20), lr=0.01, schedule="cosine"),
         run_dir=str(ctx.work_dir / fam.key / "multipass"),

@@ -2,15 +2,21 @@
 
 Example::
 
-    netslim slim --model vgg19 --dataset cifar10 --sparsity 1e-4 --ratio 0.7 --epochs 160 \\
+    netslim slim --model vgg19 --dataset cifar10 --l1 1e-4 --ratio 0.7 --epochs 160 \\
         --finetune-epochs 40 --finetune-lr 0.001 --finetune-schedule constant
+    netslim slim --model vgg11 --width 0.25 --dataset fashion-mnist --l1 auto --epochs 15 --distill
     netslim slim --checkpoint runs/train-.../model.pt --dataset cifar10 --ratio 0.7   # already sparse-trained
+
+The recipe itself is :func:`netslim.pipelines.slimming.run_slimming`; this module only turns the options into
+its :class:`~netslim.pipelines.slimming.SlimmingConfig`. "--l1" is the L1 strength on the BN scales (the
+paper's lambda; "--sparsity" is its old name), "--ratio" the share of channels the cut removes.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from netslim.cli._common import (
@@ -25,6 +31,7 @@ from netslim.cli._common import (
     default_run_dir,
     model_kwargs,
 )
+from netslim.cli._slimming_options import add_distill_args, l1_strength
 from netslim.errors import NetslimError
 
 
@@ -51,14 +58,18 @@ def register(subparsers: Any) -> None:
         help="Network Slimming: train with BN sparsity, prune channels, fine-tune, report before/after",
         description="Train MODEL with L1 on the BatchNorm scales (or start from --checkpoint), prune the "
         "weakest channels, fine-tune, and print accuracy, params, FLOPs and CPU latency before and after. "
-        "Writes config.json, plan.json, sparse.pt, pruned.pt, finetuned.pt and results.json into --run-dir.",
+        "Writes config.json, plan.json, sparse.pt, pruned.pt, finetuned.pt, results.json and the report "
+        "(report.md, report.html) into --run-dir.",
     )
     add_model_args(p, required=False)
     add_data_args(p)
     add_train_args(p)
     g = p.add_argument_group("sparsity")
-    g.add_argument("--sparsity", "-s", type=float, default=1e-4, metavar="S",
-                   help="L1 strength on BN scales (paper: 1e-4 VGG, 1e-5 ResNet/DenseNet; default: 1e-4)")
+    g.add_argument("--l1", "--sparsity", "-s", dest="l1", type=l1_strength, default=1e-4, metavar="S|auto",
+                   help="L1 strength on BN scales (paper: 1e-4 VGG, 1e-5 ResNet/DenseNet), or auto: adapt "
+                   "it so --l1-target of the channels are near zero by the last epoch (default: 1e-4)")
+    g.add_argument("--l1-target", type=float, metavar="F",
+                   help="with --l1 auto: share of prunable channels to bring near zero (default: --ratio)")
     g.add_argument("--sparsity-mode", choices=("subgradient", "proximal"), default="subgradient",
                    help="subgradient: the paper's, for SGD; proximal: soft threshold, use with Adam")
     g.add_argument("--sparsity-schedule", choices=("constant", "linear_decay"), default="constant")
@@ -79,6 +90,7 @@ def register(subparsers: Any) -> None:
                    help="(default: 0.01; the paper re-runs 0.1 with steps, Rethinking uses 0.001 constant)")
     f.add_argument("--finetune-schedule", choices=("step", "cosine", "constant"), default="cosine",
                    help="(default: cosine)")
+    add_distill_args(p)
     r = p.add_argument_group("report")
     r.add_argument("--no-plain-cut", action="store_true", help="skip evaluating the cut without beta folding")
     r.add_argument("--no-latency", action="store_true", help="skip CPU latency timing")
@@ -89,7 +101,7 @@ def register(subparsers: Any) -> None:
 
 def config_from(args: argparse.Namespace) -> Any:
     """The :class:`SlimmingConfig` the parsed options describe (validated; bad values raise NetslimError)."""
-    from netslim.slimming.workflow import SlimmingConfig
+    from netslim.pipelines.slimming import SlimmingConfig
 
     if args.model is None and args.checkpoint is None:
         raise NetslimError("pass --model NAME to train a zoo model, or --checkpoint PATH of a trained one")
@@ -104,8 +116,18 @@ def config_from(args: argparse.Namespace) -> Any:
         model=args.model or "",
         model_kwargs=model_kwargs(args),
         dataset=args.dataset,
+        data_kwargs={  # what build_data passes to get_loaders, so config.json tells how the data was read
+            "data_dir": args.data_dir,
+            "batch_size": args.batch_size,
+            "eval_batch_size": args.eval_batch_size,
+            "val_size": args.val_size,
+            "limit": args.limit_train,
+            "augment": not getattr(args, "no_augment", False),
+            "seed": getattr(args, "seed", 0),
+        },
         checkpoint=args.checkpoint,
-        sparsity=args.sparsity,
+        l1_strength=args.l1,
+        l1_target=args.l1_target,
         sparsity_mode=args.sparsity_mode,
         sparsity_schedule=args.sparsity_schedule,
         sparsity_exclude=list(args.sparsity_exclude),
@@ -119,6 +141,9 @@ def config_from(args: argparse.Namespace) -> Any:
         round_to=args.round_to,
         fold_beta=not args.no_fold_beta,
         finetune=finetune,
+        distill=args.distill,
+        distill_temperature=args.distill_temperature,
+        distill_alpha=args.distill_alpha,
         run_dir=str(run_dir),
         device=args.device,
         compare_plain_cut=not args.no_plain_cut,
@@ -128,9 +153,9 @@ def config_from(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the slimming workflow and print the before/after table. Returns the exit code."""
-    from netslim.runfolder import claim_from_args
-    from netslim.slimming.workflow import run_slimming
+    """Run the slimming pipeline, print the before/after table and write the report. Returns the exit code."""
+    from netslim.pipelines.slimming import run_slimming
+    from netslim.report import write_report
 
     config = config_from(args)  # validates ratio & co. before any data is read
     check_model_source(args)
@@ -138,4 +163,6 @@ def run(args: argparse.Namespace) -> int:
     bundle = build_data(args)
     model = None if args.checkpoint else build_model(args, bundle)
     run_slimming(config, data=bundle, model=model, verbose=True)
+    _, html = write_report(Path(config.run_dir or "."))
+    print(f"report: {html}")
     return 0

@@ -1,0 +1,564 @@
+"""Network Slimming (Liu et al., ICCV 2017) as one run: the paper's recipe, top to bottom.
+
+1. **Sparsity training.** Train with an L1 penalty on every BatchNorm scale (gamma), so the channels the
+   network does not need end with a gamma near zero (:class:`netslim.BNSparsity`; a fixed strength such as
+   the paper's 1e-4, or ``"auto"``, which adapts it to bring ``l1_target`` of the channels near zero).
+2. **The cut.** One global threshold on |gamma| over all prunable channels, set so ``ratio`` of them fall
+   below it; those channels are removed physically, with their constant output folded into the next layer
+   (:func:`netslim.plan`, :func:`netslim.apply`).
+3. **Fine-tuning** of the smaller network, optionally distilled from the network before the cut
+   (:class:`netslim.train.DistillationLoss`).
+4. **Repeat** (``passes`` > 1, paper §4.5): each pass cuts ``ratio`` of what is left, at most
+   ``max_layer_ratio`` of any layer.
+
+:func:`run_slimming` is what ``netslim slim``, ``netslim demo`` and the benchmark rows run. Its run folder
+(paths from :class:`netslim.pipelines.layout.RunLayout`; ``-passN`` suffixes when ``passes`` > 1)::
+
+    config.json      this SlimmingConfig, the data folder used, netslim and torch versions
+    sparsity/        trainer folder of sparsity training (checkpoint.pt, metrics.jsonl, gamma_hist.jsonl)
+    sparse.pt        the sparsity-trained, unpruned model (netslim.save format)
+    plan.json        the pruning plan (a list of plans, one per pass, when passes > 1)
+    pruned.pt        the model right after the (last) cut
+    finetune/        trainer folder of fine-tuning
+    finetuned.pt     the final model
+    results.json     before / after_prune / plain_cut / after, per-pass history, readiness, the table
+    plots/           gamma histograms and channels kept per layer
+
+Fine-tuning defaults: lr 0.01 with a cosine schedule. The paper re-runs the full training schedule (lr 0.1,
+divided by 10 at 50% and 75%), and the Rethinking code fine-tunes 40 epochs at a constant 1e-3. For the short
+runs this function is mostly used for (a few epochs) 0.1 undoes much of what sparsity training learned and
+1e-3 recovers too slowly from a 70% cut; 0.01 decayed to 0 sits between them. Set ``finetune`` to
+``TrainConfig(epochs=160, lr=0.1, schedule="step")`` for the paper's schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import InitVar, asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from netslim.errors import NetslimError
+from netslim.pipelines.layout import RunLayout
+from netslim.train.config import TrainConfig
+from netslim.train.distill import check_distill_settings
+
+
+def _default_finetune() -> TrainConfig:
+    return TrainConfig(epochs=10, lr=0.01, schedule="cosine")
+
+
+@dataclass
+class SlimmingConfig:
+    """Everything :func:`run_slimming` needs, grouped by step of the recipe. JSON via :meth:`to_dict`.
+
+    ``l1_strength`` is the L1 penalty's strength (the paper's lambda) or ``"auto"``; ``ratio`` is the share of
+    channels the cut removes (in every pass). ``l1_target`` (auto only) is the share of prunable channels to
+    bring near zero by the end of sparsity training; it defaults to ``ratio``. ``train`` is the
+    sparsity-training schedule, ``finetune`` the fine-tuning one. ``distill`` fine-tunes (every pass) with
+    ``(1 - alpha) * CE + alpha * T^2 * KL`` against the network before the cut. ``data_kwargs`` go to
+    :func:`netslim.data.get_loaders`, ``model_kwargs`` to :func:`netslim.models.create` when the caller does
+    not pass ready objects. ``sparsity=`` is accepted as the old name of ``l1_strength``.
+    """
+
+    model: str = "vgg19"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "cifar10"
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # a sparsity-trained netslim checkpoint: skip the first sparsity run
+    # 1. sparsity training
+    l1_strength: float | Literal["auto"] = 1e-4
+    l1_target: float | None = None
+    sparsity_mode: Literal["subgradient", "proximal"] = "subgradient"
+    sparsity_schedule: Literal["constant", "linear_decay"] = "constant"
+    sparsity_exclude: list[str] = field(default_factory=list)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # 2. the cut
+    ratio: float = 0.7
+    passes: int = 1
+    max_layer_ratio: float | None = None  # per-layer cap per pass; multi-pass uses 0.5 when None
+    min_channels: int = 1
+    scope: Literal["global", "local"] = "global"
+    round_to: int = 1
+    fold_beta: bool = True
+    # 3. fine-tuning
+    finetune: TrainConfig = field(default_factory=_default_finetune)
+    distill: bool = False
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.9
+    # the run folder and what is measured
+    run_dir: str | None = None
+    device: str | None = None
+    compare_plain_cut: bool = True
+    evaluate_test: bool = True
+    latency: bool = True
+    latency_repeats: int = 20
+    plots: bool = True
+    sparsity: InitVar[float | str | None] = None  # the old name of l1_strength
+
+    def __post_init__(self, sparsity: float | str | None) -> None:
+        if sparsity is not None:
+            self.l1_strength = sparsity  # type: ignore[assignment]
+        if not isinstance(self.ratio, int | float) or not 0.0 < self.ratio < 1.0:
+            raise NetslimError(f"ratio must be in (0, 1), got {self.ratio}; 0.7 prunes 70% of the channels")
+        if not isinstance(self.passes, int) or self.passes < 1:
+            raise NetslimError(f"passes must be an integer >= 1, got {self.passes!r}")
+        if self.max_layer_ratio is not None and not 0.0 < self.max_layer_ratio <= 1.0:
+            raise NetslimError(f"max_layer_ratio must be in (0, 1], got {self.max_layer_ratio}")
+        if self.min_channels < 1:
+            raise NetslimError(f"min_channels must be >= 1, got {self.min_channels}")
+        if isinstance(self.l1_strength, str):
+            if self.l1_strength != "auto":
+                raise NetslimError(f"l1_strength must be a number >= 0 or 'auto', got {self.l1_strength!r}")
+        elif not (isinstance(self.l1_strength, int | float) and math.isfinite(self.l1_strength)) or (
+            self.l1_strength < 0
+        ):
+            raise NetslimError(f"l1_strength must be a number >= 0 or 'auto', got {self.l1_strength!r}")
+        if self.l1_target is not None and not 0.0 < self.l1_target < 1.0:
+            raise NetslimError(f"l1_target must be in (0, 1), got {self.l1_target}; it defaults to the ratio")
+        if self.scope not in ("global", "local"):
+            raise NetslimError(f"scope must be 'global' or 'local', got {self.scope!r}")
+        check_distill_settings(self.distill_temperature, self.distill_alpha)
+
+    @property
+    def layer_cap(self) -> float | None:
+        """The per-layer cap each pass uses: ``max_layer_ratio``, or 0.5 (the paper's) for multi-pass."""
+        if self.max_layer_ratio is not None or self.passes == 1:
+            return self.max_layer_ratio
+        return 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable copy."""
+        d = asdict(self)
+        d["train"] = self.train.to_dict()
+        d["finetune"] = self.finetune.to_dict()
+        return d
+
+
+def run_slimming(
+    config: SlimmingConfig,
+    *,
+    data: Any = None,
+    model: nn.Module | None = None,
+    verbose: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run sparsity training, the cut and fine-tuning as ``config`` says; returns the results dict.
+
+    ``data`` (a :class:`netslim.data.DataBundle`) and ``model`` may be passed ready-made; otherwise they come
+    from ``config.dataset``/``data_kwargs`` and ``config.model``/``model_kwargs``. With ``config.checkpoint``
+    the model is loaded from that file (with ``model`` as the architecture for a class of your own) and the
+    first sparsity training is skipped. The returned dict is what ``results.json`` holds: ``before`` (the
+    sparsity-trained model), ``after_prune``, ``plain_cut``, ``after`` (fine-tuned), each with
+    ``val_acc``/``test_acc``/``params``/``flops``/``latency_ms``; ``passes`` (per-pass history),
+    ``readiness`` (how clean the last cut was, when the engine reports it), ``distill``, ``files`` and
+    ``table`` (the printed before/after table).
+    """
+    import netslim
+    from netslim.slimming import api as engine
+
+    say = log or (lambda text: print(text, flush=True) if verbose else None)
+    start = time.perf_counter()
+    layout = RunLayout(config.run_dir or f"runs/slim-{time.strftime('%Y%m%d-%H%M%S')}")
+    layout.root.mkdir(parents=True, exist_ok=True)
+    data = data if data is not None else _load_data(config)
+    model = _first_model(config, data, model)
+    _write_json(layout.config, _run_config(config))
+    example = _example_inputs(data)
+    evaluate = _evaluator(config, data)
+    files: dict[str, Any] = {"config": layout.config.name, "sparse": []}
+    history: list[dict[str, Any]] = []
+    plans: list[Any] = []
+    sparsity_dirs = []
+    baseline = model
+
+    for index in range(config.passes):
+        entry: dict[str, Any] = {
+            "pass": index + 1,
+            "ratio": config.ratio,
+            "max_layer_ratio": config.layer_cap,
+        }
+        pass_start = time.perf_counter()
+        suffix = "" if config.passes == 1 else f"-pass{index + 1}"
+        tag = f"pass {index + 1}/{config.passes}"
+
+        # 1. sparsity training: L1 on the BN scales drives the unneeded channels' gammas to zero
+        if not (index == 0 and config.checkpoint is not None):
+            folder = layout.phase(f"sparsity{suffix}")
+            entry["sparsity_training"] = _sparsity_training(model, config, data, folder, say, tag)
+            sparsity_dirs.append(folder)
+            netslim.save(
+                model, layout.model(f"sparse{suffix}"), extra={"stage": "sparsity", "pass": index + 1}
+            )
+            files["sparse"].append(layout.model(f"sparse{suffix}").name)
+        entry["trained"] = evaluate(model)
+        if index == 0:
+            baseline = model
+
+        # 2. the cut: one global |gamma| threshold, the channels below it removed
+        plan = engine.plan(
+            model,
+            example,
+            config.ratio,
+            max_layer_ratio=config.layer_cap,
+            scope=config.scope,
+            min_channels=config.min_channels,
+            round_to=config.round_to,
+        )
+        pruned = engine.apply(model, plan, fold_beta=config.fold_beta)
+        say(str(plan))
+        entry.update(_cut_record(plan, model, pruned, example))
+        entry["pruned"] = evaluate(pruned)
+        if config.compare_plain_cut and config.fold_beta:
+            entry["plain_cut"] = evaluate(engine.apply(model, plan, fold_beta=False))
+        plans.append(plan)
+        plan_dicts = [p.to_dict() for p in plans]
+        _write_json(layout.plan, plan_dicts[0] if config.passes == 1 else plan_dicts)
+        netslim.save(pruned, layout.model("pruned"), extra={"stage": "pruned", "pass": index + 1})
+        if config.passes > 1:
+            netslim.save(
+                pruned, layout.model(f"pruned{suffix}"), extra={"stage": "pruned", "pass": index + 1}
+            )
+
+        # 3. fine-tuning, optionally learning from the network before the cut
+        teacher = model if config.distill else None
+        model = _finetune(pruned, teacher, config, data, layout.phase(f"finetune{suffix}"), say, tag)
+        entry["finetuned"] = evaluate(model)
+        entry["seconds"] = time.perf_counter() - pass_start
+        history.append(entry)
+
+    netslim.save(model, layout.model("finetuned"), extra={"stage": "finetuned"})
+    files.update(
+        plan=layout.plan.name, pruned=layout.model("pruned").name, finetuned=layout.model("finetuned").name
+    )
+    if not files["sparse"]:
+        del files["sparse"]
+    results = _results(config, baseline, model, history, example)
+    results["seconds"] = time.perf_counter() - start
+    if config.plots:
+        files["plots"] = _plots(layout, sparsity_dirs, plans)
+    results["files"] = files
+    results["table"] = format_table(results)
+    _write_json(layout.results, results)
+    say(results["table"])
+    say(f"run folder: {layout.root}")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- the steps
+def auto_l1_available() -> bool:
+    """Whether this netslim's :class:`BNSparsity` takes ``"auto"`` (the adaptive L1 strength)."""
+    from netslim.slimming.sparsity import BNSparsity
+
+    return "target" in inspect.signature(BNSparsity).parameters
+
+
+def _sparsity_training(
+    model: nn.Module, config: SlimmingConfig, data: Any, folder: Any, say: Callable[[str], None], tag: str
+) -> dict[str, Any]:
+    """Train ``model`` in place with the L1 penalty on its BN scales; returns the last epoch's L1 figures."""
+    from netslim.slimming.sparsity import BNSparsity
+    from netslim.train import Trainer
+
+    exclude = list(config.sparsity_exclude) or None
+    if config.l1_strength == "auto":
+        if not auto_l1_available():
+            raise NetslimError(
+                "l1_strength 'auto' is not available in this netslim; give a number, e.g. 1e-4"
+            )
+        target = config.l1_target if config.l1_target is not None else config.ratio
+        say(
+            f"== {tag}: sparsity training, {config.train.epochs} epochs, L1 strength auto "
+            f"(target: {100 * target:.0f}% of the channels near zero)"
+        )
+        penalty = BNSparsity(model, "auto", target=target, mode=config.sparsity_mode, exclude=exclude)
+    else:
+        say(f"== {tag}: sparsity training, {config.train.epochs} epochs, L1 strength {config.l1_strength:g}")
+        penalty = BNSparsity(
+            model,
+            config.l1_strength,
+            mode=config.sparsity_mode,
+            schedule=config.sparsity_schedule,
+            exclude=exclude,
+        )
+    history = Trainer(
+        model,
+        data.train,
+        data.val,
+        config=config.train,
+        callbacks=[penalty],
+        run_dir=folder,
+        device=config.device,
+    ).fit()
+    model.cpu()
+    last = history[-1] if history else {}
+    keys = ("l1_strength", "near_zero_share", "gamma_frac_below_1e-2", "gamma_frac_below_1e-3")
+    return {
+        "l1_strength": getattr(penalty, "current_s", config.l1_strength),
+        **{k: last[k] for k in keys if k in last},
+    }
+
+
+def _finetune(
+    pruned: nn.Module,
+    teacher: nn.Module | None,
+    config: SlimmingConfig,
+    data: Any,
+    folder: Any,
+    say: Callable[[str], None],
+    tag: str,
+) -> nn.Module:
+    """Fine-tune ``pruned`` in place (distilled from ``teacher`` when given); returns it, on the CPU."""
+    from netslim.train import DistillationLoss, Trainer
+
+    ft = config.finetune
+    loss_fn = None
+    how = ""
+    if teacher is not None:
+        loss_fn = DistillationLoss(teacher, config.distill_temperature, config.distill_alpha)
+        how = (
+            f", distilled from the net before the cut (T={config.distill_temperature:g}, "
+            f"alpha={config.distill_alpha:g})"
+        )
+    say(f"== {tag}: fine-tuning, {ft.epochs} epochs, lr {ft.lr:g}{how}")
+    Trainer(
+        pruned, data.train, data.val, config=ft, run_dir=folder, device=config.device, loss_fn=loss_fn
+    ).fit()
+    if teacher is not None:
+        teacher.cpu()
+    return pruned.cpu()
+
+
+def _cut_record(plan: Any, before: nn.Module, after: nn.Module, example: torch.Tensor) -> dict[str, Any]:
+    """Params/FLOPs around the cut, channel counts, threshold, per-layer widths and readiness of ``plan``."""
+    measured_before, measured_after = _measure([before, after], example, latency=False)
+    meta = getattr(plan, "meta", {}) or {}
+    record: dict[str, Any] = {
+        "params_before": measured_before["params"],
+        "params_after": measured_after["params"],
+        "flops_before": measured_before["flops"],
+        "flops_after": measured_after["flops"],
+        "pruned_channels": meta.get("pruned_channels"),
+        "total_channels": meta.get("total_channels"),
+        "threshold": meta.get("threshold"),
+        "layer_widths": {name: list(pair) for name, pair in plan.widths().items()},
+    }
+    readiness = _readiness(plan)
+    if readiness is not None:
+        record["readiness"] = readiness
+    return record
+
+
+def _readiness(plan: Any) -> dict[str, Any] | None:
+    """The plan's cut-readiness record as a plain dict, or None when the engine does not provide one."""
+    value = getattr(plan, "readiness", None)
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return dict(value)
+    if callable(getattr(value, "to_dict", None)):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return None
+
+
+def _results(
+    config: SlimmingConfig,
+    baseline: nn.Module,
+    final: nn.Module,
+    history: list[dict[str, Any]],
+    example: torch.Tensor,
+) -> dict[str, Any]:
+    """The results.json of a run: the four stages' figures, per-pass history, readiness, distillation."""
+    measured_before, measured_after = _measure(
+        [baseline, final], example, latency=config.latency, repeats=config.latency_repeats
+    )
+    first, last = history[0], history[-1]
+    results: dict[str, Any] = {
+        "before": {**first["trained"], **measured_before},
+        "after_prune": {**last["pruned"], "params": last["params_after"], "flops": last["flops_after"]},
+        "plain_cut": last.get("plain_cut"),
+        "after": {**last["finetuned"], **measured_after},
+        "passes": history,
+        "ratio": config.ratio,
+        "l1_strength": config.l1_strength,
+        "distill": {"temperature": config.distill_temperature, "alpha": config.distill_alpha}
+        if config.distill
+        else None,
+        "device": str(_eval_device(config)),
+        "threads": torch.get_num_threads(),
+    }
+    if "readiness" in last:
+        results["readiness"] = last["readiness"]
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- plumbing
+def _load_data(config: SlimmingConfig) -> Any:
+    from netslim.data import get_loaders
+
+    return get_loaders(config.dataset, **config.data_kwargs)
+
+
+def _first_model(config: SlimmingConfig, data: Any, model: nn.Module | None) -> nn.Module:
+    """The model the run starts from: the checkpoint, the one passed in, or a new zoo model."""
+    import netslim
+
+    if config.checkpoint is not None:
+        return netslim.load(config.checkpoint, model=model)
+    if model is not None:
+        return model
+    from netslim.models import create
+
+    size = data.image_size if isinstance(data.image_size, int) else tuple(data.image_size)[-1]
+    return create(
+        config.model,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        input_size=size,
+        **config.model_kwargs,
+    )
+
+
+def _run_config(config: SlimmingConfig) -> dict[str, Any]:
+    """What config.json records: the config, the data folder actually read, netslim and torch versions."""
+    from netslim import __version__
+
+    return {
+        **config.to_dict(),
+        "data_folder": _data_folder(config),
+        "versions": {"netslim": __version__, "torch": torch.__version__},
+    }
+
+
+def _data_folder(config: SlimmingConfig) -> str | None:
+    """The folder the dataset's files are read from (None when it cannot be told)."""
+    from netslim.data.locate import locate
+
+    if not config.dataset:
+        return None
+    try:
+        found = locate(config.dataset, config.data_kwargs.get("data_dir"))
+    except (NetslimError, OSError):
+        return None
+    return str(found.resolve()) if found is not None else None
+
+
+def _eval_device(config: SlimmingConfig) -> torch.device:
+    if config.device is not None:
+        return torch.device(config.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _evaluator(config: SlimmingConfig, data: Any) -> Callable[[nn.Module], dict[str, Any]]:
+    """``f(model) -> {"val_acc", "test_acc"}`` on the run's device; the model is moved back to the CPU."""
+    from netslim.train import evaluate
+
+    device = _eval_device(config)
+
+    def run(m: nn.Module) -> dict[str, Any]:
+        m.to(device)
+        out = {"val_acc": evaluate(m, data.val)["accuracy"] if data.val is not None else None}
+        out["test_acc"] = evaluate(m, data.test)["accuracy"] if config.evaluate_test else None
+        m.cpu()
+        return out
+
+    return run
+
+
+def _example_inputs(data: Any) -> torch.Tensor:
+    size = data.image_size
+    h, w = (size, size) if isinstance(size, int) else tuple(size)[-2:]
+    return torch.zeros(1, int(data.in_channels), int(h), int(w))
+
+
+def _measure(
+    models: list[nn.Module], example: torch.Tensor, *, latency: bool, repeats: int = 20
+) -> list[dict[str, Any]]:
+    """Params, FLOPs and CPU latency (batch 1) of each model, latency repeats interleaved."""
+    from netslim.measurement.api import compare_many
+
+    cpu = [m.cpu().eval() for m in models]
+    stats = compare_many(cpu, example, latency=latency, batch_sizes=(1,), repeats=repeats, file_size=False)
+    return [{"params": s["params"], "flops": s["flops"], "latency_ms": s["latency_ms"].get(1)} for s in stats]
+
+
+def _write_json(path: Any, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------- output
+def _pct(before: float | None, after: float | None) -> str:
+    if before is None or after is None or before == 0:
+        return ""
+    return f"{100.0 * (after - before) / before:+.1f}%"
+
+
+def _fmt_count(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.2f}{unit}"
+    return f"{v:.0f}"
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The before/after Markdown table :func:`run_slimming` prints at the end."""
+    b, a = results["before"], results["after"]
+    rows = [("metric", "before", "after", "change"), ("---", "---:", "---:", "---:")]
+
+    def acc(d: dict[str, Any], key: str) -> str:
+        return "n/a" if d.get(key) is None else f"{100 * d[key]:.2f}%"
+
+    for key, label in (("test_acc", "test accuracy"), ("val_acc", "val accuracy")):
+        if b.get(key) is not None:
+            diff = "" if a.get(key) is None else f"{100 * (a[key] - b[key]):+.2f} pt"
+            rows.append((label, acc(b, key), acc(a, key), diff))
+    pruned = results.get("after_prune", {})
+    if pruned.get("test_acc") is not None or pruned.get("val_acc") is not None:
+        key = "test_acc" if pruned.get("test_acc") is not None else "val_acc"
+        rows.append((f"{key.split('_')[0]} accuracy right after the cut", acc(b, key), acc(pruned, key), ""))
+    plain = results.get("plain_cut")
+    if plain:
+        key = "test_acc" if plain.get("test_acc") is not None else "val_acc"
+        label = f"{key.split('_')[0]} accuracy, plain cut (no beta folding)"
+        rows.append((label, acc(b, key), acc(plain, key), ""))
+    rows.append(("params", _fmt_count(b["params"]), _fmt_count(a["params"]), _pct(b["params"], a["params"])))
+    rows.append(("FLOPs", _fmt_count(b["flops"]), _fmt_count(a["flops"]), _pct(b["flops"], a["flops"])))
+    lb, la = b.get("latency_ms"), a.get("latency_ms")
+    if lb is not None and la is not None:
+        rows.append(("CPU latency, batch 1", f"{lb:.2f} ms", f"{la:.2f} ms", _pct(lb, la)))
+    return "\n".join(f"| {' | '.join(r)} |" for r in rows)
+
+
+def _plots(layout: RunLayout, sparsity_dirs: list[Any], plans: list[Any]) -> list[str]:
+    """Gamma histograms per epoch and channels kept per layer, drawn by netslim.plots when it exists."""
+    try:
+        from netslim import plots
+    except ImportError:
+        return []
+    from netslim.pipelines.layout import GAMMA_HIST
+
+    out = layout.plots
+    out.mkdir(exist_ok=True)
+    written: list[str] = []
+    for d in sparsity_dirs:
+        records = plots.read_jsonl(d / GAMMA_HIST) if (d / GAMMA_HIST).is_file() else []
+        if records:
+            written.append(str(plots.gamma_histograms(records, out / f"{d.name}-gamma-hist.png")))
+    first, last = plans[0].widths(), plans[-1].widths()
+    widths = {name: (before, last.get(name, (before, after))[1]) for name, (before, after) in first.items()}
+    if widths:
+        written.append(str(plots.channels_per_layer(widths, out / "channels-kept.png")))
+    return written
