@@ -38,7 +38,7 @@ def slim_run(data_dir, tmp_path_factory) -> tuple[Path, str]:
     return run, buf.getvalue()
 
 
-def test_slim_writes_the_run_folder(slim_run) -> None:
+def test_slim_writes_the_run_folder(slim_run, data_dir) -> None:
     run, _ = slim_run
     names = {p.name for p in run.iterdir()}
     assert {"config.json", "plan.json", "sparse.pt", "pruned.pt", "finetuned.pt", "results.json",
@@ -46,6 +46,9 @@ def test_slim_writes_the_run_folder(slim_run) -> None:
     assert (run / "sparsity" / "gamma_hist.jsonl").is_file()
     config = json.loads((run / "config.json").read_text())
     assert config["ratio"] == 0.5 and config["train"]["epochs"] == 1 and config["finetune"]["lr"] == 0.01
+    assert config["l1_strength"] == 1e-4 and "sparsity" not in config, "--sparsity is the old name of --l1"
+    assert config["data_folder"] == str(data_dir.resolve())
+    assert config["versions"]["netslim"] == netslim.__version__ and config["versions"]["torch"]
     plan = json.loads((run / "plan.json").read_text())
     assert plan["meta"]["ratio"] == 0.5
     results = json.loads((run / "results.json").read_text())
@@ -53,6 +56,9 @@ def test_slim_writes_the_run_folder(slim_run) -> None:
     assert after["params"] < before["params"] and after["flops"] < before["flops"]
     assert 0.0 <= after["test_acc"] <= 1.0 and results["after_prune"]["params"] == after["params"]
     assert results["plain_cut"] is not None and len(results["passes"]) == 1
+    assert results["distill"] is None and results["l1_strength"] == 1e-4
+    report = (run / "report.md").read_text()
+    assert (run / "report.html").is_file() and "params" in report
     metrics = (run / "sparsity" / "metrics.jsonl").read_text().splitlines()
     assert "gamma_frac_below_1e-2" in json.loads(metrics[-1])
 
@@ -114,6 +120,12 @@ def test_prune_cli(slim_run, data_dir, tmp_path, capsys) -> None:
         ["slim", "--model", "vgg11", "--ratio", "1.5"],
         ["slim", "--ratio", "0.5"],
         ["slim", "--model", "vgg11", "--ratio", "0.5", "--passes", "0"],
+        ["slim", "--model", "vgg11", "--l1", "nan"],
+        ["slim", "--model", "vgg11", "--sparsity=-1e-4"],
+        ["slim", "--model", "vgg11", "--lr", "inf"],
+        ["slim", "--model", "vgg11", "--distill", "--distill-alpha", "1.5"],
+        ["slim", "--model", "vgg11", "--distill", "--distill-temperature", "0"],
+        ["slim", "--model", "vgg11", "--l1", "auto", "--l1-target", "1.2"],
         ["prune", "CKPT", "--ratio", "0", "-o", "x.pt"],
         ["prune", "CKPT", "--ratio", "0.5"],
     ],

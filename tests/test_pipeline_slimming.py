@@ -1,0 +1,142 @@
+"""The Network Slimming pipeline (netslim.pipelines.slimming): distilled fine-tuning in every pass, the old
+names, divergence stopping the run before anything broken is saved, and the auto L1 strength's plumbing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import write_tiny_mnist
+from netslim.cli import main
+from netslim.data import get_loaders
+from netslim.errors import NetslimError, TrainingDivergedError
+from netslim.pipelines.slimming import SlimmingConfig, auto_l1_available, run_slimming
+from netslim.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_tiny_mnist(tmp_path_factory.mktemp("data"), n_train=192, n_test=32)
+
+
+def _config(run_dir: Path, **kw) -> SlimmingConfig:
+    quick = TrainConfig(epochs=1, lr=0.05, max_batches=2, progress=False)
+    base = dict(
+        model="vgg11",
+        model_kwargs={"width": 0.125},
+        dataset="mnist",
+        train=quick,
+        finetune=TrainConfig(epochs=1, lr=0.01, schedule="cosine", max_batches=2, progress=False),
+        ratio=0.3,
+        run_dir=str(run_dir),
+        device="cpu",
+        latency=False,
+        plots=False,
+        compare_plain_cut=False,
+    )
+    return SlimmingConfig(**{**base, **kw})
+
+
+def _bundle(data_dir: Path):
+    return get_loaders("mnist", data_dir=data_dir, batch_size=32, val_size=32)
+
+
+def test_distillation_is_used_in_every_pass(data_dir, tmp_path) -> None:
+    config = _config(tmp_path / "run", passes=2, distill=True, distill_temperature=2.0, distill_alpha=0.5)
+    results = run_slimming(config, data=_bundle(data_dir), verbose=False)
+    assert results["distill"] == {"temperature": 2.0, "alpha": 0.5}
+    for name in ("finetune-pass1", "finetune-pass2"):
+        loss = json.loads((tmp_path / "run" / name / "config.json").read_text())["loss"]
+        assert loss == {"loss": "distillation", "temperature": 2.0, "alpha": 0.5}, name
+    sparse = json.loads((tmp_path / "run" / "sparsity-pass1" / "config.json").read_text())["loss"]
+    assert sparse == "cross_entropy", "sparsity training keeps the plain loss"
+    assert [p["pass"] for p in results["passes"]] == [1, 2]
+    assert results["after"]["params"] < results["before"]["params"]
+
+
+def test_old_names_still_work(tmp_path) -> None:
+    from netslim.slimming import workflow
+
+    assert workflow.run_slimming is run_slimming and workflow.SlimmingConfig is SlimmingConfig
+    config = SlimmingConfig(sparsity=3e-4, run_dir=str(tmp_path))
+    assert config.l1_strength == 3e-4 and "sparsity" not in config.to_dict()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"l1_strength": float("nan")}, {"l1_strength": "strong"}, {"l1_target": 0.0}, {"distill_alpha": -0.1}],
+)
+def test_bad_settings_are_refused(kw, tmp_path) -> None:
+    with pytest.raises(NetslimError):
+        _config(tmp_path, **kw)
+
+
+def test_a_diverging_sparsity_run_saves_no_model(data_dir, tmp_path) -> None:
+    run = tmp_path / "run"
+    config = _config(run, train=TrainConfig(epochs=1, lr=1e12, max_batches=3, progress=False))
+    with pytest.raises(TrainingDivergedError, match="L1 strength"):
+        run_slimming(config, data=_bundle(data_dir), verbose=False)
+    assert not any(run.glob("*.pt")), "no model full of NaN is written"
+    assert not (run / "results.json").exists()
+
+
+def test_cli_slim_diverging_exits_2_with_one_line(data_dir, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    code = main(
+        [
+            "slim",
+            "--model",
+            "vgg11",
+            "--width",
+            "0.125",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(data_dir),
+            "--val-size",
+            "32",
+            "--batch-size",
+            "32",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e12",
+            "--max-batches",
+            "3",
+            "--run-dir",
+            str(run),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "diverged" in err
+    assert not (run / "sparse.pt").exists() and not (run / "finetuned.pt").exists()
+
+
+def test_auto_l1_strength_reaches_the_penalty(data_dir, tmp_path, monkeypatch) -> None:
+    """``l1_strength="auto"`` builds BNSparsity(model, "auto", target=...) with the target defaulting to the
+    ratio (the controller itself is tested with BNSparsity)."""
+    if not auto_l1_available():
+        with pytest.raises(NetslimError, match="auto"):
+            run_slimming(_config(tmp_path / "run", l1_strength="auto"), data=_bundle(data_dir), verbose=False)
+        return
+    from netslim.slimming import sparsity
+
+    seen = []
+    original = sparsity.BNSparsity.__init__
+
+    def spy(self, model, s=1e-4, **kw):
+        seen.append((s, kw.get("target")))
+        original(self, model, s, **kw)
+
+    monkeypatch.setattr(sparsity.BNSparsity, "__init__", spy)
+    results = run_slimming(
+        _config(tmp_path / "run", l1_strength="auto"), data=_bundle(data_dir), verbose=False
+    )
+    assert seen == [("auto", 0.3)]
+    assert results["l1_strength"] == "auto"
+    assert isinstance(results["passes"][0]["sparsity_training"]["l1_strength"], float)
