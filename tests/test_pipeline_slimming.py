@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import write_tiny_mnist
 from netslim.cli import main
@@ -48,10 +49,12 @@ def test_distillation_is_used_in_every_pass(data_dir, tmp_path) -> None:
     results = run_slimming(config, data=_bundle(data_dir), verbose=False)
     assert results["distill"] == {"temperature": 2.0, "alpha": 0.5}
     for name in ("finetune-pass1", "finetune-pass2"):
-        loss = json.loads((tmp_path / "run" / name / "config.json").read_text())["loss"]
-        assert loss == {"loss": "distillation", "temperature": 2.0, "alpha": 0.5}, name
-    sparse = json.loads((tmp_path / "run" / "sparsity-pass1" / "config.json").read_text())["loss"]
-    assert sparse == "cross_entropy", "sparsity training keeps the plain loss"
+        callbacks = json.loads((tmp_path / "run" / name / "config.json").read_text())["callbacks"]
+        assert callbacks == ["Distillation"], name
+        state = torch.load(tmp_path / "run" / name / "checkpoint.pt", weights_only=True)["callbacks"][0]
+        assert state["state"] == {"temperature": 2.0, "alpha": 0.5}
+    sparse = json.loads((tmp_path / "run" / "sparsity-pass1" / "config.json").read_text())["callbacks"]
+    assert "Distillation" not in sparse, "sparsity training keeps the plain loss"
     assert [p["pass"] for p in results["passes"]] == [1, 2]
     assert results["after"]["params"] < results["before"]["params"]
 

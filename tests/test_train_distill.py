@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from netslim.errors import NetslimError
-from netslim.train import DistillationLoss, TrainConfig, Trainer, distillation_loss
+from netslim.train import Callback, Distillation, TrainConfig, Trainer, distillation_loss
 
 
 def _batches(n_batches: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -61,14 +61,14 @@ def test_distillation_loss_matches_a_hand_computation() -> None:
 def test_distillation_loss_runs_a_frozen_teacher_in_eval_mode() -> None:
     teacher, student = _net(1), _net(2)
     teacher.train()
-    loss_fn = DistillationLoss(teacher, temperature=2.0, alpha=0.5)
+    distill = Distillation(teacher, temperature=2.0, alpha=0.5)
     x, y = _batches(1)[0]
-    loss = loss_fn(student(x), y, x).mean()
+    loss = distill.training_loss(None, student(x), y, x).mean()
     loss.backward()
     assert not teacher.training and all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     assert all(p.grad is not None for p in student.parameters())
     stats = teacher[1].running_mean.clone()
-    loss_fn(student(x), y, x)
+    distill.training_loss(None, student(x), y, x)
     assert torch.equal(teacher[1].running_mean, stats), "the teacher's BN statistics must not move"
 
 
@@ -77,38 +77,69 @@ def test_distillation_loss_runs_a_frozen_teacher_in_eval_mode() -> None:
 )
 def test_distillation_settings_are_checked(kw) -> None:
     with pytest.raises(NetslimError):
-        DistillationLoss(_net(0), **kw)
+        Distillation(_net(0), **kw)
+
+
+class StopAt(Callback):
+    """Interrupts the run at the start of epoch ``epoch`` (0-based), as a killed process would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        if trainer.epoch == self.epoch:
+            raise KeyboardInterrupt
 
 
 def test_trainer_fine_tunes_with_distillation_and_resumes(tmp_path) -> None:
     data = _batches()
     teacher = _net(1)
-    config = TrainConfig(epochs=2, lr=0.05, schedule="constant", progress=False, deterministic=True, seed=0)
+    config = TrainConfig(epochs=3, lr=0.05, progress=False, deterministic=True, seed=0)
 
     straight = _net(2)
     history = Trainer(
-        straight, data, data[:1], config, loss_fn=DistillationLoss(teacher, 4.0, 0.9), run_dir=tmp_path / "a"
-    ).fit()
-    assert len(history) == 2 and all(math.isfinite(h["train_loss"]) for h in history)
-    recorded = json.loads((tmp_path / "a" / "config.json").read_text())["loss"]
-    assert recorded == {"loss": "distillation", "temperature": 4.0, "alpha": 0.9}
-
-    # one epoch, then a new trainer resumes the second: the same weights as the straight run
-    first = _net(2)
-    Trainer(
-        first,
+        straight,
         data,
         data[:1],
-        TrainConfig(**{**config.to_dict(), "epochs": 1}),
-        loss_fn=DistillationLoss(teacher, 4.0, 0.9),
-        run_dir=tmp_path / "b",
+        config,
+        callbacks=[Distillation(teacher, 4.0, 0.9), StopAt(99)],
+        run_dir=tmp_path / "a",
     ).fit()
+    assert len(history) == 3 and all(math.isfinite(h["train_loss"]) for h in history)
+    assert "Distillation" in json.loads((tmp_path / "a" / "config.json").read_text())["callbacks"]
+
+    # interrupted after epoch 1, resumed by a new trainer: the same weights as the straight run
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(
+            _net(2),
+            data,
+            data[:1],
+            config,
+            callbacks=[Distillation(teacher, 4.0, 0.9), StopAt(1)],
+            run_dir=tmp_path / "b",
+        ).fit()
     resumed = _net(2)
     Trainer(
-        resumed, data, data[:1], config, loss_fn=DistillationLoss(teacher, 4.0, 0.9), run_dir=tmp_path / "b"
+        resumed,
+        data,
+        data[:1],
+        config,
+        callbacks=[Distillation(teacher, 4.0, 0.9), StopAt(99)],
+        run_dir=tmp_path / "b",
     ).fit(resume=True)
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+        assert torch.equal(a, b)
+
+    # other distillation settings are refused on resume
+    with pytest.raises(NetslimError, match="same distillation settings"):
+        Trainer(
+            _net(2),
+            data,
+            data[:1],
+            config,
+            callbacks=[Distillation(teacher, 2.0, 0.9), StopAt(99)],
+            run_dir=tmp_path / "b",
+        ).fit(resume=True)
 
     # the loss changes training: plain cross-entropy from the same start ends elsewhere
     plain = _net(2)

@@ -7,7 +7,7 @@
    below it; those channels are removed physically, with their constant output folded into the next layer
    (:func:`netslim.plan`, :func:`netslim.apply`).
 3. **Fine-tuning** of the smaller network, optionally distilled from the network before the cut
-   (:class:`netslim.train.DistillationLoss`).
+   (:class:`netslim.train.Distillation`).
 4. **Repeat** (``passes`` > 1, paper §4.5): each pass cuts ``ratio`` of what is left, at most
    ``max_layer_ratio`` of any layer.
 
@@ -316,23 +316,21 @@ def _finetune(
     tag: str,
 ) -> nn.Module:
     """Fine-tune ``pruned`` in place (distilled from ``teacher`` when given); returns it, on the CPU."""
-    from netslim.train import DistillationLoss, Trainer
+    from netslim.train import Distillation, Trainer
 
     ft = config.finetune
-    loss_fn = None
+    callbacks = []
     how = ""
     if teacher is not None:
-        loss_fn = DistillationLoss(teacher, config.distill_temperature, config.distill_alpha)
+        callbacks.append(Distillation(teacher, config.distill_temperature, config.distill_alpha))
         how = (
             f", distilled from the net before the cut (T={config.distill_temperature:g}, "
             f"alpha={config.distill_alpha:g})"
         )
     say(f"== {tag}: fine-tuning, {ft.epochs} epochs, lr {ft.lr:g}{how}")
     Trainer(
-        pruned, data.train, data.val, config=ft, run_dir=folder, device=config.device, loss_fn=loss_fn
+        pruned, data.train, data.val, config=ft, callbacks=callbacks, run_dir=folder, device=config.device
     ).fit()
-    if teacher is not None:
-        teacher.cpu()
     return pruned.cpu()
 
 

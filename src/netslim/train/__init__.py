@@ -2,20 +2,19 @@
 
 from netslim.train.callbacks import Callback
 from netslim.train.config import TrainConfig
-from netslim.train.distill import DistillationLoss, distillation_loss
+from netslim.train.distill import Distillation, distillation_loss
 from netslim.train.optim import build_optimizer, rebuild_optimizer
 from netslim.train.schedules import build_scheduler, lr_factor, milestone_epochs
 from netslim.train.state import seed_everything, set_deterministic
-from netslim.train.trainer import Trainer, cross_entropy, evaluate
+from netslim.train.trainer import Trainer, evaluate
 
 __all__ = [
     "Callback",
-    "DistillationLoss",
+    "Distillation",
     "TrainConfig",
     "Trainer",
     "build_optimizer",
     "build_scheduler",
-    "cross_entropy",
     "distillation_loss",
     "evaluate",
     "lr_factor",

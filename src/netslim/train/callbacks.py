@@ -8,8 +8,10 @@ Pruning code plugs into :class:`netslim.train.Trainer` through these hooks inste
 * ``on_epoch_end``: after validation; a callback may add entries to ``metrics`` (they are logged) and write
   files (only when ``trainer.is_main``).
 
-The loss itself is not a hook: pass ``Trainer(..., loss_fn=f)`` with ``f(logits, y, x) -> per-sample
-losses`` (e.g. :class:`netslim.train.DistillationLoss`); it runs inside the forward pass's autocast region.
+* ``training_loss``: may replace the training loss (knowledge distillation does). It returns per-sample
+  losses of shape ``(N,)``, or None to leave the loss to the next callback (default: cross-entropy). It runs
+  inside the forward pass's autocast region, so a model it calls computes in the same precision; the
+  trainer sums the losses and divides by the global batch size, which keeps DDP updates exact.
 
 Callbacks with state implement ``state_dict``/``load_state_dict``; the trainer stores that state in its
 checkpoints so a resumed run continues exactly (e.g. a decaying sparsity rate).
@@ -20,6 +22,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from netslim.train.trainer import Trainer
 
 
@@ -31,6 +35,12 @@ class Callback:
 
     def on_epoch_start(self, trainer: Trainer) -> None:
         """Called at the start of every training epoch."""
+
+    def training_loss(
+        self, trainer: Trainer, logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Per-sample training losses ``(N,)`` for this batch, or None for the default (cross-entropy)."""
+        return None
 
     def after_backward(self, trainer: Trainer) -> None:
         """Called after ``loss.backward()`` (gradients unscaled) and before ``optimizer.step()``."""

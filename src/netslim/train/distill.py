@@ -1,4 +1,4 @@
-"""Knowledge distillation (Hinton et al. 2015) as a training loss for :class:`netslim.train.Trainer`.
+"""Knowledge distillation (Hinton et al. 2015) as a :class:`netslim.train.Trainer` callback.
 
 After a Network Slimming cut the fine-tuned student can learn from the network it was cut from: the
 teacher's softened class probabilities carry more information per image than the label alone. The loss is
@@ -11,20 +11,24 @@ gradients shrink as ``1/T^2``), so ``alpha`` means the same at every temperature
 Example::
 
     teacher = netslim.load("run/sparse.pt")            # the sparsity-trained net, before the cut
-    loss = DistillationLoss(teacher, temperature=4.0, alpha=0.9)
-    Trainer(student, train, val, TrainConfig(epochs=5), loss_fn=loss).fit()
+    Trainer(student, train, val, TrainConfig(epochs=5),
+            callbacks=[Distillation(teacher, temperature=4.0, alpha=0.9)]).fit()
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from netslim.errors import NetslimError
+from netslim.train.callbacks import Callback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netslim.train.trainer import Trainer
 
 
 def distillation_loss(
@@ -48,13 +52,14 @@ def distillation_loss(
     return (1.0 - alpha) * hard + alpha * temperature**2 * soft
 
 
-class DistillationLoss:
-    """A ``loss_fn`` for :class:`netslim.train.Trainer` that distils ``teacher`` into the trained model.
+class Distillation(Callback):
+    """Trainer callback that replaces the training loss with distillation from ``teacher``.
 
     The teacher is frozen (``requires_grad=False``), kept in eval mode (BN running statistics, no dropout)
-    and run without gradients on the same batch as the student, inside the trainer's autocast region (so
-    both compute in the same precision). It is moved to the batch's device on first use. Under DDP every
-    rank runs its own copy on its own shard; nothing has to be synchronised.
+    and run without gradients on the student's batch, inside the trainer's autocast region (so both compute
+    in the same precision). It is moved to the trainer's device when fitting starts and back to the CPU at
+    the end. Under DDP every rank runs its own copy on its own shard; nothing has to be synchronised. The
+    settings are stored in the trainer's checkpoint; a resumed run must use the same ones.
 
     Args:
         teacher: the network to learn from (for Network Slimming: the sparsity-trained net before the cut).
@@ -70,20 +75,36 @@ class DistillationLoss:
         self.temperature = float(temperature)
         self.alpha = float(alpha)
 
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Per-sample losses of the student's ``logits`` on batch ``(x, y)``."""
-        if self.teacher.training:  # someone called .train() on the model tree holding it
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Move the teacher to the trainer's device, in eval mode."""
+        self.teacher.to(trainer.device).eval()
+
+    def training_loss(
+        self, trainer: Trainer | None, logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-sample distillation losses of the student's ``logits`` on batch ``(x, y)``."""
+        if self.teacher.training:  # someone called .train() on a module tree holding it
             self.teacher.eval()
-        first = next(self.teacher.parameters(), None)
-        if first is not None and first.device != x.device:
-            self.teacher.to(x.device)
         with torch.no_grad():
             teacher_logits = self.teacher(x)
         return distillation_loss(logits, teacher_logits, y, temperature=self.temperature, alpha=self.alpha)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings, for run configs and results (JSON-serializable)."""
-        return {"loss": "distillation", "temperature": self.temperature, "alpha": self.alpha}
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Give the teacher's device memory back."""
+        self.teacher.cpu()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The settings (checked on resume)."""
+        return {"temperature": self.temperature, "alpha": self.alpha}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Refuse to resume a run that distilled with other settings."""
+        saved = (float(state["temperature"]), float(state["alpha"]))
+        if saved != (self.temperature, self.alpha):
+            raise NetslimError(
+                f"the checkpoint distilled with temperature {saved[0]:g}, alpha {saved[1]:g}; this run has "
+                f"{self.temperature:g}, {self.alpha:g}: resume with the same distillation settings"
+            )
 
 
 def check_distill_settings(temperature: float, alpha: float) -> None:

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "netslim-train"
 CHECKPOINT_VERSION = 1
 
-# loss_fn(logits, y, x) -> per-sample losses (N,); the trainer sums them and divides by the global batch
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The default training loss: per-sample cross-entropy of ``logits`` against ``y`` (``x`` unused)."""
-    return F.cross_entropy(logits.float(), y, reduction="none")
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -101,11 +94,8 @@ class Trainer:
     ``global_step`` (optimizer steps taken), ``run_dir``, ``device``, ``is_main``, ``world_size``,
     ``loss`` (mean loss of the last batch, detached) and ``history`` (metrics of finished epochs).
 
-    ``loss_fn(logits, y, x)`` replaces the cross-entropy training loss (validation stays cross-entropy): it
-    returns per-sample losses of shape ``(N,)`` and is called inside the same autocast region as the
-    forward pass, so a model it runs itself (a distillation teacher, see
-    :class:`netslim.train.DistillationLoss`) computes in the same precision. Per-sample losses keep the DDP
-    scaling exact when the last batch splits unevenly over ranks.
+    The training loss is per-sample cross-entropy unless a callback's ``training_loss`` hook returns one
+    (e.g. :class:`netslim.train.Distillation`); validation always reports cross-entropy.
 
     A non-finite training loss (or non-finite weights at the end of an epoch) stops the run with
     :class:`netslim.errors.TrainingDivergedError`; the checkpoint of the last good epoch is left as it was.
@@ -128,10 +118,8 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         run_dir: str | os.PathLike[str] | None = None,
         device: torch.device | str | None = None,
-        loss_fn: LossFn | None = None,
     ) -> None:
         self.config = config if config is not None else TrainConfig()
-        self.loss_fn: LossFn = loss_fn if loss_fn is not None else cross_entropy
         if self.config.deterministic:
             set_deterministic(True)
         seed_everything(self.config.seed)
@@ -237,7 +225,7 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(self.device, cfg.amp):
                 logits = self.net(x)
-                loss_sum = self.loss_fn(logits, y, x).float().sum()
+                loss_sum = self._losses(logits, y, x).float().sum()
             # divide by the GLOBAL batch size: DDP averages gradients over ranks, so this makes the update
             # equal to a single process's mean loss even when the last batch splits unevenly. The same
             # reduction tells every rank whether any rank's loss is non-finite, so all stop together.
@@ -265,6 +253,14 @@ class Trainer:
         if n == 0:
             raise NetslimError("the training loader yielded no samples; check the dataset and --limit-train")
         return loss_sum / n, correct / n
+
+    def _losses(self, logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample training losses: the first callback's ``training_loss``, else cross-entropy."""
+        for cb in self.callbacks:
+            losses = cb.training_loss(self, logits, y, x)
+            if losses is not None:
+                return losses
+        return F.cross_entropy(logits.float(), y, reduction="none")
 
     def _check_finite_weights(self) -> None:
         """Raise TrainingDivergedError when a parameter or buffer holds NaN/inf (never checkpoint those)."""
@@ -394,20 +390,11 @@ class Trainer:
             "device": str(self.device),
             "world_size": self.world_size,
             "callbacks": [type(cb).__name__ for cb in self.callbacks],
-            "loss": _describe_loss(self.loss_fn),
             "versions": {"netslim": __version__, "torch": torch.__version__},
         }
         from netslim._atomic import atomic_write_json
 
         atomic_write_json(self.run_dir / "config.json", info)
-
-
-def _describe_loss(loss_fn: LossFn) -> Any:
-    """What the run config records about the training loss: its settings when it has ``to_dict``."""
-    to_dict = getattr(loss_fn, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
-    return getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__)
 
 
 def _fmt(value: Any) -> str:
