@@ -145,3 +145,19 @@ def test_trainer_fine_tunes_with_distillation_and_resumes(tmp_path) -> None:
     plain = _net(2)
     Trainer(plain, data, data[:1], config).fit()
     assert not torch.allclose(plain[-1].weight, straight[-1].weight)
+
+
+def test_teacher_runs_under_the_same_autocast_as_the_student() -> None:
+    """With AMP (bf16 on CPU) the teacher's forward pass is inside the trainer's autocast region."""
+    dtypes = []
+
+    class Recorder(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return x.flatten(1)[:, :3]
+
+    config = TrainConfig(epochs=1, lr=0.05, progress=False, amp=True)
+    history = Trainer(
+        _net(2), _batches(2), None, config, callbacks=[Distillation(Recorder())], device="cpu"
+    ).fit()
+    assert dtypes == [torch.bfloat16, torch.bfloat16] and math.isfinite(history[0]["train_loss"])
