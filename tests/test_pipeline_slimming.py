@@ -3,6 +3,7 @@ names, divergence stopping the run before anything broken is saved, and the auto
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def test_auto_l1_strength_reaches_the_penalty(data_dir, tmp_path, monkeypatch) -
     seen = []
     original = sparsity.BNSparsity.__init__
 
+    @functools.wraps(original)
     def spy(self, model, s=1e-4, **kw):
         seen.append((s, kw.get("target")))
         original(self, model, s, **kw)
@@ -143,3 +145,23 @@ def test_auto_l1_strength_reaches_the_penalty(data_dir, tmp_path, monkeypatch) -
     assert seen == [("auto", 0.3)]
     assert results["l1_strength"] == "auto"
     assert isinstance(results["passes"][0]["sparsity_training"]["l1_strength"], float)
+
+
+def test_engine_warnings_are_one_line_and_recorded(data_dir, tmp_path, monkeypatch, capsys) -> None:
+    import warnings
+
+    from netslim.slimming import api
+
+    original = api.plan
+
+    def plan(*args, **kw):
+        warnings.warn("netslim: the cut reaches into the bulk", UserWarning, stacklevel=2)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(api, "plan", plan)
+    results = run_slimming(_config(tmp_path / "run"), data=_bundle(data_dir), verbose=True)
+    assert results["warnings"] == ["netslim: the cut reaches into the bulk"]
+    assert results["passes"][0]["warnings"] == results["warnings"]
+    assert "warning: netslim: the cut reaches into the bulk\n" in capsys.readouterr().out
+    stored = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert stored["warnings"] == results["warnings"]

@@ -38,6 +38,7 @@ import inspect
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import InitVar, asdict, dataclass, field
 from typing import Any, Literal
@@ -158,8 +159,9 @@ def run_slimming(
     first sparsity training is skipped. The returned dict is what ``results.json`` holds: ``before`` (the
     sparsity-trained model), ``after_prune``, ``plain_cut``, ``after`` (fine-tuned), each with
     ``val_acc``/``test_acc``/``params``/``flops``/``latency_ms``; ``passes`` (per-pass history),
-    ``readiness`` (how clean the last cut was, when the engine reports it), ``distill``, ``files`` and
-    ``table`` (the printed before/after table).
+    ``readiness`` (how clean the last cut was, when the engine reports it), ``warnings`` (the engine's, e.g.
+    a cut into the bulk of the gammas; printed as ``warning: ...`` lines when verbose), ``distill``,
+    ``files`` and ``table`` (the printed before/after table).
     """
     import netslim
     from netslim.slimming import api as engine
@@ -203,18 +205,21 @@ def run_slimming(
             baseline = model
 
         # 2. the cut: one global |gamma| threshold, the channels below it removed
-        plan = engine.plan(
-            model,
-            example,
-            config.ratio,
-            max_layer_ratio=config.layer_cap,
-            scope=config.scope,
-            min_channels=config.min_channels,
-            round_to=config.round_to,
-        )
+        with warnings.catch_warnings(record=True) as caught:  # e.g. a cut that reaches into the bulk
+            warnings.simplefilter("always")
+            plan = engine.plan(
+                model,
+                example,
+                config.ratio,
+                max_layer_ratio=config.layer_cap,
+                scope=config.scope,
+                min_channels=config.min_channels,
+                round_to=config.round_to,
+            )
         pruned = engine.apply(model, plan, fold_beta=config.fold_beta)
         say(str(plan))
         entry.update(_cut_record(plan, model, pruned, example))
+        entry["warnings"] = _pass_on(caught, say if verbose or log else None)
         entry["pruned"] = evaluate(pruned)
         if config.compare_plain_cut and config.fold_beta:
             entry["plain_cut"] = evaluate(engine.apply(model, plan, fold_beta=False))
@@ -396,7 +401,18 @@ def _results(
     }
     if "readiness" in last:
         results["readiness"] = last["readiness"]
+    results["warnings"] = [text for entry in history for text in entry.get("warnings", [])]
     return results
+
+
+def _pass_on(caught: list[warnings.WarningMessage], say: Callable[[str], None] | None) -> list[str]:
+    """Print the engine's warnings one line each (or re-issue them when nothing is printed); returns them."""
+    for w in caught:
+        if say is not None:
+            say(f"warning: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return [str(w.message) for w in caught]
 
 
 # ---------------------------------------------------------------------------------------------- plumbing
