@@ -263,10 +263,16 @@ class Trainer:
         return F.cross_entropy(logits.float(), y, reduction="none")
 
     def _check_finite_weights(self) -> None:
-        """Raise TrainingDivergedError when a parameter or buffer holds NaN/inf (never checkpoint those)."""
-        for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]:
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                raise self._diverged(f"{name} holds non-finite values after the epoch")
+        """Raise TrainingDivergedError when a parameter or buffer holds NaN/inf (never checkpoint those).
+
+        Under DDP the verdict is all-reduced (BN buffers differ between ranks), so every rank stops together.
+        """
+        tensors = [*self.model.named_parameters(), *self.model.named_buffers()]
+        bad = [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        flag = distributed.all_reduce_sum(torch.tensor(float(bool(bad)), device=self.device))
+        if flag.item() > 0:
+            where = bad[0] if bad else "another rank's model"
+            raise self._diverged(f"{where} holds non-finite values after the epoch")
 
     def _diverged(self, what: str) -> TrainingDivergedError:
         """The error for a diverged run: what happened, the likely causes, and what was kept."""
