@@ -60,3 +60,19 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert config["world_size"] == 2
     files = [sorted(p.name for p in (tmp_path / r).iterdir()) for r in ("one", "two")]
     assert files[0] == files[1]
+
+
+@pytest.mark.slow
+def test_two_process_divergence_stops_every_rank(tmp_path):
+    """A NaN loss under torchrun stops both ranks with the one-line error (no rank left waiting)."""
+    data = write_tiny_mnist(tmp_path / "data", n_train=128, n_test=16)
+    train = ["-m", "netslim", "train", "--model", "lenet300_100", "--dataset", "mnist",
+             "--data-dir", str(data), "--val-size", "32", "--batch-size", "16", "--epochs", "2",
+             "--lr", "1e12", "--no-progress", "--device", "cpu", "--run-dir", str(tmp_path / "run")]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
+    done = subprocess.run([*torchrun, *train], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert (done.stdout + done.stderr).count("training diverged in epoch 1") == 2, done.stdout + done.stderr
+    assert not (tmp_path / "run" / "model.pt").exists()
