@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline and write its report; returns the exit code."""
-    from netslim.pipelines.slimming import SlimmingConfig, auto_l1_available, run_slimming
+    from netslim.pipelines.slimming import SlimmingConfig, default_l1_strength, run_slimming
     from netslim.report import write_report
     from netslim.train.config import TrainConfig
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             "val_size": args.val_size,
             "limit": args.limit_train,
         },
-        l1_strength=args.l1 if args.l1 is not None else ("auto" if auto_l1_available() else 5e-3),
+        l1_strength=args.l1 if args.l1 is not None else default_l1_strength(5e-3),
         train=TrainConfig(
             epochs=args.epochs, lr=0.1, schedule="step", max_batches=args.max_batches, progress=progress
         ),

@@ -265,6 +265,11 @@ def auto_l1_available() -> bool:
     return "target" in inspect.signature(BNSparsity).parameters
 
 
+def default_l1_strength(fallback: float) -> float | str:
+    """The L1 strength the CLI uses when none is given: ``"auto"`` where available, else ``fallback``."""
+    return "auto" if auto_l1_available() else fallback
+
+
 def _sparsity_training(
     model: nn.Module, config: SlimmingConfig, data: Any, folder: Any, say: Callable[[str], None], tag: str
 ) -> dict[str, Any]:
