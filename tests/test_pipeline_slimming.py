@@ -160,7 +160,7 @@ def test_engine_warnings_are_one_line_and_recorded(data_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(api, "plan", plan)
     results = run_slimming(_config(tmp_path / "run"), data=_bundle(data_dir), verbose=True)
-    assert results["warnings"] == ["netslim: the cut reaches into the bulk"]
+    assert "netslim: the cut reaches into the bulk" in results["warnings"]  # (with the engine's own ones)
     assert results["passes"][0]["warnings"] == results["warnings"]
     assert "warning: netslim: the cut reaches into the bulk\n" in capsys.readouterr().out
     stored = json.loads((tmp_path / "run" / "results.json").read_text())
