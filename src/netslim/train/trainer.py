@@ -35,7 +35,6 @@ CHECKPOINT_FORMAT = "netslim-train"
 CHECKPOINT_VERSION = 1
 
 
-
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
     """fp16 autocast on CUDA, bf16 on CPU, nothing elsewhere or when disabled."""
     if enabled and device.type == "cuda":
