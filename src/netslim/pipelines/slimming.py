@@ -205,32 +205,13 @@ def run_slimming(
             baseline = model
 
         # 2. the cut: one global |gamma| threshold, the channels below it removed
-        with warnings.catch_warnings(record=True) as caught:  # e.g. a cut that reaches into the bulk
-            warnings.simplefilter("always")
-            plan = engine.plan(
-                model,
-                example,
-                config.ratio,
-                max_layer_ratio=config.layer_cap,
-                scope=config.scope,
-                min_channels=config.min_channels,
-                round_to=config.round_to,
-            )
-        pruned = engine.apply(model, plan, fold_beta=config.fold_beta)
+        plan, pruned, notes = _cut(model, config, example, say if verbose or log else None)
         say(str(plan))
-        entry.update(_cut_record(plan, model, pruned, example))
-        entry["warnings"] = _pass_on(caught, say if verbose or log else None)
-        entry["pruned"] = evaluate(pruned)
+        entry.update(_cut_record(plan, model, pruned, example), warnings=notes, pruned=evaluate(pruned))
         if config.compare_plain_cut and config.fold_beta:
             entry["plain_cut"] = evaluate(engine.apply(model, plan, fold_beta=False))
         plans.append(plan)
-        plan_dicts = [p.to_dict() for p in plans]
-        _write_json(layout.plan, plan_dicts[0] if config.passes == 1 else plan_dicts)
-        netslim.save(pruned, layout.model("pruned"), extra={"stage": "pruned", "pass": index + 1})
-        if config.passes > 1:
-            netslim.save(
-                pruned, layout.model(f"pruned{suffix}"), extra={"stage": "pruned", "pass": index + 1}
-            )
+        _save_cut(layout, plans, pruned, config.passes)
 
         # 3. fine-tuning, optionally learning from the network before the cut
         teacher = model if config.distill else None
@@ -314,6 +295,47 @@ def _sparsity_training(
         "l1_strength": getattr(penalty, "current_s", config.l1_strength),
         **{k: last[k] for k in keys if k in last},
     }
+
+
+def _cut(
+    model: nn.Module, config: SlimmingConfig, example: torch.Tensor, say: Callable[[str], None] | None
+) -> tuple[Any, nn.Module, list[str]]:
+    """Plan the cut of ``model`` and apply it; returns the plan, the smaller model and the engine's warnings.
+
+    The warnings (e.g. a threshold inside the bulk of the gammas) are printed one line each through ``say``,
+    or re-issued as Python warnings when ``say`` is None.
+    """
+    from netslim.slimming import api as engine
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = engine.plan(
+            model,
+            example,
+            config.ratio,
+            max_layer_ratio=config.layer_cap,
+            scope=config.scope,
+            min_channels=config.min_channels,
+            round_to=config.round_to,
+        )
+    for w in caught:
+        if say is not None:
+            say(f"warning: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return plan, engine.apply(model, plan, fold_beta=config.fold_beta), [str(w.message) for w in caught]
+
+
+def _save_cut(layout: RunLayout, plans: list[Any], pruned: nn.Module, passes: int) -> None:
+    """Write plan.json (one plan, or the list of every pass's) and the pruned model(s)."""
+    import netslim
+
+    index = len(plans)
+    plan_dicts = [p.to_dict() for p in plans]
+    _write_json(layout.plan, plan_dicts[0] if passes == 1 else plan_dicts)
+    netslim.save(pruned, layout.model("pruned"), extra={"stage": "pruned", "pass": index})
+    if passes > 1:
+        netslim.save(pruned, layout.model(f"pruned-pass{index}"), extra={"stage": "pruned", "pass": index})
 
 
 def _finetune(
@@ -408,16 +430,6 @@ def _results(
         results["readiness"] = last["readiness"]
     results["warnings"] = [text for entry in history for text in entry.get("warnings", [])]
     return results
-
-
-def _pass_on(caught: list[warnings.WarningMessage], say: Callable[[str], None] | None) -> list[str]:
-    """Print the engine's warnings one line each (or re-issue them when nothing is printed); returns them."""
-    for w in caught:
-        if say is not None:
-            say(f"warning: {w.message}")
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return [str(w.message) for w in caught]
 
 
 # ---------------------------------------------------------------------------------------------- plumbing
