@@ -70,7 +70,13 @@ def test_old_names_still_work(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "kw",
-    [{"l1_strength": float("nan")}, {"l1_strength": "strong"}, {"l1_target": 0.0}, {"distill_alpha": -0.1}],
+    [
+        {"l1_strength": float("nan")},
+        {"l1_strength": "strong"},
+        {"l1_strength": "auto", "l1_target": 0.0},
+        {"l1_strength": 1e-4, "l1_target": 0.5},
+        {"distill_alpha": -0.1},
+    ],
 )
 def test_bad_settings_are_refused(kw, tmp_path) -> None:
     with pytest.raises(NetslimError):

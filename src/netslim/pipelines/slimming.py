@@ -124,6 +124,8 @@ class SlimmingConfig:
             raise NetslimError(f"l1_strength must be a number >= 0 or 'auto', got {self.l1_strength!r}")
         if self.l1_target is not None and not 0.0 < self.l1_target < 1.0:
             raise NetslimError(f"l1_target must be in (0, 1), got {self.l1_target}; it defaults to the ratio")
+        if self.l1_target is not None and self.l1_strength != "auto":
+            raise NetslimError("l1_target (--l1-target) only applies to l1_strength 'auto' (--l1 auto)")
         if self.scope not in ("global", "local"):
             raise NetslimError(f"scope must be 'global' or 'local', got {self.scope!r}")
         check_distill_settings(self.distill_temperature, self.distill_alpha)
