@@ -1,10 +1,10 @@
 """``netslim demo``: the README's main job, Network Slimming end to end on Fashion-MNIST.
 
-Sparsity-train a width-reduced VGG-11 (BN gammas initialised to 0.5 as in the paper; the L1 strength adapts so
-that 70% of the channels end near zero), cut 70% of its channels
-under one global |gamma| threshold with beta folding, fine-tune, and print accuracy, parameters, FLOPs and
-CPU latency before and after. Defaults are sized to finish in a few minutes on 2 CPU cores; every setting can
-be raised on the command line (``netslim slim`` exposes all of them).
+Sparsity-train a width-reduced VGG-11 (BN gammas initialised to 0.5 as in the paper; the L1 strength adapts
+so that 70% of the channels end near zero), cut 70% of its channels under one global |gamma| threshold with
+beta folding, fine-tune (``--distill``: learning from the network before the cut), and print accuracy,
+parameters, FLOPs and CPU latency before and after. Defaults are sized to finish in a few minutes on 2 CPU
+cores; every setting can be raised on the command line (``netslim slim`` exposes all of them).
 """
 
 from __future__ import annotations
