@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline and write its report; returns the exit code."""
     from netslim.pipelines.slimming import SlimmingConfig, run_slimming
     from netslim.report import write_report
+    from netslim.runfolder import claim_from_args
     from netslim.train.config import TrainConfig
 
     if args.epochs < 1 or args.finetune_epochs < 1:

@@ -29,6 +29,7 @@ from netslim.cli._common import (
     check_model_source,
     config_from_args,
     default_run_dir,
+    finite_float,
     model_kwargs,
 )
 from netslim.cli._slimming_options import add_distill_args, l1_strength
@@ -69,7 +70,7 @@ def register(subparsers: Any) -> None:
                    help="L1 strength on BN scales (paper, 160 epochs: 1e-4 VGG, 1e-5 ResNet/DenseNet), or "
                    "auto: adapt it so --l1-target of the channels are near zero by the last epoch "
                    "(default: auto; 1e-4 where auto is unavailable)")
-    g.add_argument("--l1-target", type=float, metavar="F",
+    g.add_argument("--l1-target", type=finite_float, metavar="F",
                    help="with --l1 auto: share of prunable channels to bring near zero (default: --ratio)")
     g.add_argument("--sparsity-mode", choices=("subgradient", "proximal"), default="subgradient",
                    help="subgradient: the paper's, for SGD; proximal: soft threshold, use with Adam")
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the slimming pipeline, print the before/after table and write the report. Returns the exit code."""
     from netslim.pipelines.slimming import run_slimming
     from netslim.report import write_report
+    from netslim.runfolder import claim_from_args
 
     config = config_from(args)  # validates ratio & co. before any data is read
     check_model_source(args)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import math
 import time
 import warnings
@@ -80,6 +79,7 @@ class SlimmingConfig:
     sparsity_mode: Literal["subgradient", "proximal"] = "subgradient"
     sparsity_schedule: Literal["constant", "linear_decay"] = "constant"
     sparsity_exclude: list[str] = field(default_factory=list)
+    channel_gates: bool = False  # netslim.add_channel_gates before each sparsity run (nets without BN)
     train: TrainConfig = field(default_factory=TrainConfig)
     # 2. the cut
     ratio: float = 0.7
@@ -167,6 +167,7 @@ def run_slimming(
     """
     import netslim
     from netslim.slimming import api as engine
+    from netslim.slimming.gates import add_channel_gates, gated_layers
 
     say = log or (lambda text: print(text, flush=True) if verbose else None)
     start = time.perf_counter()
@@ -192,6 +193,10 @@ def run_slimming(
         pass_start = time.perf_counter()
         suffix = "" if config.passes == 1 else f"-pass{index + 1}"
         tag = f"pass {index + 1}/{config.passes}"
+
+        # (nets without BatchNorm: a learnable scale per channel to penalise and cut by, folded away after)
+        if config.channel_gates and not gated_layers(model):
+            say(str(add_channel_gates(model, example)))
 
         # 1. sparsity training: L1 on the BN scales drives the unneeded channels' gammas to zero
         if not (index == 0 and config.checkpoint is not None):
@@ -449,10 +454,10 @@ def _first_model(config: SlimmingConfig, data: Any, model: nn.Module | None) -> 
         return netslim.load(config.checkpoint, model=model)
     if model is not None:
         return model
-    from netslim.models import create
+    from netslim.models import resolve  # a zoo name or a FILE.py:FUNC / pkg.mod:FUNC factory
 
     size = data.image_size if isinstance(data.image_size, int) else tuple(data.image_size)[-1]
-    return create(
+    return resolve(
         config.model,
         num_classes=data.num_classes,
         in_channels=data.in_channels,
@@ -525,9 +530,9 @@ def _measure(
 
 
 def _write_json(path: Any, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    from netslim._atomic import atomic_write_json
+
+    atomic_write_json(path, obj)
 
 
 # ---------------------------------------------------------------------------------------------- output
