@@ -262,11 +262,18 @@ class Trainer:
         return F.cross_entropy(logits.float(), y, reduction="none")
 
     def _check_finite_weights(self) -> None:
-        """Raise TrainingDivergedError when a parameter or buffer holds NaN/inf (never checkpoint those).
+        """Raise TrainingDivergedError when a parameter or a norm layer's running statistic holds NaN/inf.
 
-        Under DDP the verdict is all-reduced (BN buffers differ between ranks), so every rank stops together.
+        Other buffers are left alone (a pruning parametrization may keep NaN as "not computed"). Under DDP
+        the verdict is all-reduced (BN statistics differ between ranks), so every rank stops together.
         """
-        tensors = [*self.model.named_parameters(), *self.model.named_buffers()]
+        stats = [
+            (f"{prefix}.{name}" if prefix else name, t)
+            for prefix, module in self.model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._NormBase)
+            for name, t in module.named_buffers(recurse=False)
+        ]
+        tensors = [*self.model.named_parameters(), *stats]
         bad = [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
         flag = distributed.all_reduce_sum(torch.tensor(float(bool(bad)), device=self.device))
         if flag.item() > 0:
