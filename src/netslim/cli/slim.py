@@ -66,10 +66,10 @@ def register(subparsers: Any) -> None:
     add_data_args(p)
     add_train_args(p)
     g = p.add_argument_group("sparsity")
-    g.add_argument("--l1", "--sparsity", "-s", dest="l1", type=l1_strength, metavar="S|auto",
+    g.add_argument("--l1", "--sparsity", "-s", dest="l1", type=l1_strength, default="auto", metavar="S|auto",
                    help="L1 strength on BN scales (paper, 160 epochs: 1e-4 VGG, 1e-5 ResNet/DenseNet), or "
                    "auto: adapt it so --l1-target of the channels are near zero by the last epoch "
-                   "(default: auto; 1e-4 where auto is unavailable)")
+                   "(default: auto)")
     g.add_argument("--l1-target", type=finite_float, metavar="F",
                    help="with --l1 auto: share of prunable channels to bring near zero (default: --ratio)")
     g.add_argument("--sparsity-mode", choices=("subgradient", "proximal"), default="subgradient",
@@ -103,7 +103,7 @@ def register(subparsers: Any) -> None:
 
 def config_from(args: argparse.Namespace) -> Any:
     """The :class:`SlimmingConfig` the parsed options describe (validated; bad values raise NetslimError)."""
-    from netslim.pipelines.slimming import SlimmingConfig, default_l1_strength
+    from netslim.pipelines.slimming import SlimmingConfig
 
     if args.model is None and args.checkpoint is None:
         raise NetslimError("pass --model NAME to train a zoo model, or --checkpoint PATH of a trained one")
@@ -128,7 +128,7 @@ def config_from(args: argparse.Namespace) -> Any:
             "seed": getattr(args, "seed", 0),
         },
         checkpoint=args.checkpoint,
-        l1_strength=args.l1 if args.l1 is not None else default_l1_strength(1e-4),
+        l1_strength=args.l1,
         l1_target=args.l1_target,
         sparsity_mode=args.sparsity_mode,
         sparsity_schedule=args.sparsity_schedule,

@@ -34,7 +34,6 @@ runs this function is mostly used for (a few epochs) 0.1 undoes much of what spa
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import time
 import warnings
@@ -246,18 +245,6 @@ def run_slimming(
 
 
 # ---------------------------------------------------------------------------------------------- the steps
-def auto_l1_available() -> bool:
-    """Whether this netslim's :class:`BNSparsity` takes ``"auto"`` (the adaptive L1 strength)."""
-    from netslim.slimming.sparsity import BNSparsity
-
-    return "target" in inspect.signature(BNSparsity).parameters
-
-
-def default_l1_strength(fallback: float) -> float | str:
-    """The L1 strength the CLI uses when none is given: ``"auto"`` where available, else ``fallback``."""
-    return "auto" if auto_l1_available() else fallback
-
-
 def _sparsity_training(
     model: nn.Module, config: SlimmingConfig, data: Any, folder: Any, say: Callable[[str], None], tag: str
 ) -> dict[str, Any]:
@@ -267,10 +254,6 @@ def _sparsity_training(
 
     exclude = list(config.sparsity_exclude) or None
     if config.l1_strength == "auto":
-        if not auto_l1_available():
-            raise NetslimError(
-                "l1_strength 'auto' is not available in this netslim; give a number, e.g. 1e-4"
-            )
         target = config.l1_target if config.l1_target is not None else config.ratio
         say(
             f"== {tag}: sparsity training, {config.train.epochs} epochs, L1 strength auto "
