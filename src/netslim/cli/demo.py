@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from netslim.cli._common import default_run_dir
+from netslim.cli._common import add_threads_arg, default_run_dir
 from netslim.cli._slimming_options import add_distill_args, l1_strength
 from netslim.errors import NetslimError
 
@@ -46,6 +46,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--run-dir", type=Path, help="output folder (default: runs/demo-...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
