@@ -15,6 +15,7 @@ from pathlib import Path
 # files at the root of every run folder
 CONFIG = "config.json"
 RESULTS = "results.json"
+PLAN = "plan.json"  # a pruning plan, or a list of plans (one per pass) for multi-pass slimming
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 PLOTS = "plots"
@@ -44,6 +45,11 @@ class RunLayout:
     def results(self) -> Path:
         """The run's results (JSON): the before/after figures the report's first table shows."""
         return self.root / RESULTS
+
+    @property
+    def plan(self) -> Path:
+        """The pruning plan(s) of a slimming run (JSON: one plan, or a list with one plan per pass)."""
+        return self.root / PLAN
 
     @property
     def plots(self) -> Path:
