@@ -435,18 +435,19 @@ def _final_rows(phases: list[tuple[str, Path]], run: Path, problems: list[str]) 
 # ------------------------------------------------------------------------------------------- collect
 
 
-def _run_kind(results: dict[str, Any], plans: list[Any], gamma_phases: list[Any]) -> str:
+def _run_kind(results: dict[str, Any], plans: list[Any], gamma_phases: list[Any], phases: list[Any]) -> str:
     if plans or gamma_phases or "after_prune" in results or "passes" in results:
         return "slimming"
     if results.get("command") == "prune-weights" or "sizes_bytes" in results or "rounds" in results:
         return "weights"
-    return "train"
+    return "train" if phases or results else "empty"
 
 
 _KIND_TITLES = {
     "slimming": "Network Slimming (Liu et al. 2017)",
     "weights": "Weight pruning (Han et al. 2015)",
     "train": "Training",
+    "empty": "Nothing to report yet: no results.json, plan.json or metrics.jsonl in this folder",
 }
 
 
@@ -493,7 +494,7 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
     gamma = [(n, f, last_per_epoch(_read_jsonl(f / L.GAMMA_HIST))) for n, f in phases]
     gamma = [g for g in gamma if g[2]]
     groups = group_widths(plans)
-    kind = _run_kind(results, plans, gamma)
+    kind = _run_kind(results, plans, gamma, phases)
     if draw:
         try:
             from netslim import plots
@@ -512,7 +513,7 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
             blocks.append(_text(facts))
         sections.append(_section("before-after", "Before / after", blocks))
     else:
-        final = _final_rows(phases, run, problems) if not results else []
+        final = _final_rows(phases, run, problems) if kind == "train" and not results else []
         if final:
             sections.append(_section("before-after", "Results", [_table(["metric", "value"], final)]))
         else:
@@ -551,7 +552,7 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
     # 3. training curves of every phase
     if metrics:
         caption = (
-            "Phases in run order: " + ", ".join(f"{k} ({len(v)} epochs)" for k, v in metrics.items()) + "."
+            "Phases in run order: " + ", ".join(f"{k} ({_epochs(len(v))})" for k, v in metrics.items()) + "."
         )
         draw_fn = _bind(plots.training_curves, metrics, title="Training curves") if draw else _noop
         fig = figs.make("curves", "training-curves.png", draw_fn, caption)
@@ -655,19 +656,9 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
     if config_blocks:
         sections.append(_section("configuration", "Configuration", config_blocks, True))
 
-    if not sections:
-        sections.append(
-            _section(
-                "empty",
-                "Nothing to report yet",
-                [_text("This run folder has no config.json, results.json, plan.json or metrics.jsonl yet.")],
-            )
-        )
     return {
         "title": f"netslim run: {run.resolve().name}",
-        "subtitle": " ".join(p for p in (_KIND_TITLES[kind] + ":", _describe(config, results)) if p).rstrip(
-            ":"
-        ),
+        "subtitle": ": ".join(p for p in (_KIND_TITLES[kind], _describe(config, results)) if p),
         "kind": kind,
         "run_dir": str(run),
         "sections": sections,
