@@ -84,7 +84,7 @@ def test_demo_report_reads_like_the_cli(demo_run: Path) -> None:
     ]
     (gamma,) = _figures(data, "gamma")
     assert gamma["threshold"] == pytest.approx(plan["meta"]["threshold"])
-    assert "epochs 0 to 2" in gamma["caption"]
+    assert "from epoch 0 (before training) to epoch 2" in gamma["caption"]
     assert "sparsity (2 epochs), finetune (1 epoch)" in _figures(data, "curves")[0]["caption"]
     channel_rows = _section(data, "channels-table")["blocks"][0]["rows"]
     assert [r[0] for r in channel_rows] == [g["name"] for g in groups]  # one bar per group, no BN twins
@@ -181,7 +181,7 @@ def test_multipass_run_thresholds_per_pass_and_resumed_epochs(tmp_path: Path) ->
     data = collect(run)
     gamma = _figures(data, "gamma")
     assert [g["threshold"] for g in gamma] == [0.3, 0.05]
-    assert "epochs 0 to 3" in gamma[0]["caption"]
+    assert "to epoch 3" in gamma[0]["caption"]
     curves = _figures(data, "curves")[0]["caption"]
     assert curves.index("sparsity-pass1") < curves.index("finetune-pass1") < curves.index("sparsity-pass2")
     # first pass's widths before, last pass's after

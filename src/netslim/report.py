@@ -528,8 +528,9 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
         threshold = thresholds[index] if 0 <= index < len(thresholds) else None
         n = records[-1].get("n")
         what = f"|gamma| of the {n:,} BN channels" if _is_number(n) else "|gamma|"
-        epochs = f"epochs {records[0].get('epoch')} to {records[-1].get('epoch')}"
-        caption = f"{name}: {what} at the end of {epochs} (evenly spaced panels). " + (
+        first, last = records[0].get("epoch"), records[-1].get("epoch")
+        epochs = f"from epoch {first}{' (before training)' if first == 0 else ''} to epoch {last}"
+        caption = f"{name}: {what}, {epochs}, in up to 6 evenly spaced panels. " + (
             f"Red line: the cut threshold {threshold:.4g} from {L.PLAN}; channels left of it are removed."
             if threshold is not None
             else f"No threshold: {L.PLAN} holds none for this phase."
