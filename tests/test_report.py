@@ -195,7 +195,9 @@ def test_last_per_epoch_keeps_the_last_row_of_each_epoch() -> None:
     assert last_per_epoch(rows) == [{"epoch": 1, "v": "c"}, {"epoch": 2, "v": "b"}, {"note": 1}]
 
 
-def test_weight_pruning_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("total_as", ["layer-row", "own-key"])
+def test_weight_pruning_report(tmp_path: Path, total_as: str) -> None:
+    """Han runs: accuracy, weights, FLOPs and size first; per-layer, sensitivity and storage figures."""
     run = tmp_path / "han"
     run.mkdir()
     layers = [
@@ -212,6 +214,8 @@ def test_weight_pruning_report(tmp_path: Path) -> None:
         "layers": layers,
         "sizes_bytes": {"dense": 1066440, "P": 212000, "P+Q": 60000, "P+Q+H": 40000},
     }
+    if total_as == "own-key":  # the all-layers row next to the per-layer rows, not among them
+        results.update(layers=layers[:-1], total=layers[-1], config={"model": "lenet300_100"})
     (run / "results.json").write_text(json.dumps(results))
     (run / "sensitivity.csv").write_text(
         "layer,sparsity,accuracy\nbaseline,0.0,0.98\nfc1,0.0,0.98\nfc1,0.5,0.97\nfc2,0.0,0.98\nfc2,0.5,0.9\n"
@@ -226,7 +230,7 @@ def test_weight_pruning_report(tmp_path: Path) -> None:
     assert data["kind"] == "weights"
     rows = {r[0]: r for r in data["sections"][0]["blocks"][0]["rows"]}
     assert rows["test accuracy"][1:] == ["98.00%", "97.95%", "-0.05 pt"]
-    assert rows["weights (nonzero)"][3] == "-91.9%"
+    assert rows["weights (nonzero)"][3] == "-91.9% (12.3x fewer)"
     assert rows["size on disk (dense -> P+Q+H)"][3] == "26.7x smaller"
     for kind in ("weights-kept", "sensitivity", "storage", "curves"):
         assert len(_figures(data, kind)) == 1, kind

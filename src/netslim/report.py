@@ -356,13 +356,12 @@ def _weights_rows(results: dict[str, Any]) -> list[list[str]]:
     if isinstance(tb, dict) and _is_number(tb.get("accuracy")):
         after = ta.get("accuracy") if isinstance(ta, dict) else None
         rows.append(["test accuracy", _pct(tb["accuracy"]), _pct(after), _points(tb["accuracy"], after)])
-    total = next(
-        (r for r in results.get("layers") or [] if isinstance(r, dict) and r.get("name") == "total"), None
-    )
+    total = _weights_total(results)
     if total is not None:
         if _is_number(total.get("weights")):
             w, k = total["weights"], total.get("kept")
-            rows.append(["weights (nonzero)", _count(w), _count(k), _change(w, k)])
+            rate = f" ({w / k:.1f}x fewer)" if _is_number(k) and k else ""
+            rows.append(["weights (nonzero)", _count(w), _count(k), _change(w, k) + rate])
         if _is_number(total.get("flops")):
             f, k = total["flops"], total.get("flops_kept")
             rows.append(["FLOPs", _count(f), _count(k), _change(f, k)])
@@ -373,6 +372,14 @@ def _weights_rows(results: dict[str, Any]) -> list[list[str]]:
         factor = f"{d / s:.1f}x smaller" if _is_number(s) and s else ""
         rows.append([f"size on disk (dense -> {smallest})", _bytes(d), _bytes(s), factor])
     return rows
+
+
+def _weights_total(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The all-layers row of a weight-pruning run: ``results["total"]``, or the ``total`` layer row."""
+    if isinstance(results.get("total"), dict):
+        return results["total"]
+    layers = results.get("layers") or []
+    return next((r for r in layers if isinstance(r, dict) and r.get("name") == "total"), None)
 
 
 def _summary(results: dict[str, Any], groups: dict[str, tuple[int, int]]) -> list[list[str]]:
@@ -391,6 +398,20 @@ def _facts(results: dict[str, Any]) -> str:
     facts = []
     if _is_number(results.get("ratio")):
         facts.append(f"pruning ratio {_pct(results['ratio']).replace('.00%', '%')}")
+    if isinstance(results.get("device"), str):
+        threads = results.get("threads")
+        facts.append(
+            f"device {results['device']}"
+            + (f", {threads} CPU thread{'' if threads == 1 else 's'}" if _is_number(threads) else "")
+        )
+    l1 = results.get("l1_strength")
+    if _is_number(l1) or isinstance(l1, str):
+        facts.append(f"L1 strength {l1:g}" if _is_number(l1) else f"L1 strength {l1}")
+    distill = results.get("distill")
+    if isinstance(distill, dict) and distill:
+        facts.append(
+            "fine-tuned with distillation (" + ", ".join(f"{k} {fmt(v)}" for k, v in distill.items()) + ")"
+        )
     if isinstance(results.get("device"), str):
         threads = results.get("threads")
         facts.append(
@@ -483,9 +504,11 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
     problems: list[str] = []
     absent: list[str] = []
     config = _read_json(layout.config, problems)
-    config = config if isinstance(config, dict) else {}
     results = _read_json(layout.results, problems)
     results = results if isinstance(results, dict) else {}
+    if not isinstance(config, dict) and isinstance(results.get("config"), dict):
+        config = results["config"]  # runs that keep their configuration inside results.json
+    config = config if isinstance(config, dict) else {}
     plan = _read_json(layout.plan, problems)
     plans = plan if isinstance(plan, list) else [plan] if isinstance(plan, dict) else []
     phases = _phases(layout)
@@ -637,8 +660,29 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
         )
         sections.append(_section(f"metrics-{name}", title, [_table(cols, table_rows)], True))
 
+    readiness = results.get("readiness")
+    if isinstance(readiness, dict) and readiness:
+        rows_ = [[k, fmt(v)] for k, v in _flatten(readiness)]
+        sections.append(
+            _section(
+                "readiness",
+                "Cut readiness (the engine's record of the last cut)",
+                [_table(["key", "value"], rows_)],
+                True,
+            )
+        )
+
     # 8. notes: what is not in this run, what could not be read
-    notes = [f"not in this run: {a}" for a in absent] + problems
+    warnings = (
+        [str(w) for w in results.get("warnings") or [] if w]
+        if isinstance(results.get("warnings"), list)
+        else []
+    )
+    notes = (
+        [f"warning from the run: {w}" for w in warnings]
+        + [f"not in this run: {a}" for a in absent]
+        + problems
+    )
     if notes:
         sections.append(_section("notes", "Notes", [{"type": "list", "items": notes}]))
 
@@ -705,7 +749,10 @@ def _weights_sections(
                 f"{r['kept_pct']:.1f}%" if _is_number(r.get("kept_pct")) else "n/a",
                 f"{r['flops_kept_pct']:.1f}%" if _is_number(r.get("flops_kept_pct")) else "n/a",
             ]
-            for r in results.get("layers") or []
+            for r in [
+                *(results.get("layers") or []),
+                *([results["total"]] if isinstance(results.get("total"), dict) else []),
+            ]
             if isinstance(r, dict)
         ]
         blocks = ([fig] if fig else []) + [_table(["layer", "weights", "weights kept", "FLOPs kept"], rows)]
@@ -750,8 +797,9 @@ def _weights_sections(
         for k, v in chosen_src.items()
         if isinstance(v, dict) and _is_number(v.get("sparsity"))
     }
-    baseline = baseline if baseline is not None else sens.get("baseline")
-    max_drop = settings.get("max_drop") if isinstance(settings, dict) else None
+    if baseline is None:
+        baseline = sens.get("baseline", sens.get("baseline_accuracy"))
+    max_drop = (settings.get("max_drop") if isinstance(settings, dict) else None) or sens.get("max_drop")
     if curves:
         caption = "Accuracy with one layer pruned at a time; circles: the sparsity chosen for each layer" + (
             f"; red line: the tolerated accuracy drop {max_drop:g}." if _is_number(max_drop) else "."

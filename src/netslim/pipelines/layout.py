@@ -15,7 +15,7 @@ from pathlib import Path
 # files at the root of every run folder
 CONFIG = "config.json"
 RESULTS = "results.json"
-PLAN = "plan.json"  # a pruning plan, or a list of plans (one per pass) for multi-pass slimming
+PLAN = "plan.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 PLOTS = "plots"
@@ -48,7 +48,7 @@ class RunLayout:
 
     @property
     def plan(self) -> Path:
-        """The pruning plan(s) of a slimming run (JSON: one plan, or a list with one plan per pass)."""
+        """The pruning plan of a slimming run (JSON; a list of plans, one per pass, for multi-pass)."""
         return self.root / PLAN
 
     @property
