@@ -28,23 +28,21 @@ from helpers import write_tiny_mnist
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
-# Flags appended to each sub-command so that it finishes in seconds on tiny data ({ws}: the workspace).
+# Flags appended to each sub-command so that it finishes in seconds on tiny data ({ws}: the workspace;
+# {width}: ``--width 0.25`` when the line trains a zoo model, nothing for a model factory of the user's).
 BUDGETS: dict[str, str] = {
-    "demo": "--epochs 1 --finetune-epochs 1 --max-batches 2 --val-size 64 --batch-size 32 --no-progress "
-    "--run-dir {ws}/runs/demo",
+    "demo": "--epochs 1 --finetune-epochs 1 --max-batches 2 --val-size 64 --batch-size 32 --no-progress",
     "models": "",
     "datasets": "",
-    "train": "--width 0.25 --epochs 1 --max-batches 2 --val-size 64 --no-progress --run-dir {ws}/runs/train",
+    "train": "{width} --epochs 1 --max-batches 2 --val-size 64 --no-progress",
     "eval": "--val-size 64",
-    "slim": "--width 0.25 --epochs 1 --finetune-epochs 1 --max-batches 2 --val-size 64 --no-progress "
-    "--no-latency --run-dir {ws}/runs/slim",
+    "slim": "{width} --epochs 1 --finetune-epochs 1 --max-batches 2 --val-size 64 --no-progress --no-latency",
     "prune": "",
-    "prune-weights": "--epochs 1 --retrain-epochs 1 --max-batches 2 --val-size 64 --no-progress "
-    "--run-dir {ws}/runs/prune-weights",
-    "sensitivity": "--step 0.5 --max-batches 2 --val-size 64 --no-progress --run-dir {ws}/runs/sensitivity",
+    "prune-weights": "--epochs 1 --retrain-epochs 1 --max-batches 2 --val-size 64 --no-progress",
+    "sensitivity": "--step 0.5 --max-batches 2 --val-size 64 --no-progress",
     "compress": "",
     "decompress": "",
-    "measure": "--batch-sizes 1 --repeats 2 --warmup 1",
+    "measure": "--batch-sizes 1 --repeats 2 --warmup 1",  # measure ... --sparse: the same
     "report": "",
     "export": "--calib-batches 1 --eval-batches 1 --repeats 2",
 }
@@ -56,6 +54,7 @@ PLACEHOLDERS: dict[str, str] = {
     "CHECKPOINT": "{ws}/run/model.pt",
     "MODEL_OR_CKPT": "{ws}/run/model.pt",
     "CKPT": "{ws}/run/model.pt",
+    "PRUNED_CKPT": "{ws}/weights/pruned.pt",
     "OTHER": "{ws}/lenet5.pt",
     "FILE": "{ws}/model.nsz",
     "OUT": "{ws}/out/pruned.pt",
@@ -64,8 +63,27 @@ PLACEHOLDERS_BY_COMMAND: dict[str, dict[str, str]] = {
     "sensitivity": {"CKPT": "{ws}/lenet5.pt"},  # the line names --model lenet5
     "decompress": {"CKPT": "{ws}/decompressed.pt"},  # an output here
 }
-# Files a line reads that another line writes: made first when missing, so each line runs on its own.
-PREREQUISITES: dict[str, str] = {"decompress": "netslim compress {ws}/run/model.pt -o {ws}/model.nsz"}
+# Files a line reads that another line writes: made first when missing, so each line also runs alone.
+MAKERS: dict[str, str] = {
+    "{ws}/model.nsz": "netslim compress {ws}/run/model.pt -o {ws}/model.nsz",
+    "{ws}/weights/pruned.pt": "netslim prune-weights --model lenet300_100 --quality 1.0 --rounds 1 "
+    "--epochs 1 --retrain-epochs 1 --max-batches 2 --val-size 64 --no-compress --no-progress "
+    "--run-dir {ws}/weights",
+}
+# Files the README assumes the reader has written (its "your own model" example).
+README_FILES: dict[str, str] = {
+    "mynet.py": """
+from torch import nn
+
+
+def build(width=16, num_classes=10, in_channels=1):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes),
+    )
+""",
+}
 
 # Lines not run here, with the reason (and the test that runs them, where one does).
 CHECKED_ELSEWHERE: dict[str, str] = {
@@ -74,13 +92,11 @@ CHECKED_ELSEWHERE: dict[str, str] = {
     "pip": "installs packages (tests never download); `make test` does the set-up",
 }
 
-# The Python example at a tiny budget: (text in the README, what runs instead). A missing text fails.
+# The Python examples at a tiny budget: (regex on the README text, replacement). The first must match.
 PYTHON_OVERRIDES: list[tuple[str, str]] = [
-    (
-        'get_loaders("fashion-mnist", batch_size=64)',
-        'get_loaders("fashion-mnist", batch_size=32, val_size=64)',
-    ),
-    ("TrainConfig(epochs=10)", "TrainConfig(epochs=1, max_batches=2, progress=False)"),
+    (r"TrainConfig\(epochs=\d+", "TrainConfig(epochs=1, max_batches=2, progress=False"),
+    (r'get_loaders\(("[^"]+")', r"get_loaders(\1, val_size=64"),
+    (r'(SlimmingConfig\((?:(?!data_kwargs)[^)])*?dataset="[^"]+",)', r'\1 data_kwargs={"val_size": 64},'),
 ]
 
 
@@ -141,13 +157,24 @@ def _fill(text: str, ws: Path) -> str:
 
 def argv_for(line: Line, ws: Path) -> list[str]:
     """The argv run for a ``netslim`` line: README words, placeholders filled, optional [...] parts
-    included, budget flags appended."""
+    included, ``...`` in a path globbed in the workspace, budget flags appended."""
     names = {**PLACEHOLDERS, **PLACEHOLDERS_BY_COMMAND.get(line.kind, {})}
     pattern = re.compile(r"\b(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b")
     text = pattern.sub(lambda m: _fill(names[m.group(1)], ws), line.text.replace("[", "").replace("]", ""))
     words = shlex.split(text)
     words = words[1:] if words[0] == "netslim" else words[3:]  # netslim SUB ... / python -m netslim SUB ...
-    return words + shlex.split(_fill(BUDGETS[line.kind], ws))
+    for i, word in enumerate(words):
+        if (
+            "..." in word and "/" in word
+        ):  # e.g. runs/slim-mynet-build-.../finetuned.pt: an earlier line's run
+            matches = sorted(ws.glob(word.replace("...", "*")))
+            assert matches, (
+                f"README line {line.text!r}: nothing matches {word}; run the line that makes it first"
+            )
+            words[i] = str(matches[-1])
+    model = words[words.index("--model") + 1] if "--model" in words[:-1] else ""
+    width = "--width 0.25" if model and ":" not in model else ""
+    return words + shlex.split(_fill(BUDGETS[line.kind], ws).replace("{width}", width))
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +198,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp.undo()
     assert code == 0
     netslim.save(create("lenet5", num_classes=10, in_channels=1), ws / "lenet5.pt")
+    for name, text in README_FILES.items():
+        (ws / name).write_text(text.lstrip())
     return ws
 
 
@@ -217,37 +246,49 @@ def test_every_readme_command_is_covered() -> None:
 
 
 @pytest.mark.parametrize("line", COMMANDS, ids=[c.text for c in COMMANDS])
-def test_readme_command(line: Line, workspace: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_readme_command(line: Line, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README line runs and exits 0 (netslim lines in-process at a tiny budget, make targets dry-run)."""
     if line.kind in CHECKED_ELSEWHERE:
         pytest.skip(CHECKED_ELSEWHERE[line.kind])
     if line.kind == "make":
         _make_dry_run(line)
         return
-    if "..." in line.text:
+    if "..." in line.text.split():
         pytest.fail(
             f"README line has an unfilled '...': {line.text}; give a runnable command or skip it here"
         )
     monkeypatch.setenv("NETSLIM_DATA", str(workspace / "data"))
-    monkeypatch.chdir(tmp_path)  # default run folders (runs/...) and relative outputs land here
-    prerequisite = PREREQUISITES.get(line.kind)
-    if prerequisite:
-        words = shlex.split(_fill(prerequisite, workspace))
-        if not Path(words[-1]).exists():
-            _run_netslim(words[1:], Line(prerequisite, "prerequisite"))
+    monkeypatch.chdir(workspace)  # one folder, as a reader following the README: runs/... land here
+    reads = argv_for_text(line, workspace)
+    for target, maker in MAKERS.items():
+        path = _fill(target, workspace)
+        if path in reads and not Path(path).exists():
+            words = shlex.split(_fill(maker, workspace))
+            _run_netslim(words[1:], Line(maker, "maker"))
     _run_netslim(argv_for(line, workspace), line)
 
 
+def argv_for_text(line: Line, ws: Path) -> list[str]:
+    """The README words with placeholders filled (no globbing): to see which made files a line reads."""
+    names = {**PLACEHOLDERS, **PLACEHOLDERS_BY_COMMAND.get(line.kind, {})}
+    pattern = re.compile(r"\b(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b")
+    return pattern.sub(lambda m: _fill(names[m.group(1)], ws), line.text).split()
+
+
 def test_readme_python_example(workspace: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The README's Python example runs as written, with only the budget changes of PYTHON_OVERRIDES."""
+    """The README's Python examples run as written, with only the budget changes of PYTHON_OVERRIDES."""
     monkeypatch.setenv("NETSLIM_DATA", str(workspace / "data"))
     monkeypatch.chdir(tmp_path)
+    first, _ = PYTHON_OVERRIDES[0]
+    assert re.search(first, "".join(PYTHON_BLOCKS)), (
+        f"README Python example changed; update PYTHON_OVERRIDES ({first})"
+    )
     for i, block in enumerate(PYTHON_BLOCKS):
         code = block
-        for old, new in PYTHON_OVERRIDES:
-            if old in code:
-                code = code.replace(old, new)
-        missing = [old for old, _ in PYTHON_OVERRIDES if old not in "".join(PYTHON_BLOCKS)]
-        assert not missing, f"README Python example changed; update PYTHON_OVERRIDES: {missing}"
-        with contextlib.redirect_stdout(io.StringIO()):
-            exec(compile(code, f"README.md python block {i + 1}", "exec"), {"__name__": "__readme__"})
+        for pattern, replacement in PYTHON_OVERRIDES:
+            code = re.sub(pattern, replacement, code, flags=re.S)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(code, f"README.md python block {i + 1}", "exec"), {"__name__": "__readme__"})
+        except Exception as exc:  # the example failing is this test failing, with the block named
+            pytest.fail(f"README Python block {i + 1} failed: {exc!r}\n{block}")
