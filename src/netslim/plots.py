@@ -353,7 +353,7 @@ def training_curves(
         ("loss", [k for k in keys if k.endswith("loss")], 1.0, False),
         ("accuracy (%)", [k for k in keys if k.endswith(("_acc", "accuracy")) or k == "acc"], 100.0, False),
         ("learning rate", [k for k in keys if k == "lr"], 1.0, True),
-        ("L1 strength", l1, 1.0, False),
+        ("L1 strength", l1, 1.0, None),  # log scale when an adaptive strength spans a decade or more
         ("|gamma| near zero (%)", near, 100.0, False),
     ]
     panels = [p for p in panels if p[1]] or [("value", keys[:4], 1.0, False)]
@@ -380,8 +380,9 @@ def training_curves(
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        if logy and all(_is_num(r.get(names[0])) and r[names[0]] > 0 for _, _, prs in series for r in prs
-                        if names[0] in r):
+        values = [r[names[0]] for _, _, prs in series for r in prs if _is_num(r.get(names[0]))]
+        positive = bool(values) and min(values) > 0
+        if positive and (logy or (logy is None and max(values) > 10 * min(values))):
             ax.set_yscale("log")
         if len(series) > 1:
             for _, xs, _ in series[1:]:

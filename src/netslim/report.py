@@ -398,12 +398,6 @@ def _facts(results: dict[str, Any]) -> str:
     facts = []
     if _is_number(results.get("ratio")):
         facts.append(f"pruning ratio {_pct(results['ratio']).replace('.00%', '%')}")
-    if isinstance(results.get("device"), str):
-        threads = results.get("threads")
-        facts.append(
-            f"device {results['device']}"
-            + (f", {threads} CPU thread{'' if threads == 1 else 's'}" if _is_number(threads) else "")
-        )
     l1 = results.get("l1_strength")
     if _is_number(l1) or isinstance(l1, str):
         facts.append(f"L1 strength {l1:g}" if _is_number(l1) else f"L1 strength {l1}")
