@@ -29,6 +29,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -243,15 +244,15 @@ def _section(key: str, title: str, blocks: list[dict[str, Any]], collapsed: bool
 
 
 class _Figures:
-    """Draws figures into ``plots/`` (or, with ``draw=False``, uses those already there)."""
+    """Draws the report's figures into ``plots/`` (with ``draw=False``, uses those already there)."""
 
-    def __init__(self, run: Path, draw: bool, problems: list[str]) -> None:
-        self.run, self.draw, self.problems = run, draw, problems
-        self.drawn: list[str] = []  # run-relative paths of the figures the report shows
+    def __init__(self, root: Path, draw: bool, problems: list[str]) -> None:
+        self.root, self.draw, self.problems = root, draw, problems
+        self.drawn: dict[str, tuple[str, str]] = {}  # run-relative path -> (figure kind, content digest)
 
-    def make(self, kind: str, name: str, draw: Callable[[Path], Any], caption: str) -> dict[str, Any] | None:
+    def make(self, kind: str, name: str, caption: str, draw: Callable[[Path], Any]) -> dict[str, Any] | None:
         """A figure block for ``plots/name`` drawn by ``draw(path)``; None (and a note) if it fails."""
-        path = self.run / L.PLOTS / name
+        path = self.root / L.PLOTS / name
         if self.draw:
             try:
                 draw(path)
@@ -261,7 +262,7 @@ class _Figures:
         if not path.is_file():
             return None
         rel = f"{L.PLOTS}/{name}"
-        self.drawn.append(rel)
+        self.drawn[rel] = (kind, _digest(path))
         return {"type": "figure", "figure": kind, "file": rel, "caption": caption}
 
 
@@ -450,8 +451,26 @@ def _final_rows(phases: list[tuple[str, Path]], run: Path, problems: list[str]) 
 # ------------------------------------------------------------------------------------------- collect
 
 
-def _run_kind(results: dict[str, Any], plans: list[Any], gamma_phases: list[Any], phases: list[Any]) -> str:
-    if plans or gamma_phases or "after_prune" in results or "passes" in results:
+@dataclass
+class _Run:
+    """Everything read from one run folder, and what the section builders add to it."""
+
+    root: Path
+    config: dict[str, Any]
+    results: dict[str, Any]
+    plans: list[Any]
+    phases: list[tuple[str, Path]]
+    metrics: dict[str, list[dict[str, Any]]]  # phase -> one row per epoch
+    gamma: list[tuple[str, list[dict[str, Any]]]]  # (phase, one histogram record per epoch)
+    groups: dict[str, tuple[int, int]]
+    kind: str
+    figures: _Figures
+    problems: list[str]
+    absent: list[str] = field(default_factory=list)  # pieces this kind of run has and this one lacks
+
+
+def _run_kind(results: dict[str, Any], plans: list[Any], gamma: list[Any], phases: list[Any]) -> str:
+    if plans or gamma or "after_prune" in results or "passes" in results:
         return "slimming"
     if results.get("command") == "prune-weights" or "sizes_bytes" in results or "rounds" in results:
         return "weights"
@@ -467,18 +486,61 @@ _KIND_TITLES = {
 
 
 def _describe(config: dict[str, Any], results: dict[str, Any]) -> str:
-    def name(v: Any) -> str | None:
-        if isinstance(v, str):
-            return v
-        if isinstance(v, dict):
-            return v.get("name") if isinstance(v.get("name"), str) else None
-        return None
+    """``vgg11 on fashion-mnist`` from whichever of the config and the results names them."""
 
-    extra = ((config.get("train") or {}).get("extra") or {}) if isinstance(config.get("train"), dict) else {}
+    def name(v: Any) -> str | None:
+        if isinstance(v, dict):
+            v = v.get("name")
+        return v if isinstance(v, str) else None
+
+    train = config.get("train")
+    extra = train.get("extra") if isinstance(train, dict) and isinstance(train.get("extra"), dict) else {}
     model = name(config.get("model")) or name(results.get("model")) or name(extra.get("model"))
     dataset = name(config.get("dataset")) or name(results.get("dataset")) or name(extra.get("dataset"))
-    parts = [p for p in (model, dataset and f"on {dataset}") if p]
-    return " ".join(parts)
+    return " ".join(p for p in (model, dataset and f"on {dataset}") if p)
+
+
+def _read_run(root: Path, draw: bool) -> _Run:
+    layout = RunLayout(root)
+    problems: list[str] = []
+    config = _read_json(layout.config, problems)
+    results = _read_json(layout.results, problems)
+    results = results if isinstance(results, dict) else {}
+    if not isinstance(config, dict) and isinstance(results.get("config"), dict):
+        config = results["config"]  # runs that keep their configuration inside results.json
+    plan = _read_json(layout.plan, problems)
+    plans = plan if isinstance(plan, list) else [plan] if isinstance(plan, dict) else []
+    phases = _phases(layout)
+    metrics = {name: last_per_epoch(_read_jsonl(folder / L.METRICS)) for name, folder in phases}
+    gamma = [(name, last_per_epoch(_read_jsonl(folder / L.GAMMA_HIST))) for name, folder in phases]
+    gamma = [(name, records) for name, records in gamma if records]
+    if draw and _plots() is None:
+        problems.append("figures need matplotlib: pip install 'netslim[plots]'")
+        draw = False
+    return _Run(
+        root=root,
+        config=config if isinstance(config, dict) else {},
+        results=results,
+        plans=plans,
+        phases=phases,
+        metrics={k: v for k, v in metrics.items() if v},
+        gamma=gamma,
+        groups=group_widths(plans),
+        kind=_run_kind(results, plans, gamma, phases),
+        figures=_Figures(root, draw, problems),
+        problems=problems,
+    )
+
+
+def _plots() -> Any:
+    """:mod:`netslim.plots`, or None without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+
+        from netslim import plots
+    except ImportError:  # pragma: no cover - matplotlib is an optional extra
+        return None
+    return plots
 
 
 def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, Any]:
@@ -489,59 +551,62 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
     ``figure`` kind, ``caption``), a text or a list. With ``draw`` (the default) the figures are drawn
     from the data into ``plots/`` (needs matplotlib); without, figures already there are used.
     """
-    run = Path(run_dir)
-    if not run.is_dir():
+    root = Path(run_dir)
+    if not root.is_dir():
         raise NetslimError(
-            f"{run} is not a folder; pass the run directory written by netslim train/slim/demo"
+            f"{root} is not a folder; pass the run directory written by netslim train/slim/demo"
         )
-    layout = RunLayout(run)
-    problems: list[str] = []
-    absent: list[str] = []
-    config = _read_json(layout.config, problems)
-    results = _read_json(layout.results, problems)
-    results = results if isinstance(results, dict) else {}
-    if not isinstance(config, dict) and isinstance(results.get("config"), dict):
-        config = results["config"]  # runs that keep their configuration inside results.json
-    config = config if isinstance(config, dict) else {}
-    plan = _read_json(layout.plan, problems)
-    plans = plan if isinstance(plan, list) else [plan] if isinstance(plan, dict) else []
-    phases = _phases(layout)
-    metrics = {name: last_per_epoch(_read_jsonl(folder / L.METRICS)) for name, folder in phases}
-    metrics = {k: v for k, v in metrics.items() if v}
-    gamma = [(n, f, last_per_epoch(_read_jsonl(f / L.GAMMA_HIST))) for n, f in phases]
-    gamma = [g for g in gamma if g[2]]
-    groups = group_widths(plans)
-    kind = _run_kind(results, plans, gamma, phases)
-    if draw:
-        try:
-            from netslim import plots
-        except ImportError:  # pragma: no cover - matplotlib is an optional extra
-            problems.append("figures need matplotlib: pip install 'netslim[plots]'")
-            draw = False
-    figs = _Figures(run, draw, problems)
+    run = _read_run(root, draw)
     sections: list[dict[str, Any]] = []
+    for build in (
+        _before_after_section,
+        _gamma_section,
+        _curves_section,
+        _channels_sections,
+        _weights_sections,
+        _passes_section,
+        _other_figures_section,
+        _metrics_sections,
+        _readiness_section,
+        _notes_section,  # after everything that may add a note
+        _config_section,  # last
+    ):
+        sections += build(run)
+    return {
+        "title": f"netslim run: {root.resolve().name}",
+        "subtitle": ": ".join(p for p in (_KIND_TITLES[run.kind], _describe(run.config, run.results)) if p),
+        "kind": run.kind,
+        "run_dir": str(root),
+        "sections": sections,
+        "problems": run.problems,
+    }
 
-    # 1. before / after
-    rows = _summary(results, groups)
+
+Sections = list[dict[str, Any]]
+
+
+def _before_after_section(run: _Run) -> Sections:
+    rows = _summary(run.results, run.groups)
     if rows:
-        facts = _facts(results)
-        blocks = [_table(["metric", "before", "after", "change"], rows, id="before-after")]
+        blocks = [_table(["metric", "before", "after", "change"], rows)]
+        facts = _facts(run.results)
         if facts:
             blocks.append(_text(facts))
-        sections.append(_section("before-after", "Before / after", blocks))
-    else:
-        final = _final_rows(phases, run, problems) if kind == "train" and not results else []
-        if final:
-            sections.append(_section("before-after", "Results", [_table(["metric", "value"], final)]))
-        else:
-            absent.append("before/after table: no results.json with before/after figures")
+        return [_section("before-after", "Before / after", blocks)]
+    final = _final_rows(run.phases, run.root, run.problems) if run.kind == "train" and not run.results else []
+    if final:
+        return [_section("before-after", "Results", [_table(["metric", "value"], final)])]
+    run.absent.append("before/after table: no results.json with before/after figures")
+    return []
 
-    # 2. gamma distribution per epoch with the threshold
-    thresholds = _thresholds(plans, results)
+
+def _gamma_section(run: _Run) -> Sections:
+    """The |gamma| histograms of every sparsity phase, each with its pass's cut threshold."""
+    thresholds = _thresholds(run.plans, run.results)
     blocks = []
-    for i, (name, _folder, records) in enumerate(gamma):
+    for i, (name, records) in enumerate(run.gamma):
         number = _pass_number(name)
-        index = number - 1 if number is not None else i if len(gamma) > 1 else len(thresholds) - 1
+        index = number - 1 if number is not None else i if len(run.gamma) > 1 else len(thresholds) - 1
         threshold = thresholds[index] if 0 <= index < len(thresholds) else None
         n = records[-1].get("n")
         what = f"|gamma| of the {n:,} BN channels" if _is_number(n) else "|gamma|"
@@ -552,313 +617,297 @@ def collect(run_dir: str | os.PathLike[str], *, draw: bool = True) -> dict[str, 
             if threshold is not None
             else f"No threshold: {L.PLAN} holds none for this phase."
         )
-        if draw:
-            draw_fn = _bind(
-                plots.gamma_histograms, records, threshold=threshold, title=f"|gamma| per epoch: {name}"
-            )
-        else:
-            draw_fn = _noop
-        fig = figs.make("gamma", f"{name}-gamma-hist.png", draw_fn, caption)
+        title = f"|gamma| per epoch: {name}"
+        fig = run.figures.make(
+            "gamma",
+            f"{name}-gamma-hist.png",
+            caption,
+            lambda path, r=records, t=threshold, title=title: _plots().gamma_histograms(
+                r, path, threshold=t, title=title
+            ),
+        )
         if fig:
             fig["threshold"] = threshold
             blocks.append(fig)
     if blocks:
-        sections.append(_section("gamma", "BN scaling factors (|gamma|) per epoch", blocks))
-    elif kind == "slimming":
-        absent.append(f"gamma histograms: no phase folder holds {L.GAMMA_HIST} (sparsity training writes it)")
-
-    # 3. training curves of every phase
-    if metrics:
-        caption = (
-            "Phases in run order: " + ", ".join(f"{k} ({_epochs(len(v))})" for k, v in metrics.items()) + "."
+        return [_section("gamma", "BN scaling factors (|gamma|) per epoch", blocks)]
+    if run.kind == "slimming":
+        run.absent.append(
+            f"gamma histograms: no phase folder holds {L.GAMMA_HIST} (sparsity training writes it)"
         )
-        draw_fn = _bind(plots.training_curves, metrics, title="Training curves") if draw else _noop
-        fig = figs.make("curves", "training-curves.png", draw_fn, caption)
-        if fig:
-            sections.append(_section("curves", "Training curves", [fig]))
-    else:
-        absent.append(f"training curves: no phase folder holds {L.METRICS}")
+    return []
 
-    # 4. channels kept per prunable group
-    if groups:
-        caption = (
-            f"{len(groups)} prunable groups (layers that must keep the same channels count as one); "
-            "light: channels before, dark: kept."
-        )
-        draw_fn = (
-            _bind(plots.channels_per_layer, groups, title="Channels kept per prunable group")
-            if draw
-            else _noop
-        )
-        fig = figs.make("channels", "channels-kept.png", draw_fn, caption)
-        group_rows = [
-            [n, str(b), str(a), f"{100 * a / b:.1f}%" if b else "-"] for n, (b, a) in groups.items()
-        ]
-        blocks = [fig] if fig else []
-        sections.append(_section("channels", "Channels kept per prunable group", blocks))
-        sections.append(
-            _section(
-                "channels-table",
-                "Channels per group (table)",
-                [_table(["group", "before", "after", "kept"], group_rows)],
-                True,
-            )
-        )
-    elif kind == "slimming":
-        absent.append(f"channels per group: no {L.PLAN} (written when the channels are cut)")
 
-    # 5. weight pruning: per-layer kept weights, rounds, sensitivity, storage
-    if kind == "weights":
-        sections += _weights_sections(run, results, figs, draw, absent, problems)
-
-    # multi-pass slimming: one row per pass
-    passes = results.get("passes")
-    if isinstance(passes, list) and len(passes) > 1:
-        pass_rows = []
-        for p in passes:
-            if isinstance(p, dict):
-                pass_rows.append(
-                    [
-                        str(p.get("pass", len(pass_rows) + 1)),
-                        _pct(p.get("ratio")),
-                        fmt(p.get("threshold")),
-                        _count(p.get("params_after")),
-                        _count(p.get("flops_after")),
-                        _pct((p.get("pruned") or {}).get("test_acc")),
-                        _pct((p.get("finetuned") or {}).get("test_acc")),
-                    ]
-                )
-        header = [
-            "pass",
-            "ratio",
-            "threshold",
-            "params after",
-            "FLOPs after",
-            "test acc after cut",
-            "after fine-tune",
-        ]
-        sections.append(_section("passes", "Passes", [_table(header, pass_rows)]))
-
-    # 6. other figures in the folder, each once
-    other = _other_images(run, figs.drawn, {b.get("figure") for s in sections for b in s["blocks"]})
-    if other:
-        blocks = [{"type": "figure", "figure": "other", "file": rel, "caption": rel} for rel in other]
-        sections.append(_section("other-figures", "Other figures", blocks))
-
-    # 7. per-epoch metrics, collapsed
-    for name, rows_ in metrics.items():
-        cols = metric_columns(rows_)
-        table_rows = [[_metric_cell(c, r.get(c)) for c in cols] for r in rows_[-MAX_METRIC_ROWS:]]
-        title = f"Per-epoch metrics: {name}" + (
-            f" (last {MAX_METRIC_ROWS})" if len(rows_) > MAX_METRIC_ROWS else ""
-        )
-        sections.append(_section(f"metrics-{name}", title, [_table(cols, table_rows)], True))
-
-    readiness = results.get("readiness")
-    if isinstance(readiness, dict) and readiness:
-        rows_ = [[k, fmt(v)] for k, v in _flatten(readiness)]
-        sections.append(
-            _section(
-                "readiness",
-                "Cut readiness (the engine's record of the last cut)",
-                [_table(["key", "value"], rows_)],
-                True,
-            )
-        )
-
-    # 8. notes: what is not in this run, what could not be read
-    warnings = (
-        [str(w) for w in results.get("warnings") or [] if w]
-        if isinstance(results.get("warnings"), list)
-        else []
+def _curves_section(run: _Run) -> Sections:
+    if not run.metrics:
+        run.absent.append(f"training curves: no phase folder holds {L.METRICS}")
+        return []
+    caption = "Phases in run order: " + ", ".join(f"{k} ({_epochs(len(v))})" for k, v in run.metrics.items())
+    fig = run.figures.make(
+        "curves",
+        "training-curves.png",
+        caption + ".",
+        lambda path: _plots().training_curves(run.metrics, path, title="Training curves"),
     )
-    notes = (
-        [f"warning from the run: {w}" for w in warnings]
-        + [f"not in this run: {a}" for a in absent]
-        + problems
+    return [_section("curves", "Training curves", [fig])] if fig else []
+
+
+def _channels_sections(run: _Run) -> Sections:
+    """One bar per prunable group (a conv and its BN, or convs tied by a residual add, are one group)."""
+    if not run.groups:
+        if run.kind == "slimming":
+            run.absent.append(f"channels per group: no {L.PLAN} (written when the channels are cut)")
+        return []
+    caption = (
+        f"{len(run.groups)} prunable groups (layers that must keep the same channels count as one); "
+        "light: channels before, dark: kept."
     )
-    if notes:
-        sections.append(_section("notes", "Notes", [{"type": "list", "items": notes}]))
+    fig = run.figures.make(
+        "channels",
+        "channels-kept.png",
+        caption,
+        lambda path: _plots().channels_per_layer(run.groups, path, title="Channels kept per prunable group"),
+    )
+    rows = [[n, str(b), str(a), f"{100 * a / b:.1f}%" if b else "-"] for n, (b, a) in run.groups.items()]
+    table = _table(["group", "before", "after", "kept"], rows)
+    return [
+        _section("channels", "Channels kept per prunable group", [fig] if fig else []),
+        _section("channels-table", "Channels per group (table)", [table], collapsed=True),
+    ]
 
-    # 9. configuration, last
-    config_blocks = []
-    if config:
-        config_blocks.append(_table(["key", "value"], [[k, fmt(v)] for k, v in _flatten(config)]))
-    else:
-        for name, folder in phases:
-            phase_config = _read_json(folder / L.CONFIG, problems)
-            if isinstance(phase_config, dict):
-                config_blocks += [
-                    _text(f"{name}/{L.CONFIG}"),
-                    _table(["key", "value"], [[k, fmt(v)] for k, v in _flatten(phase_config)]),
-                ]
-    if config_blocks:
-        sections.append(_section("configuration", "Configuration", config_blocks, True))
 
-    return {
-        "title": f"netslim run: {run.resolve().name}",
-        "subtitle": ": ".join(p for p in (_KIND_TITLES[kind], _describe(config, results)) if p),
-        "kind": kind,
-        "run_dir": str(run),
-        "sections": sections,
-        "problems": problems,
+def _weights_sections(run: _Run) -> Sections:
+    """Han et al. runs: weights kept per layer, the prune/retrain rounds, sensitivity, storage."""
+    if run.kind != "weights":
+        return []
+    return _layers_section(run) + _rounds_section(run) + _sensitivity_section(run) + _storage_section(run)
+
+
+def _layers_section(run: _Run) -> Sections:
+    results = run.results
+    layers = [r for r in results.get("layers") or [] if isinstance(r, dict) and r.get("name") != "total"]
+    if not layers:
+        run.absent.append("per-layer kept weights: results.json has no 'layers' rows")
+        return []
+    fig = run.figures.make(
+        "weights-kept",
+        "weights-kept.png",
+        "Share of each layer's weights (and FLOPs) left after pruning; weight counts in brackets.",
+        lambda path: _plots().weights_kept(layers, path),
+    )
+    total = _weights_total(results)
+    rows = [
+        [
+            str(r.get("name", "total" if r is total else "?")),
+            _count(r.get("weights")),
+            f"{r['kept_pct']:.1f}%" if _is_number(r.get("kept_pct")) else "n/a",
+            f"{r['flops_kept_pct']:.1f}%" if _is_number(r.get("flops_kept_pct")) else "n/a",
+        ]
+        for r in [*layers, *([total] if total is not None else [])]
+    ]
+    blocks = ([fig] if fig else []) + [_table(["layer", "weights", "weights kept", "FLOPs kept"], rows)]
+    return [_section("weights-kept", "Weights kept per layer", blocks)]
+
+
+def _rounds_section(run: _Run) -> Sections:
+    rounds = [r for r in run.results.get("rounds") or [] if isinstance(r, dict)]
+    if not rounds:
+        return []
+    rows = [
+        [
+            str(r.get("round", i + 1)),
+            str(r.get("phase", "")),
+            _pct(r.get("accuracy_pruned")),
+            _pct(r.get("accuracy")),
+        ]
+        for i, r in enumerate(rounds)
+    ]
+    header = ["round", "layers pruned", "accuracy right after pruning", "after retraining"]
+    return [_section("rounds", "Prune / retrain rounds", [_table(header, rows)])]
+
+
+def _read_sensitivity_csv(
+    path: Path, problems: list[str]
+) -> tuple[dict[str, list[tuple[float, float]]], Any]:
+    """``({layer: [(sparsity, accuracy), ...]}, baseline accuracy)`` of a sweep's CSV (empty if none)."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    baseline = None
+    if not path.is_file():
+        return curves, baseline
+    try:
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("layer") == "baseline":
+                    baseline = float(row["accuracy"])
+                else:
+                    curves.setdefault(row["layer"], []).append(
+                        (float(row["sparsity"]), float(row["accuracy"]))
+                    )
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        problems.append(f"{path.name} could not be read ({exc}); skipped")
+        return {}, None
+    return curves, baseline
+
+
+def _sensitivity_section(run: _Run) -> Sections:
+    """The sweep's curves (sensitivity.csv) with each layer's chosen sparsity and the tolerated drop."""
+    curves, baseline = _read_sensitivity_csv(run.root / "sensitivity.csv", run.problems)
+    if not curves:
+        run.absent.append("sensitivity curves: no sensitivity.csv (prune-weights --sensitivity writes one)")
+        return []
+    settings = _read_json(run.root / "layer_settings.json", run.problems)
+    settings = settings if isinstance(settings, dict) else {}
+    sens = run.results.get("sensitivity") if isinstance(run.results.get("sensitivity"), dict) else {}
+    layers = settings.get("layers") or sens.get("layers") or {}
+    chosen = {
+        k: v["sparsity"] for k, v in layers.items() if isinstance(v, dict) and _is_number(v.get("sparsity"))
     }
+    if baseline is None:
+        baseline = sens.get("baseline", sens.get("baseline_accuracy"))
+    max_drop = settings.get("max_drop", sens.get("max_drop"))
+    max_drop = max_drop if _is_number(max_drop) else None
+    caption = "Accuracy with one layer pruned at a time; circles: the sparsity chosen for each layer" + (
+        f"; red line: the tolerated accuracy drop {max_drop:g}." if max_drop is not None else "."
+    )
+    fig = run.figures.make(
+        "sensitivity",
+        "sensitivity.png",
+        caption,
+        lambda path: _plots().sensitivity_curves(
+            curves, path, baseline=baseline, max_drop=max_drop, chosen=chosen
+        ),
+    )
+    blocks = [fig] if fig else []
+    if chosen:
+        blocks.append(_table(["layer", "chosen sparsity"], [[k, _pct(v)] for k, v in chosen.items()]))
+    return [_section("sensitivity", "Sensitivity", blocks)]
+
+
+def _storage_section(run: _Run) -> Sections:
+    sizes = run.results.get("sizes_bytes")
+    sizes = {k: v for k, v in sizes.items() if _is_number(v)} if isinstance(sizes, dict) else {}
+    if not sizes:
+        run.absent.append("storage sizes: results.json has no 'sizes_bytes' (skipped with --no-compress)")
+        return []
+    fig = run.figures.make(
+        "storage",
+        "storage.png",
+        "P: pruned, sparse with relative indices; Q: k-means weight sharing; H: Huffman coding.",
+        lambda path: _plots().storage_sizes(sizes, path),
+    )
+    first = next(iter(sizes.values()))
+    rows = [[k, _bytes(v), f"{first / v:.1f}x" if v else "-"] for k, v in sizes.items()]
+    return [
+        _section(
+            "storage", "Storage", ([fig] if fig else []) + [_table(["format", "size", "vs dense"], rows)]
+        )
+    ]
+
+
+def _passes_section(run: _Run) -> Sections:
+    """Multi-pass slimming: one row per pass."""
+    passes = [p for p in run.results.get("passes") or [] if isinstance(p, dict)]
+    if len(passes) < 2:
+        return []
+    rows = [
+        [
+            str(p.get("pass", i + 1)),
+            _pct(p.get("ratio")),
+            fmt(p.get("threshold")),
+            _count(p.get("params_after")),
+            _count(p.get("flops_after")),
+            _pct((p.get("pruned") or {}).get("test_acc")),
+            _pct((p.get("finetuned") or {}).get("test_acc")),
+        ]
+        for i, p in enumerate(passes)
+    ]
+    header = [
+        "pass",
+        "ratio",
+        "threshold",
+        "params after",
+        "FLOPs after",
+        "test acc after cut",
+        "after fine-tune",
+    ]
+    return [_section("passes", "Passes", [_table(header, rows)])]
+
+
+def _other_figures_section(run: _Run) -> Sections:
+    """PNG files of the run that the report did not draw, each content once.
+
+    Images an older report drew at the root are left out when their figure is drawn now, and so is a root
+    ``sensitivity.png`` when the sweep is drawn from its CSV.
+    """
+    drawn = run.figures.drawn
+    shown = {kind for kind, _ in drawn.values()}
+    superseded = {name for kind, name in _OLD_REPORT_IMAGES.items() if kind in shown}
+    if "sensitivity" in shown:
+        superseded.add("sensitivity.png")
+    seen = {digest for _, digest in drawn.values()}
+    blocks = []
+    for path in sorted(run.root.glob("*.png")) + sorted((run.root / L.PLOTS).glob("*.png")):
+        rel = path.relative_to(run.root).as_posix()
+        if rel in drawn or (path.parent == run.root and path.name in superseded):
+            continue
+        digest = _digest(path)
+        if digest not in seen:
+            seen.add(digest)
+            blocks.append({"type": "figure", "figure": "other", "file": rel, "caption": rel})
+    return [_section("other-figures", "Other figures", blocks)] if blocks else []
+
+
+def _metrics_sections(run: _Run) -> Sections:
+    """One collapsed per-epoch table per phase."""
+    sections = []
+    for name, rows in run.metrics.items():
+        cols = metric_columns(rows)
+        table = _table(cols, [[_metric_cell(c, r.get(c)) for c in cols] for r in rows[-MAX_METRIC_ROWS:]])
+        more = f" (last {MAX_METRIC_ROWS})" if len(rows) > MAX_METRIC_ROWS else ""
+        sections.append(
+            _section(f"metrics-{name}", f"Per-epoch metrics: {name}{more}", [table], collapsed=True)
+        )
+    return sections
+
+
+def _readiness_section(run: _Run) -> Sections:
+    readiness = run.results.get("readiness")
+    if not isinstance(readiness, dict) or not readiness:
+        return []
+    rows = [[k, fmt(v)] for k, v in _flatten(readiness)]
+    title = "Cut readiness (the engine's record of the last cut)"
+    return [_section("readiness", title, [_table(["key", "value"], rows)], collapsed=True)]
+
+
+def _notes_section(run: _Run) -> Sections:
+    """What the run warned about, what is not in it, and what could not be read."""
+    warnings = run.results.get("warnings")
+    warnings = [str(w) for w in warnings if w] if isinstance(warnings, list) else []
+    notes = [f"warning from the run: {w}" for w in warnings]
+    notes += [f"not in this run: {a}" for a in run.absent] + run.problems
+    return [_section("notes", "Notes", [{"type": "list", "items": notes}])] if notes else []
+
+
+def _config_section(run: _Run) -> Sections:
+    """The run's configuration (or, without one, each phase's), collapsed, last."""
+    blocks = []
+    if run.config:
+        blocks.append(_table(["key", "value"], [[k, fmt(v)] for k, v in _flatten(run.config)]))
+    else:
+        for name, folder in run.phases:
+            phase_config = _read_json(folder / L.CONFIG, [])
+            if isinstance(phase_config, dict):
+                rows = [[k, fmt(v)] for k, v in _flatten(phase_config)]
+                blocks += [_text(f"{name}/{L.CONFIG}"), _table(["key", "value"], rows)]
+    return [_section("configuration", "Configuration", blocks, collapsed=True)] if blocks else []
 
 
 def _epochs(n: int) -> str:
     return "1 epoch" if n == 1 else f"{n} epochs"
 
 
-def _bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[Path], Any]:
-    return lambda path: fn(*args[:1], path, *args[1:], **kwargs)
-
-
-def _noop(path: Path) -> None:
-    return None
-
-
-def _weights_sections(
-    run: Path,
-    results: dict[str, Any],
-    figs: _Figures,
-    draw: bool,
-    absent: list[str],
-    problems: list[str],
-) -> list[dict[str, Any]]:
-    from netslim import plots
-
-    sections: list[dict[str, Any]] = []
-    layers = [r for r in results.get("layers") or [] if isinstance(r, dict) and r.get("name") != "total"]
-    if layers:
-        fig = figs.make(
-            "weights-kept",
-            "weights-kept.png",
-            _bind(plots.weights_kept, layers) if draw else _noop,
-            "Share of each layer's weights (and FLOPs) left after pruning; weight counts in brackets.",
-        )
-        rows = [
-            [
-                str(r.get("name")),
-                _count(r.get("weights")),
-                f"{r['kept_pct']:.1f}%" if _is_number(r.get("kept_pct")) else "n/a",
-                f"{r['flops_kept_pct']:.1f}%" if _is_number(r.get("flops_kept_pct")) else "n/a",
-            ]
-            for r in [
-                *(results.get("layers") or []),
-                *([results["total"]] if isinstance(results.get("total"), dict) else []),
-            ]
-            if isinstance(r, dict)
-        ]
-        blocks = ([fig] if fig else []) + [_table(["layer", "weights", "weights kept", "FLOPs kept"], rows)]
-        sections.append(_section("weights-kept", "Weights kept per layer", blocks))
-    else:
-        absent.append("per-layer kept weights: results.json has no 'layers' rows")
-    rounds = [r for r in results.get("rounds") or [] if isinstance(r, dict)]
-    if rounds:
-        rows = [
-            [
-                str(r.get("round", i + 1)),
-                str(r.get("phase", "")),
-                _pct(r.get("accuracy_pruned")),
-                _pct(r.get("accuracy")),
-            ]
-            for i, r in enumerate(rounds)
-        ]
-        header = ["round", "layers pruned", "accuracy right after pruning", "after retraining"]
-        sections.append(_section("rounds", "Prune / retrain rounds", [_table(header, rows)]))
-    # sensitivity: the sweep's CSV and the chosen per-layer sparsity
-    curves: dict[str, list[tuple[float, float]]] = {}
-    baseline = None
-    csv_path = run / "sensitivity.csv"
-    if csv_path.is_file():
-        try:
-            with csv_path.open(newline="") as fh:
-                for row in csv.DictReader(fh):
-                    if row.get("layer") == "baseline":
-                        baseline = float(row["accuracy"])
-                    else:
-                        curves.setdefault(row["layer"], []).append(
-                            (float(row["sparsity"]), float(row["accuracy"]))
-                        )
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            problems.append(f"sensitivity.csv could not be read ({exc}); skipped")
-            curves = {}
-    settings = _read_json(run / "layer_settings.json", problems) or {}
-    sens = results.get("sensitivity") if isinstance(results.get("sensitivity"), dict) else {}
-    chosen_src = (settings.get("layers") if isinstance(settings, dict) else None) or sens.get("layers") or {}
-    chosen = {
-        k: v["sparsity"]
-        for k, v in chosen_src.items()
-        if isinstance(v, dict) and _is_number(v.get("sparsity"))
-    }
-    if baseline is None:
-        baseline = sens.get("baseline", sens.get("baseline_accuracy"))
-    max_drop = (settings.get("max_drop") if isinstance(settings, dict) else None) or sens.get("max_drop")
-    if curves:
-        caption = "Accuracy with one layer pruned at a time; circles: the sparsity chosen for each layer" + (
-            f"; red line: the tolerated accuracy drop {max_drop:g}." if _is_number(max_drop) else "."
-        )
-        fig = figs.make(
-            "sensitivity",
-            "sensitivity.png",
-            _bind(plots.sensitivity_curves, curves, baseline=baseline, max_drop=max_drop, chosen=chosen)
-            if draw
-            else _noop,
-            caption,
-        )
-        blocks = [fig] if fig else []
-        if chosen:
-            blocks.append(_table(["layer", "chosen sparsity"], [[k, _pct(v)] for k, v in chosen.items()]))
-        sections.append(_section("sensitivity", "Sensitivity", blocks))
-    else:
-        absent.append("sensitivity curves: no sensitivity.csv (prune-weights --sensitivity writes one)")
-    sizes = results.get("sizes_bytes")
-    if isinstance(sizes, dict) and sizes:
-        sizes = {k: v for k, v in sizes.items() if _is_number(v)}
-        fig = figs.make(
-            "storage",
-            "storage.png",
-            _bind(plots.storage_sizes, sizes) if draw else _noop,
-            "P: pruned, sparse with relative indices; Q: k-means weight sharing; H: Huffman coding.",
-        )
-        first = next(iter(sizes.values()))
-        rows = [[k, _bytes(v), f"{first / v:.1f}x" if v else "-"] for k, v in sizes.items()]
-        sections.append(
-            _section(
-                "storage", "Storage", ([fig] if fig else []) + [_table(["format", "size", "vs dense"], rows)]
-            )
-        )
-    else:
-        absent.append("storage sizes: results.json has no 'sizes_bytes' (skipped with --no-compress)")
-    return sections
-
-
-def _other_images(run: Path, drawn: list[str], shown_kinds: set[Any]) -> list[str]:
-    """PNG files at the run root and in plots/ that the report did not draw, each content once.
-
-    Images an older report drew at the root are left out when their figure is drawn now, and so is a root
-    ``sensitivity.png`` when the sweep is drawn from its CSV.
-    """
-    superseded = {name for kind, name in _OLD_REPORT_IMAGES.items() if kind in shown_kinds}
-    if "sensitivity" in shown_kinds:
-        superseded.add("sensitivity.png")
-    seen = set()
-    for rel in drawn:
-        try:
-            seen.add(hashlib.sha256((run / rel).read_bytes()).hexdigest())
-        except OSError:
-            continue
-    out = []
-    candidates = sorted(run.glob("*.png")) + sorted((run / L.PLOTS).glob("*.png"))
-    for path in candidates:
-        rel = path.relative_to(run).as_posix()
-        if rel in drawn or (path.parent == run and path.name in superseded):
-            continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest not in seen:
-            seen.add(digest)
-            out.append(rel)
-    return out
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------- rendering
