@@ -95,8 +95,26 @@ CHECKED_ELSEWHERE: dict[str, str] = {
 # The Python examples at a tiny budget: (regex on the README text, replacement). The first must match.
 PYTHON_OVERRIDES: list[tuple[str, str]] = [
     (r"TrainConfig\(epochs=\d+", "TrainConfig(epochs=1, max_batches=2, progress=False"),
+    # a fragment's "Trainer(model, ..., callbacks=...)": the reader's own loaders, here the prelude's batches
+    (r"Trainer\((\w+), \.\.\.,", r"Trainer(\1, _batches, None, TrainConfig(epochs=1, progress=False),"),
     (r'get_loaders\(("[^"]+")', r"get_loaders(\1, val_size=64"),
     (r'(SlimmingConfig\((?:(?!data_kwargs)[^)])*?dataset="[^"]+",)', r'\1 data_kwargs={"val_size": 64},'),
+]
+
+
+# Fragments continue from what the reader already has: (regex a block matches, code run before it).
+PYTHON_PRELUDES: list[tuple[str, str]] = [
+    (
+        r"add_channel_gates\(model",  # "a net without BatchNorm", on 3x32x32 inputs
+        """
+import torch, netslim
+from torch import nn
+from netslim.train import Trainer, TrainConfig
+model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+_batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))) for _ in range(2)]
+""",
+    ),
 ]
 
 
@@ -284,7 +302,7 @@ def test_readme_python_example(workspace: Path, monkeypatch: pytest.MonkeyPatch,
         f"README Python example changed; update PYTHON_OVERRIDES ({first})"
     )
     for i, block in enumerate(PYTHON_BLOCKS):
-        code = block
+        code = "".join(prelude for pattern, prelude in PYTHON_PRELUDES if re.search(pattern, block)) + block
         for pattern, replacement in PYTHON_OVERRIDES:
             code = re.sub(pattern, replacement, code, flags=re.S)
         try:
