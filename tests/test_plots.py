@@ -121,3 +121,18 @@ def test_weights_kept_and_storage_sizes(tmp_path: Path) -> None:
     assert_png(plots.storage_sizes(sizes, tmp_path / "sizes.png"), min_bytes=3000)
     with pytest.raises(NetslimError, match="kept_pct"):
         plots.weights_kept([{"name": "x"}], tmp_path / "x.png")
+
+
+def test_gamma_over_epochs_shows_every_epoch_with_the_threshold(tmp_path: Path) -> None:
+    edges = np.logspace(-6, 1, 36)
+    rng = np.random.default_rng(2)
+    records = []
+    for epoch in range(12):
+        g = np.abs(rng.normal(0.3 / (1 + epoch), 0.05, 300))
+        records.append({"epoch": epoch, "log_bin_edges": edges.tolist(),
+                        "log_counts": np.histogram(g, bins=edges)[0].tolist()})  # fmt: skip
+    out = plots.gamma_over_epochs(records, tmp_path / "epochs.png", threshold=0.01)
+    assert_png(out)
+    assert _red_pixels(out) > 100
+    with pytest.raises(NetslimError, match="log_counts"):
+        plots.gamma_over_epochs([{"epoch": 0, "counts": [1]}], tmp_path / "x.png")

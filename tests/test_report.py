@@ -172,7 +172,7 @@ def test_multipass_run_thresholds_per_pass_and_resumed_epochs(tmp_path: Path) ->
     (run / "plan.json").write_text(json.dumps(plans))
     for p in (1, 2):
         # pass 1 was resumed after epoch 2: epochs 1-2 were written twice, the later rows win
-        epochs = [0, 1, 2, 1, 2, 3] if p == 1 else [0, 1]
+        epochs = [0, 1, 2, 1, 2, 3, 4, 5, 6, 7] if p == 1 else [0, 1]
         _jsonl(run / f"sparsity-pass{p}" / "gamma_hist.jsonl", _gamma_records(epochs))
         _jsonl(run / f"sparsity-pass{p}" / "metrics.jsonl",
                [{"epoch": e, "train_loss": 1.0, "lr": 0.1, "l1_strength": 1e-4, "near_zero_share": 0.1 * e}
@@ -181,7 +181,9 @@ def test_multipass_run_thresholds_per_pass_and_resumed_epochs(tmp_path: Path) ->
     data = collect(run)
     gamma = _figures(data, "gamma")
     assert [g["threshold"] for g in gamma] == [0.3, 0.05]
-    assert "to epoch 3" in gamma[0]["caption"]
+    assert "to epoch 7" in gamma[0]["caption"]
+    # more epochs than histogram panels: every epoch in one picture too (pass 1 only)
+    assert [f["file"] for f in _figures(data, "gamma-epochs")] == ["plots/sparsity-pass1-gamma-epochs.png"]
     curves = _figures(data, "curves")[0]["caption"]
     assert curves.index("sparsity-pass1") < curves.index("finetune-pass1") < curves.index("sparsity-pass2")
     # first pass's widths before, last pass's after

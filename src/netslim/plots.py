@@ -1,6 +1,7 @@
 """Figures for pruning runs (matplotlib, Agg backend, PNG). Each function takes plain data and a path.
 
 * :func:`gamma_histograms`: distribution of |gamma| over sparsity training with the cut threshold (Fig. 4).
+* :func:`gamma_over_epochs`: every epoch's |gamma| distribution as one picture, threshold marked.
 * :func:`channels_per_layer`: width of every layer or group before and after slimming (paper Fig. 5 style).
 * :func:`accuracy_vs_ratio`: accuracy against pruning ratio, params or FLOPs.
 * :func:`training_curves`: loss, accuracy, learning rate and L1 strength per epoch, over a run's phases.
@@ -145,6 +146,49 @@ def gamma_histograms(
     if threshold is not None:
         axes.flat[0].legend(fontsize=7, loc="upper right")
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def gamma_over_epochs(
+    records: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    threshold: float | None = None,
+    title: str = "|gamma| over sparsity training",
+) -> Path:
+    """Every epoch's |gamma| distribution at once: epochs across, log |gamma| up, channel count as colour.
+
+    ``records`` are ``gamma_hist.jsonl`` rows with ``log_bin_edges``/``log_counts`` (one per epoch, in
+    order); ``threshold`` is drawn as a red line. Shows how L1 training splits the channels into a group
+    driven toward zero and a group that stays, epoch by epoch, where :func:`gamma_histograms` shows six.
+    """
+    rows = [r for r in records if isinstance(r, Mapping) and "log_bin_edges" in r and "log_counts" in r]
+    if not rows:
+        raise NetslimError("gamma_over_epochs needs records with 'log_bin_edges' and 'log_counts'")
+    edges = np.asarray(rows[-1]["log_bin_edges"], dtype=float)
+    rows = [r for r in rows if len(r["log_counts"]) == len(edges) - 1]  # one bin layout for the picture
+    counts = np.array([np.asarray(r["log_counts"], dtype=float) for r in rows])
+    epochs = [r.get("epoch", i) for i, r in enumerate(rows)]
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    x = np.arange(len(epochs) + 1) - 0.5
+    mesh = ax.pcolormesh(x, edges, counts.T + 0.0, norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)),
+                         cmap="Blues", shading="flat")
+    ax.set_yscale("log")
+    ticks = np.unique(np.linspace(0, len(epochs) - 1, min(10, len(epochs))).round().astype(int))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(epochs[t]) for t in ticks])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("|gamma| (log scale)")
+    if threshold is not None:
+        y = max(float(threshold), float(edges[0]))
+        label = f"cut threshold {threshold:.3g}"
+        ax.axhline(y, color=THRESHOLD_COLOR, linestyle="--", linewidth=1.6, label=label)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.colorbar(mesh, ax=ax, label="channels")
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 

@@ -629,6 +629,17 @@ def _gamma_section(run: _Run) -> Sections:
         if fig:
             fig["threshold"] = threshold
             blocks.append(fig)
+        if len(records) > 6 and all("log_counts" in r for r in records):  # more epochs than panels
+            fig = run.figures.make(
+                "gamma-epochs",
+                f"{name}-gamma-epochs.png",
+                f"{name}: all {len(records)} epochs at once (colour: channels per |gamma| bin).",
+                lambda path, r=records, t=threshold, title=title: _plots().gamma_over_epochs(
+                    r, path, threshold=t, title=title
+                ),
+            )
+            if fig:
+                blocks.append(fig)
     if blocks:
         return [_section("gamma", "BN scaling factors (|gamma|) per epoch", blocks)]
     if run.kind == "slimming":
