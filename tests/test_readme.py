@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,6 +102,10 @@ PYTHON_OVERRIDES: list[tuple[str, str]] = [
     (r'(SlimmingConfig\((?:(?!data_kwargs)[^)])*?dataset="[^"]+",)', r'\1 data_kwargs={"val_size": 64},'),
 ]
 
+
+# README lines known to fail, with the issue that fixes them: strict, so the fix turns this red until the
+# entry is removed.
+KNOWN_FAILING: dict[str, str] = {}
 
 # Fragments continue from what the reader already has: (regex a block matches, code run before it).
 PYTHON_PRELUDES: list[tuple[str, str]] = [
@@ -263,7 +268,16 @@ def test_every_readme_command_is_covered() -> None:
     assert not uncovered, f"README commands with no budget in tests/test_readme.py (add one): {uncovered}"
 
 
-@pytest.mark.parametrize("line", COMMANDS, ids=[c.text for c in COMMANDS])
+def _params() -> list[Any]:
+    return [
+        pytest.param(c, id=c.text, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILING[c.text])])
+        if c.text in KNOWN_FAILING
+        else pytest.param(c, id=c.text)
+        for c in COMMANDS
+    ]
+
+
+@pytest.mark.parametrize("line", _params())
 def test_readme_command(line: Line, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README line runs and exits 0 (netslim lines in-process at a tiny budget, make targets dry-run)."""
     if line.kind in CHECKED_ELSEWHERE:
