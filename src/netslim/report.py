@@ -963,16 +963,11 @@ def _join(blocks: list[str]) -> list[str]:
 
 def write_report(run_dir: str | os.PathLike[str], *, draw: bool = True) -> tuple[Path, Path]:
     """Draw the figures into ``plots/`` and write ``report.md`` and ``report.html``; returns both paths."""
+    from netslim._atomic import atomic_write_text
     from netslim.report_html import render_html
 
     layout = RunLayout(run_dir)
     data = collect(layout.root, draw=draw)
-    _write_text(layout.report_md, render_markdown(data))
-    _write_text(layout.report_html, render_html(data, layout.root))
+    atomic_write_text(layout.report_md, render_markdown(data))
+    atomic_write_text(layout.report_html, render_html(data, layout.root))
     return layout.report_md, layout.report_html
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # a reader never sees half a report
-    tmp.write_text(text)
-    tmp.replace(path)
