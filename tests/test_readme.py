@@ -99,7 +99,12 @@ PYTHON_OVERRIDES: list[tuple[str, str]] = [
     # a fragment's "Trainer(model, ..., callbacks=...)": the reader's own loaders, here the prelude's batches
     (r"Trainer\((\w+), \.\.\.,", r"Trainer(\1, _batches, None, TrainConfig(epochs=1, progress=False),"),
     (r'get_loaders\(("[^"]+")', r"get_loaders(\1, val_size=64"),
-    (r'(SlimmingConfig\((?:(?!data_kwargs)[^)])*?dataset="[^"]+",)', r'\1 data_kwargs={"val_size": 64},'),
+    # 64 validation images (the examples use the default 5,000): into a given data_kwargs, or a new one
+    (r"data_kwargs=\{", 'data_kwargs={"val_size": 64, '),
+    (
+        r'(SlimmingConfig\((?![\s\S]*data_kwargs)[\s\S]*?dataset="[^"]+",)',
+        r'\1 data_kwargs={"val_size": 64},',
+    ),
 ]
 
 
