@@ -11,8 +11,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "report",
         help="summarize a run folder as report.md and report.html",
-        description="Reads config.json, results.json, plan.json, metrics.jsonl, gamma_hist.jsonl and *.png "
-        "from RUN_DIR (whatever exists) and writes report.md and report.html next to them.",
+        description="Reads whatever RUN_DIR holds (results.json, plan.json, each phase folder's "
+        "metrics.jsonl and gamma_hist.jsonl, config.json), draws its figures into RUN_DIR/plots and "
+        "writes report.md and a self-contained report.html: the before/after table first, the "
+        "configuration last.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.set_defaults(func=run)
