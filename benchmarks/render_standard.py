@@ -192,6 +192,56 @@ def _row_figures(name: str, res: dict[str, Any], base: dict[str, Any] | None, im
     return lines
 
 
+def sparsity_study_section(results: Results) -> list[str]:
+    """Issue 9's protocol: VGG-11 w0.25, 15 sparsity + 15 fine-tuning epochs, every L1 recipe at a 70% cut."""
+    base = ok(results, "std_vgg11_baseline")
+    rows = []
+    for name, r in ROWS.items():
+        if r.group != "standard_sparsity" or name.endswith("baseline"):
+            continue
+        res = ok(results, name)
+        if res is None:
+            rows.append([name, "-", "-", "-", "-", "-", "-", f"`{command(SUITE, name)}` (not run yet)"])
+            continue
+        ready = res.get("readiness") or {}
+        recipe = res.get("sparsity_recipe") or {}
+        final = res["test_error_finetuned"]
+        delta = "" if base is None else f" ({final - base['test_error']:+.2f})"
+        rows.append(
+            [
+                f"{res['recipe']} ({', '.join(f'{k}={v}' for k, v in recipe.items())})"
+                + (" + KD" if res.get("distill") else ""),
+                "-" if ready.get("near_zero_share") is None else f"{100 * ready['near_zero_share']:.0f}%",
+                f2(res["test_error_sparse"]),
+                f"{f2(res['test_error_pruned'])} / {f2(res['test_error_plain_cut'])}",
+                f2(final) + delta,
+                pruned_pct(res["flops_before"], res["flops_after"]),
+                f"{results[name]['seconds'] / 60:.0f} min",
+                f"`{command(SUITE, name)}`",
+            ]
+        )
+    out = [
+        "### L1 strength under a short budget (issue 9 protocol: VGG-11 w0.25, 15 + 15 epochs, 70% cut)",
+        "",
+        "Baseline without sparsity, 15 epochs: "
+        + ("not run yet" if base is None else f"{f2(base['test_error'], '%')} test error")
+        + ". Errors in %; near-zero: |gamma| below 1% of the mean |gamma| of the strongest 10% of channels; "
+        "wall time on a shared 2-core machine (other jobs ran beside most rows).",
+        "",
+    ]
+    header = [
+        "recipe",
+        "near zero",
+        "sparse",
+        "cut (folded / plain)",
+        "fine-tuned (vs baseline)",
+        "FLOPs (pruned)",
+        "wall time",
+        "command",
+    ]
+    return out + table(header, rows) + [""]
+
+
 def weights_section(results: Results) -> list[str]:
     """Han et al.'s Table 1 layout for the LeNets (rows ``std_<lenet>_han12x``)."""
     out = ["### Learning both Weights and Connections (Han et al. Table 1 layout)", ""]
@@ -278,5 +328,6 @@ def standard_section(results_dir: Path, results: Results, img: Path) -> list[str
         "",
         *baselines_section(results),
         *slimming_section(results, img),
+        *sparsity_study_section(results),
         *weights_section(results),
     ]

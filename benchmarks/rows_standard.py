@@ -67,7 +67,8 @@ STANDARD_MODELS: dict[str, StandardModel] = {
         StandardModel(
             "lenet300_100", "lenet300_100", epochs=40, lr=0.05, augment=False, fast=False, accepted_error=10.5
         ),
-        StandardModel("lenet5", "lenet5", epochs=30, lr=0.05, augment=False, fast=False, accepted_error=9.0),
+        # lr 0.05 left LeNet-5 at chance (90% error after 30 epochs, measured); 0.01 is the zoo's LeNet rate
+        StandardModel("lenet5", "lenet5", epochs=30, lr=0.01, augment=False, fast=False, accepted_error=9.0),
     )
 }
 

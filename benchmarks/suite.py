@@ -134,4 +134,6 @@ def load_results(results_dir: Path, suite: str) -> dict[str, dict[str, Any]]:
     folder = results_dir / suite
     if not folder.is_dir():
         return {}
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    records = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    # other JSON beside the rows (the standard suite's summary.json) is not a row record
+    return {name: rec for name, rec in records.items() if isinstance(rec, dict) and "row" in rec}
