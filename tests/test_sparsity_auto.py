@@ -249,7 +249,14 @@ def test_ddp_every_rank_applies_the_same_strength(tmp_path) -> None:
     import torch.multiprocessing as mp
 
     out = str(tmp_path / "rank")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    try:
+        mp.spawn(_ddp_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    except mp.ProcessExitedException as exc:
+        # gloo sometimes aborts in process teardown ("terminate called without an active exception") after
+        # the worker has finished; the strengths were written by then, and those are what this test checks
+        written = all(Path(f"{out}.{r}").is_file() for r in range(2))
+        if not (written and exc.signal_name == "SIGABRT"):
+            raise
     results = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(2)]
     assert results[0] == results[1]
     assert results[0]["s"] != results[0]["history"][0]
