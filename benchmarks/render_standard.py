@@ -53,7 +53,13 @@ def baselines_section(results: Results) -> list[str]:
                 f"`{command(SUITE, name)}`",
             ]
         )
-    out = ["### Baselines", ""]
+    out = [
+        "### Baselines",
+        "",
+        "Training times are wall time on the 2-core machine while other jobs shared it (a budget, not a "
+        "speed figure).",
+        "",
+    ]
     if rows:
         out += table(
             ["model", "params", "FLOPs", "epochs", "training time", "test error", "accepted", "command"],

@@ -119,6 +119,21 @@ def add_training_command_args(
     add_run_args(parser)
 
 
+def add_weight_pruning_command_args(parser: argparse.ArgumentParser) -> None:
+    """The training options of the Han commands (prune-weights, sensitivity): the model's own default rate
+    and augmentation unless given."""
+    from netslim.pipelines.weights import LR_HELP
+
+    add_training_command_args(parser, model_required=False, epochs=5, lr=0.05)
+    parser.set_defaults(lr=None)
+    next(a for a in parser._actions if a.dest == "lr").help = LR_HELP
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="random crops/flips on training images (default: per model; off for the LeNets)",
+    )
+
+
 def json_object_arg(text: str | None, option: str, example: str) -> dict[str, Any]:
     """Parse the JSON object given to ``option`` (empty or None: ``{}``); bad JSON raises NetslimError."""
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from netslim.cli._common import (
-    add_training_command_args,
+    add_weight_pruning_command_args,
     check_model_source,
     config_from_args,
     default_run_dir,
@@ -36,16 +36,7 @@ def register(subparsers: Any) -> None:
         "criterion the LeNets, AlexNet and VGG-16 get Han et al.'s per-layer amounts (--preset han: 12x on "
         "the LeNets) and other models --target-sparsity 0.8.",
     )
-    add_training_command_args(p, model_required=False, epochs=5, lr=0.05)
-    p.set_defaults(lr=None)
-    from netslim.pipelines.weights import LR_HELP
-
-    next(a for a in p._actions if a.dest == "lr").help = LR_HELP
-    p.add_argument(
-        "--augment",
-        action="store_true",
-        help="random crops/flips on training images (default: per model; off for the LeNets)",
-    )
+    add_weight_pruning_command_args(p)
     g = p.add_argument_group("pruning")
     g.add_argument("--checkpoint", type=Path, metavar="FILE", help="start from this trained model")
     g.add_argument("--rounds", type=int, default=3, help="prune/retrain rounds (default: 3)")

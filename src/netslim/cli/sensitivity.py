@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from netslim.cli._common import (
-    add_training_command_args,
+    add_weight_pruning_command_args,
     check_model_source,
     config_from_args,
     default_run_dir,
@@ -32,16 +32,7 @@ def register(subparsers: Any) -> None:
         description="Prune each Linear/Conv layer alone at increasing sparsity, without retraining, and "
         "record validation accuracy. Trains MODEL first unless --checkpoint is given.",
     )
-    add_training_command_args(p, model_required=False, epochs=5, lr=0.05)
-    p.set_defaults(lr=None)
-    from netslim.pipelines.weights import LR_HELP
-
-    next(a for a in p._actions if a.dest == "lr").help = LR_HELP
-    p.add_argument(
-        "--augment",
-        action="store_true",
-        help="random crops/flips on training images (default: per model; off for the LeNets)",
-    )
+    add_weight_pruning_command_args(p)
     g = p.add_argument_group("sensitivity")
     for flag, kind, default, text in SENSITIVITY_OPTIONS:
         g.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
