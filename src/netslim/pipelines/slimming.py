@@ -509,7 +509,15 @@ def _measure(
 
     cpu = [m.cpu().eval() for m in models]
     stats = compare_many(cpu, example, latency=latency, batch_sizes=(1,), repeats=repeats, file_size=False)
-    return [{"params": s["params"], "flops": s["flops"], "latency_ms": s["latency_ms"].get(1)} for s in stats]
+    return [
+        {
+            "params": s["params"],
+            "flops": s["flops"],
+            "latency_ms": s["latency_ms"].get(1),
+            "latency": (s.get("latency") or {}).get(1),  # median, quartiles, noisy flag
+        }
+        for s in stats
+    ]
 
 
 def _write_json(path: Any, obj: Any) -> None:
@@ -559,7 +567,11 @@ def format_table(results: dict[str, Any]) -> str:
     rows.append(("FLOPs", _fmt_count(b["flops"]), _fmt_count(a["flops"]), _pct(b["flops"], a["flops"])))
     lb, la = b.get("latency_ms"), a.get("latency_ms")
     if lb is not None and la is not None:
-        rows.append(("CPU latency, batch 1", f"{lb:.2f} ms", f"{la:.2f} ms", _pct(lb, la)))
+        from netslim.measurement.latency import format_latency
+
+        before_text = format_latency(b.get("latency") or lb)
+        after_text = format_latency(a.get("latency") or la)
+        rows.append(("CPU latency, batch 1", before_text, after_text, _pct(lb, la)))
     return "\n".join(f"| {' | '.join(r)} |" for r in rows)
 
 
