@@ -89,35 +89,3 @@ def gates_normfree(ctx: RowContext) -> dict[str, Any]:
         "baseline": _size(baseline, example),
         "after": _size(pruned, example),
     }
-
-
-def section(suite: str, results: dict[str, dict[str, Any]]) -> list[str]:
-    """The channel-gates table for RESULTS.md (empty when the row has not run in this suite)."""
-    rec = results.get("gates_normfree")
-    if not rec or rec.get("status") != "ok":
-        return []
-    r = rec["result"]
-    b, a = r["baseline"], r["after"]
-
-    def pct(x: float) -> str:
-        return f"{x:.2f}"
-
-    rows = [
-        ("baseline (no gates, no L1)", r["test_error_baseline"], b["params"], b["flops"]),
-        ("gated + L1 on gates", r["test_error_gated"], b["params"], b["flops"]),
-        ("cut 50% of gated channels", r["test_error_pruned"], a["params"], a["flops"]),
-        (f"fine-tuned {r['finetune_epochs']} epoch(s)", r["test_error_finetuned"], a["params"], a["flops"]),
-    ]
-    out = [
-        "### Channel gates on a net without normalization",
-        "",
-        f"{r['model']}, width {r['width']}, {r['epochs']} epochs, L1 {r['sparsity']:g} on the gates, "
-        f"{r['pruned_channels']}/{r['total_channels']} gated channels cut; the slimmed model has "
-        f"{r['gate_modules_after']} gate modules. Command: `python -m benchmarks.run --suite {suite} "
-        "--only gates_normfree`",
-        "",
-        "| model | test error % | params | FLOPs |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    out += [f"| {name} | {pct(err)} | {p:,} | {f:,} |" for name, err, p, f in rows]
-    return [*out, ""]
