@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks.render import Results, absent, command, f2, n, ok, pruned_pct, table
+from benchmarks.render_common import Results, absent, command, f2, n, ok, plot, pruned_pct, table
 from benchmarks.rows_standard import STANDARD_MODELS
 from benchmarks.suite import ROWS
 
@@ -142,8 +142,6 @@ def _dedupe_epochs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _row_figures(name: str, res: dict[str, Any], base: dict[str, Any] | None, img: Path) -> list[str]:
     """The gamma distribution per epoch with the cut threshold, and the training curves of every phase."""
-    from benchmarks.render import _plot
-
     lines: list[str] = []
     hist = _dedupe_epochs(res.get("gamma_hist") or [])
     threshold = res.get("threshold")
@@ -167,7 +165,7 @@ def _row_figures(name: str, res: dict[str, Any], base: dict[str, Any] | None, im
             ax.set_title(f"{name}: BN scale distribution during sparsity training")
             ax.legend(fontsize=7)
 
-        png = _plot(img / f"{name}-gamma.png", draw_hist)
+        png = plot(img / f"{name}-gamma.png", draw_hist)
         if png:
             lines += [f"![{name} gamma histogram]({png})", ""]
     phases = [
@@ -192,7 +190,7 @@ def _row_figures(name: str, res: dict[str, Any], base: dict[str, Any] | None, im
             ax.set_title(f"{name}: training curves")
             ax.legend(fontsize=7)
 
-        png = _plot(img / f"{name}-curves.png", draw_curves)
+        png = plot(img / f"{name}-curves.png", draw_curves)
         if png:
             lines += [f"![{name} training curves]({png})", ""]
     return lines
