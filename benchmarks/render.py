@@ -728,7 +728,8 @@ def gates_section(suite: str, results: Results) -> list[str]:
     b, a = r["baseline"], r["after"]
     out += [
         f"{r['model']}, width {r['width']}: trained plainly (baseline) and with `netslim.add_channel_gates` "
-        f"+ L1 {_strength(r['sparsity'])} on the gates ({r['epochs']} epoch(s) each, same initial weights), then "
+        f"+ L1 {_strength(r['sparsity'])} on the gates ({r['epochs']} epoch(s) each, same initial weights), "
+        "then "
         f"{r['pruned_channels']}/{r['total_channels']} gated channels cut ({round(100 * r['ratio'])}%) "
         f"with the gates folded into the convolutions ({r['gate_modules_after']} gate modules left) and "
         f"fine-tuned. Command: `{command(suite, name)}`",
@@ -740,8 +741,12 @@ def gates_section(suite: str, results: Results) -> list[str]:
         # the gated model is the baseline's architecture plus one scale per gated channel
         ["gated + L1 on the gates", f2(r["test_error_gated"]), f"{n(b['params'])} + gates", n(b["flops"])],
         [f"after the {round(100 * r['ratio'])}% cut", f2(r["test_error_pruned"]), *cut],
-        [f"fine-tuned {r['finetune_epochs']} epoch(s)" + (" with distillation" if r.get("distill") else ""),
-         f2(r["test_error_finetuned"]), *cut],
+        [
+            f"fine-tuned {r['finetune_epochs']} epoch(s)"
+            + (" with distillation" if r.get("distill") else ""),
+            f2(r["test_error_finetuned"]),
+            *cut,
+        ],
     ]
     out += table(["model", "test error %", "params (pruned)", "FLOPs (pruned)"], rows)
     return [*out, ""]
