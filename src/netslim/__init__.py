@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "apply": "netslim.slimming.api",
     "SlimResult": "netslim.slimming.api",
     "PruningPlan": "netslim.slimming.plan",
-    "CutReadinessWarning": "netslim.slimming.plan",
+    "CutReadinessWarning": "netslim.slimming.readiness",
     "multipass_slim": "netslim.slimming.multipass",
     "rebuild_optimizer": "netslim.train.optim",
     # persistence
@@ -66,7 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from netslim.slimming.api import SlimResult, apply, plan, slim
     from netslim.slimming.gates import add_channel_gates
     from netslim.slimming.multipass import multipass_slim
-    from netslim.slimming.plan import CutReadinessWarning, PruningPlan
+    from netslim.slimming.plan import PruningPlan
+    from netslim.slimming.readiness import CutReadinessWarning
     from netslim.slimming.sparsity import BNSparsity
     from netslim.train.optim import rebuild_optimizer
 
