@@ -33,10 +33,11 @@ The controller updates the strength every few optimizer steps (about 100 updates
 * start: the strength that, unopposed, would move a strong gamma (``ref``) to zero over the budget,
   ``ref * (1 - momentum) / (0.5 * lr * steps)`` (read from the trainer's config at fit start);
 * schedule: the required near-zero share ramps linearly from 0 to ``target + 0.02`` over the first
-  ``ramp`` (60%) of the sparsity epochs, then holds, so channels are removed gradually, weakest first;
-* feedback: ``log(s) = log(start) + I + 2 e`` with ``e`` the shortfall of the share against the schedule
+  ``ramp`` (50%) of the sparsity epochs, then holds, so channels are removed gradually, weakest first,
+  and the second half trains the survivors with the weak channels already silent;
+* feedback: ``log(s) = log(start) + I + 3 e`` with ``e`` the shortfall of the share against the schedule
   (relative to the target; 0 inside a 5-point band above it, negative past the band) and ``I`` its
-  integral (gain 12 per unit of progress; not integrated while a bound holds the strength);
+  integral (gain 40 per unit of progress; not integrated while a bound holds the strength);
 * accuracy guard: while the smoothed training loss is more than 10% (+0.02) above its lowest, the
   controller pushes no harder (a positive error counts as 0);
 * bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
@@ -95,12 +96,12 @@ _TOP = 0.1  # the reference of "near zero": the mean |gamma| of the strongest 10
 # the controller of s="auto" (see the module docstring); fractions are of the sparsity epochs
 _MARGIN = 0.02  # aim this far above the target share, so noise does not leave the end below it
 _BAND = 0.05  # shares up to (target + _MARGIN + _BAND) near zero are not pushed back
-_KP = 2.0  # proportional gain on log(strength) per unit of share error (relative to the target)
+_KP = 3.0  # proportional gain on log(strength) per unit of share error (relative to the target)
 _JITTER = 0.5  # subgradient mode: lr * s stays under this share of the near-zero line
 _PROX_STEP = 0.05  # proximal mode: lr * s stays under this share of the strongest gammas' mean
 _LOSS_TOL = 0.1  # push no harder while the smoothed training loss is this far above its best
 _LOSS_ABS = 0.02  # plus this much (nats), so noise on a near-zero loss does not count
-_KI = 12.0  # integral gain on log(strength) per unit of share error per unit of progress
+_KI = 40.0  # integral gain on log(strength) per unit of share error per unit of progress
 _UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
 
 
@@ -185,7 +186,7 @@ class BNSparsity(Callback):
         s_min: float = 1e-8,
         s_max: float | None = None,
         update_every: int | None = None,
-        ramp: float = 0.6,
+        ramp: float = 0.5,
         near_zero: float = NEAR_ZERO,
         norm_types: Sequence[type[nn.Module]] = (nn.BatchNorm1d, nn.BatchNorm2d),
         exclude: Exclude = None,
