@@ -1,81 +1,35 @@
 """Render docs/RESULTS.md and docs/img/*.png from the stored row JSON (never from typed-in figures).
 
 Deterministic: the same JSON gives the same markdown and plots. Missing rows are named with the command
-that produces them; failed rows with their error.
+that produces them; failed rows with their error. The page leads with the standard suite's part
+(:mod:`benchmarks.render_standard`); both build on the shared formatters of :mod:`benchmarks.render_common`,
+which import neither.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks import paper_numbers as paper
-from benchmarks import rows_gates
+from benchmarks.render_common import (
+    Results,
+    absent,
+    command,
+    f2,
+    lat,
+    n,
+    ok,
+    plot,
+    pruned_pct,
+    table,
+    verdict,
+)
+from benchmarks.render_standard import standard_section
 from benchmarks.suite import load_results
 
 SUITES = ("full", "quick", "smoke")
-Results = dict[str, dict[str, Any]]
-
-
-def command(suite: str, name: str) -> str:
-    """The command that (re)produces one row."""
-    return f"python -m benchmarks.run --suite {suite} --only {name}"
-
-
-def ok(results: Results, name: str) -> dict[str, Any] | None:
-    """The measured result of row ``name``, or None when it is missing or failed."""
-    rec = results.get(name)
-    return rec["result"] if rec and rec.get("status") == "ok" else None
-
-
-def absent(suite: str, results: Results, name: str) -> str:
-    """One line saying why row ``name`` has no figures and how to get them."""
-    rec = results.get(name)
-    if rec and rec.get("status") != "ok":
-        err = str(rec.get("result", {}).get("error", "unknown error")).replace("|", "/")
-        return f"- `{name}` failed: {err} (rerun: `{command(suite, name)}`)"
-    return f"- `{name}` not run yet: `{command(suite, name)}`"
-
-
-def n(v: float | None) -> str:
-    """A count with a K/M/G unit."""
-    if v is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.2f}{unit}"
-    return f"{v:.0f}"
-
-
-def f2(v: float | None, suffix: str = "") -> str:
-    """A float with two decimals, '-' for None."""
-    return "-" if v is None else f"{v:.2f}{suffix}"
-
-
-def pruned_pct(before: float | None, after: float | None) -> str:
-    """``after (x% pruned)`` relative to ``before``."""
-    if before is None or after is None or not before:
-        return n(after)
-    return f"{n(after)} ({100.0 * (1 - after / before):.1f}%)"
-
-
-def verdict(met: bool) -> str:
-    """PASS or MISS."""
-    return "PASS" if met else "MISS"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A markdown table."""
-    out = [f"| {' | '.join(header)} |", "|" + "|".join("---" for _ in header) + "|"]
-    out += [f"| {' | '.join(r)} |" for r in rows]
-    return out
-
-
-def lat(d: dict[str, Any] | None, batch: int) -> str:
-    """Latency at ``batch`` from a {batch: ms} dict stored with string keys."""
-    return "-" if not d else f2(d.get(str(batch)))
 
 
 # ---------------------------------------------------------------- slimming
@@ -188,6 +142,7 @@ def slimming_section(suite: str, results: Results, img: Path) -> list[str]:
         )
         out.append("")
     out += ratio_sweep_section(suite, results, img)
+    out += strengths_section(suite, results)
     out += multipass_section(suite, results)
     return out
 
@@ -239,9 +194,56 @@ def ratio_sweep_section(suite: str, results: Results, img: Path) -> list[str]:
         ],
         rows,
     )
-    png = _plot(img / f"{suite}-ratio-sweep.png", lambda ax: _sweep_plot(ax, res))
+    png = plot(img / f"{suite}-ratio-sweep.png", lambda ax: _sweep_plot(ax, res))
     out += ["", f"![accuracy vs ratio]({png})", ""] if png else [""]
     return out
+
+
+def strengths_section(suite: str, results: Results) -> list[str]:
+    """Fixed L1 strengths against ``BNSparsity("auto")``: near-zero share and the error right after a cut."""
+    name = "slim_vgg_strengths"
+    out = ["### Fixed L1 strength vs auto in a short run (cut without fine-tuning)", ""]
+    res = ok(results, name)
+    if res is None:
+        return [*out, absent(suite, results, name), ""]
+    out += [
+        f"{res['model']} ({_kw(res['model_kwargs'])}), {res['epochs']} sparsity epoch(s) per recipe from the "
+        f"same initial weights, then a global {round(100 * res['ratio'])}% cut with beta folded. Near zero: "
+        "|gamma| below 1% of the mean |gamma| of the strongest 10% of channels, at the last epoch; "
+        "threshold ratio: the cut threshold over that mean (above 0.1 the cut reaches into the bulk and "
+        f"`netslim.CutReadinessWarning` is emitted). Command: `{command(suite, name)}`",
+        "",
+    ]
+    rows = []
+    for r in res["recipes"]:
+        strength = [v for v in r["l1_strength"] if v is not None]
+        share = [v for v in r["near_zero_share"] if v is not None]
+        ready = r.get("readiness") or {}
+        ratio = ready.get("threshold_ratio")
+        rows.append(
+            [
+                r["recipe"],
+                "-" if not strength else f"{strength[-1]:.3g}",
+                "-" if not share else f"{100 * share[-1]:.0f}%",
+                f2(r["test_error_before_cut"]),
+                f2(r["test_error_after_cut"]),
+                "-" if ratio is None else f"{ratio:.3g}",
+                "yes" if r["readiness_warning"] else "no",
+            ]
+        )
+    out += table(
+        [
+            "recipe",
+            "final strength",
+            "near zero",
+            "test error % before cut",
+            "right after cut",
+            "threshold ratio",
+            "readiness warning",
+        ],
+        rows,
+    )
+    return [*out, ""]
 
 
 def _latency_variants(res: dict[str, Any]) -> list[str]:
@@ -711,26 +713,46 @@ def int8_table(res: dict[str, Any], suite: str) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------- channel gates
+def _strength(s: float | str) -> str:
+    return f"{s:g}" if isinstance(s, int | float) else str(s)
+
+
+def gates_section(suite: str, results: Results) -> list[str]:
+    """The ``gates_normfree`` row: baseline, gated + L1, after the cut and fine-tuned, on a norm-free net."""
+    name = "gates_normfree"
+    out = ["### Channel gates on a norm-free net", ""]
+    r = ok(results, name)
+    if r is None:
+        return [*out, absent(suite, results, name), ""]
+    b, a = r["baseline"], r["after"]
+    out += [
+        f"{r['model']}, width {r['width']}: trained plainly (baseline) and with `netslim.add_channel_gates` "
+        f"+ L1 {_strength(r['sparsity'])} on the gates ({r['epochs']} epoch(s) each, same initial weights), "
+        "then "
+        f"{r['pruned_channels']}/{r['total_channels']} gated channels cut ({round(100 * r['ratio'])}%) "
+        f"with the gates folded into the convolutions ({r['gate_modules_after']} gate modules left) and "
+        f"fine-tuned. Command: `{command(suite, name)}`",
+        "",
+    ]
+    cut = [pruned_pct(b["params"], a["params"]), pruned_pct(b["flops"], a["flops"])]
+    rows = [
+        ["baseline (no gates, no L1)", f2(r["test_error_baseline"]), n(b["params"]), n(b["flops"])],
+        # the gated model is the baseline's architecture plus one scale per gated channel
+        ["gated + L1 on the gates", f2(r["test_error_gated"]), f"{n(b['params'])} + gates", n(b["flops"])],
+        [f"after the {round(100 * r['ratio'])}% cut", f2(r["test_error_pruned"]), *cut],
+        [
+            f"fine-tuned {r['finetune_epochs']} epoch(s)"
+            + (" with distillation" if r.get("distill") else ""),
+            f2(r["test_error_finetuned"]),
+            *cut,
+        ],
+    ]
+    out += table(["model", "test error %", "params (pruned)", "FLOPs (pruned)"], rows)
+    return [*out, ""]
+
+
 # ---------------------------------------------------------------- plots and page
-def _plot(path: Path, draw: Callable[[Any], None]) -> str | None:
-    """Draw one figure to ``path``; returns its path relative to docs/ (None without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    draw(ax)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return f"img/{path.name}"
-
-
 def _channels_plot(suite: str, results: Results, img: Path) -> list[str]:
     res = ok(results, "slim_vgg_70")
     widths = (res or {}).get("layer_widths") or {}
@@ -752,7 +774,7 @@ def _channels_plot(suite: str, results: Results, img: Path) -> list[str]:
         ax.set_ylabel("channels")
         ax.legend()
 
-    png = _plot(img / f"{suite}-vgg70-channels.png", draw)
+    png = plot(img / f"{suite}-vgg70-channels.png", draw)
     return ["### Channels kept per layer (VGG, 70%)", "", f"![channels kept]({png})", ""] if png else []
 
 
@@ -780,8 +802,6 @@ def render(results_dir: Path, docs_dir: Path) -> Path:
         "`make bench-full` (hours on CPU, resumable: finished rows are skipped).",
         "",
     ]
-    from benchmarks.render_standard import standard_section  # it builds on this module's helpers
-
     lines += standard_section(results_dir, load_results(results_dir, "standard"), img)
     present = [(s, load_results(results_dir, s)) for s in SUITES]
     present = [(s, r) for s, r in present if r]
@@ -809,7 +829,7 @@ def render(results_dir: Path, docs_dir: Path) -> Path:
         lines += _channels_plot(suite, results, img)
         lines += weights_section(suite, results)
         lines += speed_section(suite, results)
-        lines += rows_gates.section(suite, results)
+        lines += gates_section(suite, results)
     lines += ["## Paper's numbers", "", *slimming_paper_section()]
     out = docs_dir / "RESULTS.md"
     out.write_text("\n".join(lines).rstrip() + "\n")

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks.render import Results, absent, command, f2, n, ok, pruned_pct, table
-from benchmarks.rows_standard import STANDARD_MODELS
+from benchmarks.render_common import Results, absent, command, f2, n, ok, plot, pruned_pct, table
+from benchmarks.rows_standard import STANDARD_MODELS, STUDY_MODELS
 from benchmarks.suite import ROWS
 
 SUITE = "standard"
@@ -142,8 +142,6 @@ def _dedupe_epochs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _row_figures(name: str, res: dict[str, Any], base: dict[str, Any] | None, img: Path) -> list[str]:
     """The gamma distribution per epoch with the cut threshold, and the training curves of every phase."""
-    from benchmarks.render import _plot
-
     lines: list[str] = []
     hist = _dedupe_epochs(res.get("gamma_hist") or [])
     threshold = res.get("threshold")
@@ -167,7 +165,7 @@ def _row_figures(name: str, res: dict[str, Any], base: dict[str, Any] | None, im
             ax.set_title(f"{name}: BN scale distribution during sparsity training")
             ax.legend(fontsize=7)
 
-        png = _plot(img / f"{name}-gamma.png", draw_hist)
+        png = plot(img / f"{name}-gamma.png", draw_hist)
         if png:
             lines += [f"![{name} gamma histogram]({png})", ""]
     phases = [
@@ -192,22 +190,33 @@ def _row_figures(name: str, res: dict[str, Any], base: dict[str, Any] | None, im
             ax.set_title(f"{name}: training curves")
             ax.legend(fontsize=7)
 
-        png = _plot(img / f"{name}-curves.png", draw_curves)
+        png = plot(img / f"{name}-curves.png", draw_curves)
         if png:
             lines += [f"![{name} training curves]({png})", ""]
     return lines
 
 
 def sparsity_study_section(results: Results) -> list[str]:
-    """Issue 9's protocol: VGG-11 w0.25, 15 sparsity + 15 fine-tuning epochs, every L1 recipe at a 70% cut."""
-    base = ok(results, "std_vgg11_baseline")
+    """Issue 9's protocol, one table per study model: 15 sparsity + 15 fine-tuning epochs, every L1 recipe
+    with plain and distillation fine-tuning, next to a 15-epoch baseline trained without sparsity."""
+    out: list[str] = []
+    for key, spec in STUDY_MODELS.items():
+        out += _study_table(results, key, spec)
+    return out
+
+
+def _study_table(results: Results, key: str, spec: Any) -> list[str]:
+    base = ok(results, f"std_{key}_baseline")
+    prefix = f"std_{key}_"
     rows = []
     for name, r in ROWS.items():
-        if r.group != "standard_sparsity" or name.endswith("baseline"):
+        if r.group != "standard_sparsity" or not name.startswith(prefix) or name.endswith("baseline"):
             continue
         res = ok(results, name)
         if res is None:
-            rows.append([name, "-", "-", "-", "-", "-", "-", f"`{command(SUITE, name)}` (not run yet)"])
+            ratio, recipe, ft = name[len(prefix) :].split("_", 2)
+            label = f"{recipe}, {ratio}% cut" + (" + KD" if ft == "kd" else "")
+            rows.append([label, "-", "-", "-", "-", "-", "-", f"`{command(SUITE, name)}` (not run yet)"])
             continue
         ready = res.get("readiness") or {}
         recipe = res.get("sparsity_recipe") or {}
@@ -215,8 +224,8 @@ def sparsity_study_section(results: Results) -> list[str]:
         delta = "" if base is None else f" ({final - base['test_error']:+.2f})"
         rows.append(
             [
-                f"{res['recipe']} ({', '.join(f'{k}={v}' for k, v in recipe.items())})"
-                + (" + KD" if res.get("distill") else ""),
+                f"{res['recipe']} ({', '.join(f'{k}={v}' for k, v in recipe.items())}), "
+                f"{round(100 * res['ratio'])}% cut" + (" + KD" if res.get("distill") else ""),
                 "-" if ready.get("near_zero_share") is None else f"{100 * ready['near_zero_share']:.0f}%",
                 f2(res["test_error_sparse"]),
                 f"{f2(res['test_error_pruned'])} / {f2(res['test_error_plain_cut'])}",
@@ -226,13 +235,17 @@ def sparsity_study_section(results: Results) -> list[str]:
                 f"`{command(SUITE, name)}`",
             ]
         )
+    kwargs = ", ".join(f"{k} {v}" for k, v in spec.kwargs.items())
+    ratios = " and ".join(f"{round(100 * r)}%" for r in spec.ratios)
     out = [
-        "### L1 strength under a short budget (issue 9 protocol: VGG-11 w0.25, 15 + 15 epochs, 70% cut)",
+        f"### L1 strength under a short budget: {spec.model} {kwargs}, "
+        f"{spec.epochs} + {spec.finetune_epochs} epochs, {ratios} cut",
         "",
-        "Baseline without sparsity, 15 epochs: "
+        f"Baseline without sparsity, {spec.epochs} epochs: "
         + ("not run yet" if base is None else f"{f2(base['test_error'], '%')} test error")
-        + ". Errors in %; near-zero: |gamma| below 1% of the mean |gamma| of the strongest 10% of channels; "
-        "wall time on a shared 2-core machine (other jobs ran beside most rows).",
+        + ". Errors in %; near zero: |gamma| below 1% of the mean |gamma| of the strongest 10% of channels; "
+        "KD: fine-tuned with distillation from the sparsity-trained net; wall time on a shared "
+        "2-core machine (other jobs ran beside most rows).",
         "",
     ]
     header = [

@@ -46,9 +46,8 @@ def gates_normfree(ctx: RowContext) -> dict[str, Any]:
     data = load_data(ctx)
     example = example_input(data)
     width = ctx.scale(0.25, 1.0, 1.0)
-    epochs = ctx.scale(1, 3, 30)
-    ft_epochs = ctx.scale(1, 2, 10)
-    s = ctx.scale(1e-2, 1e-2, 1e-3)
+    epochs = ctx.scale(1, 6, 30)
+    ft_epochs = ctx.scale(1, 4, 10)
     lr = 0.05
 
     def fresh() -> nn.Module:
@@ -60,20 +59,26 @@ def gates_normfree(ctx: RowContext) -> dict[str, Any]:
     fit(baseline, data, train_config(ctx, epochs, lr=lr, schedule="cosine"), folder / "baseline-run")
     gated = fresh()
     report = netslim.add_channel_gates(gated, example)
-    sparsity = netslim.BNSparsity(gated, s, hist_file=None)
+    # netslim's budget-aware strength aimed at the cut, then distillation from the gated net
+    sparsity = netslim.BNSparsity(gated, "auto", target=0.5, mode="proximal", hist_file=None)
     fit(gated, data, train_config(ctx, epochs, lr=lr, schedule="cosine"), folder / "gated-run", [sparsity])
     gates = torch.cat([m.weight.detach().abs() for _, m in sparsity.named_norms])
+    near_zero = sparsity.near_zero_share()[0]
     result = netslim.slim(gated, example, ratio=0.5)
     pruned = result.model
     err_pruned = _test_error(pruned, data)
-    fit(pruned, data, train_config(ctx, ft_epochs, lr=0.01, schedule="cosine"), folder / "finetune-run")
+    teacher = [netslim.train.Distillation(gated, temperature=4.0, alpha=0.5)]
+    ft_config = train_config(ctx, ft_epochs, lr=0.01, schedule="cosine")
+    fit(pruned, data, ft_config, folder / "finetune-run", teacher)
     return {
         "model": "norm-free conv net (4 conv + linear, no normalization)",
         "width": width,
         "dataset": ctx.dataset,
         "epochs": epochs,
         "finetune_epochs": ft_epochs,
-        "sparsity": s,
+        "sparsity": "auto (proximal, target 0.5)",
+        "distill": {"temperature": 4.0, "alpha": 0.5},
+        "near_zero_share": near_zero,
         "lr": lr,
         "gated_layers": report.gated,
         "skipped_layers": report.skipped,
@@ -89,35 +94,3 @@ def gates_normfree(ctx: RowContext) -> dict[str, Any]:
         "baseline": _size(baseline, example),
         "after": _size(pruned, example),
     }
-
-
-def section(suite: str, results: dict[str, dict[str, Any]]) -> list[str]:
-    """The channel-gates table for RESULTS.md (empty when the row has not run in this suite)."""
-    rec = results.get("gates_normfree")
-    if not rec or rec.get("status") != "ok":
-        return []
-    r = rec["result"]
-    b, a = r["baseline"], r["after"]
-
-    def pct(x: float) -> str:
-        return f"{x:.2f}"
-
-    rows = [
-        ("baseline (no gates, no L1)", r["test_error_baseline"], b["params"], b["flops"]),
-        ("gated + L1 on gates", r["test_error_gated"], b["params"], b["flops"]),
-        ("cut 50% of gated channels", r["test_error_pruned"], a["params"], a["flops"]),
-        (f"fine-tuned {r['finetune_epochs']} epoch(s)", r["test_error_finetuned"], a["params"], a["flops"]),
-    ]
-    out = [
-        "### Channel gates on a net without normalization",
-        "",
-        f"{r['model']}, width {r['width']}, {r['epochs']} epochs, L1 {r['sparsity']:g} on the gates, "
-        f"{r['pruned_channels']}/{r['total_channels']} gated channels cut; the slimmed model has "
-        f"{r['gate_modules_after']} gate modules. Command: `python -m benchmarks.run --suite {suite} "
-        "--only gates_normfree`",
-        "",
-        "| model | test error % | params | FLOPs |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    out += [f"| {name} | {pct(err)} | {p:,} | {f:,} |" for name, err, p, f in rows]
-    return [*out, ""]

@@ -96,15 +96,19 @@ def test_error(model: nn.Module, data: Any) -> float:
     return 100.0 * (1.0 - evaluate(model.cpu(), data.test)["accuracy"])
 
 
-def fit(model: nn.Module, data: Any, config: Any, run_dir: Path, callbacks: list[Any] | None = None) -> None:
-    """Train ``model`` in place, resuming from ``run_dir``'s checkpoint when an earlier run was cut off."""
+def fit(
+    model: nn.Module, data: Any, config: Any, run_dir: Path, callbacks: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Train ``model`` in place, resuming from ``run_dir``'s checkpoint when an earlier run was cut off;
+    returns the trainer's per-epoch history."""
     from netslim.train import Trainer
 
     resume = (run_dir / "checkpoint.pt").is_file()
-    Trainer(
+    history = Trainer(
         model, data.train, data.val, config=config, callbacks=callbacks or [], run_dir=run_dir, device="cpu"
     ).fit(resume=resume)
     model.cpu()
+    return history
 
 
 def measure(model: nn.Module, data: Any, ctx: RowContext) -> dict[str, Any]:
@@ -347,3 +351,70 @@ def multipass(ctx: RowContext) -> dict[str, Any]:
         "flops_base": base["flops_before"],
         "epochs_per_phase": config.finetune.epochs,
     }
+
+
+# Fixed L1 strengths against BNSparsity("auto") (subgradient and proximal) in one short sparsity run each.
+STRENGTHS: dict[str, dict[str, Any]] = {
+    "1e-4": {"s": 1e-4},
+    "1e-3": {"s": 1e-3},
+    "5e-3": {"s": 5e-3},
+    "auto (subgradient)": {"s": "auto", "mode": "subgradient"},
+    "auto (proximal)": {"s": "auto", "mode": "proximal"},
+}
+
+
+@row("slim_vgg_strengths", "slimming")
+def strengths(ctx: RowContext) -> dict[str, Any]:
+    """Each L1 recipe of :data:`STRENGTHS` from the same initial weights: the near-zero share per epoch, the
+    test error before and right after a 70% cut (no fine-tuning) and the plan's cut readiness."""
+    import time
+    import warnings
+
+    import netslim
+    from netslim.models import create
+    from netslim.slimming.plan import CutReadinessWarning
+    from netslim.slimming.sparsity import BNSparsity
+
+    fam, ratio = FAMILIES["vgg"], 0.7
+    data = load_data(ctx)
+    epochs = ctx.scale(1, 5, 15)
+    labels = ctx.scale(("1e-3", "auto (proximal)"), tuple(STRENGTHS), tuple(STRENGTHS))
+    recipes = []
+    for label in labels:
+        torch.manual_seed(0)
+        model = create(
+            ctx.scale(*fam.model),
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            input_size=data.input_shape[-1],
+            **ctx.scale(*fam.kwargs),
+        )
+        kwargs = dict(STRENGTHS[label])
+        if kwargs["s"] == "auto":
+            kwargs["target"] = ratio
+        sparsity = BNSparsity(model, hist_file=None, **kwargs)
+        config = train_config(ctx, epochs, lr=0.1, schedule="cosine", amp=True, channels_last=True)
+        run_dir = ctx.work_dir / fam.key / f"strength-{label.replace(' ', '').replace('(', '-').strip(')')}"
+        start = time.perf_counter()
+        history = fit(model, data, config, run_dir, [sparsity])
+        seconds = time.perf_counter() - start
+        model = model.to(memory_format=torch.contiguous_format).eval()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = netslim.slim(model, example_input(data), ratio=ratio)
+        readiness = getattr(result.plan, "readiness", None)
+        recipes.append(
+            {
+                "recipe": label,
+                "sparsity": kwargs,
+                "l1_strength": [h.get("l1_strength") for h in history],
+                "near_zero_share": [h.get("near_zero_share") for h in history],
+                "val_acc": [h.get("val_acc") for h in history],
+                "test_error_before_cut": test_error(model, data),
+                "test_error_after_cut": test_error(result.model, data),
+                "readiness": readiness.to_dict() if readiness is not None else None,
+                "readiness_warning": any(issubclass(w.category, CutReadinessWarning) for w in caught),
+                "train_seconds": round(seconds, 1),
+            }
+        )
+    return {**_describe(ctx, fam), "epochs": epochs, "ratio": ratio, "recipes": recipes}

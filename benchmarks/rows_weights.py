@@ -4,11 +4,13 @@ Each row runs the library's pipeline (:func:`netslim.pipelines.weights.run_weigh
 function ``netslim prune-weights --preset han`` calls): train the dense baseline, prune -> retrain towards
 Han et al.'s per-layer densities (cubic schedule over the rounds), report weights and FLOPs kept per layer
 (zero weights and zero activations, on test images), then store the pruned model with pruning only,
-+ quantization and + Huffman coding and re-evaluate each decoded copy.
++ quantization and + Huffman coding (:data:`SETTINGS`), time encoding and decoding, and re-evaluate each
+decoded copy.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -16,9 +18,17 @@ import torch
 from benchmarks.rows_slimming import load_data, test_error, train_config
 from benchmarks.suite import RowContext, row
 
+# Deep Compression's storage settings, each measured on the pruned model and re-evaluated after decoding.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "P": {},
+    "P+Q": {"quantize": True},
+    "P+Q+H": {"quantize": True, "huffman": True},
+    # Wider FC index fields: fewer filler entries, Huffman then codes the real gap distribution.
+    "P+Q+H, 8-bit FC index": {"quantize": True, "huffman": True, "index_bits_fc": 8},
+}
+
 
 def _han_row(ctx: RowContext, name: str) -> dict[str, Any]:
-    from benchmarks.bench_compression import SETTINGS
     from netslim.compression import compress_model, decompress
     from netslim.models import create
     from netslim.pipelines.weights import WeightPruningConfig, run_weight_pruning
@@ -49,8 +59,11 @@ def _han_row(ctx: RowContext, name: str) -> dict[str, Any]:
 
     sizes: dict[str, Any] = {}
     for label, options in SETTINGS.items():
+        start = time.perf_counter()
         blob, report = compress_model(model, **options)
+        encoded = time.perf_counter()
         state, _ = decompress(blob)
+        decoded = time.perf_counter()
         restored = fresh()
         restored.load_state_dict(state)
         sizes[label] = {
@@ -59,6 +72,8 @@ def _han_row(ctx: RowContext, name: str) -> dict[str, Any]:
             "dense_bytes": report.dense_bytes,
             "ratio": report.ratio,
             "test_error": test_error(restored, data),
+            "encode_seconds": round(encoded - start, 4),
+            "decode_seconds": round(decoded - encoded, 4),
         }
     return {
         "model": name,

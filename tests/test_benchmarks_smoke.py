@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +68,10 @@ def test_smoke_rows_are_stored(smoke: tuple[Path, Path, int]) -> None:
     han = stored["han_lenet300_100"]["result"]
     assert han["weights_kept"] < han["weights"]
     assert set(han["sizes"]) >= {"P", "P+Q", "P+Q+H"}
+    assert all(s["decode_seconds"] >= 0 for s in han["sizes"].values())
+    recipes = stored["slim_vgg_strengths"]["result"]["recipes"]
+    assert [r["recipe"] for r in recipes] == ["1e-3", "auto (proximal)"]
+    assert all(0.0 <= r["test_error_after_cut"] <= 100.0 and r["near_zero_share"] for r in recipes)
 
 
 def test_smoke_docs_render(smoke: tuple[Path, Path, int]) -> None:
@@ -76,10 +83,15 @@ def test_smoke_docs_render(smoke: tuple[Path, Path, int]) -> None:
         "### Multi-pass slimming (paper Table 4 layout)",
         "### Weight pruning (Han et al.",
         "### Speed and cost",
+        "### Fixed L1 strength vs auto in a short run",
+        "### Channel gates on a norm-free net",
+        "| baseline (no gates, no L1) |",
+        "| auto (proximal) |",
         "## Paper's numbers",
         "| model | stage | test error %",
     ):
         assert header in text
+    assert "python -m benchmarks.run --suite smoke --only gates_normfree" in text
     assert "python -m benchmarks.run --suite smoke --only slim_vgg_baseline" in text
     assert (docs / "img" / "smoke-ratio-sweep.png").stat().st_size > 1000
 
@@ -91,12 +103,55 @@ def test_render_is_deterministic_and_survives_missing_rows(
     first = (docs / "RESULTS.md").read_text()
     again = render.render(results, tmp_path / "again").read_text()
     assert again == first
-    (results / "smoke" / "slim_vgg_multipass.json").rename(tmp_path / "moved.json")
-    partial = render.render(results, tmp_path / "partial").read_text()
-    assert "not run yet: `python -m benchmarks.run --suite smoke --only slim_vgg_multipass`" in partial
-    empty = render.render(tmp_path / "none", tmp_path / "empty").read_text()
-    assert "not run yet" in empty
-    (tmp_path / "moved.json").rename(results / "smoke" / "slim_vgg_multipass.json")
+    missing = ("slim_vgg_multipass", "gates_normfree", "slim_vgg_strengths", "han_lenet5")
+    for name in missing:
+        (results / "smoke" / f"{name}.json").rename(tmp_path / f"{name}.json")
+    try:
+        partial = render.render(results, tmp_path / "partial").read_text()
+        for name in missing:
+            assert f"`{name}` not run yet: `python -m benchmarks.run --suite smoke --only {name}`" in partial
+        assert "### Channel gates on a norm-free net" in partial  # the section stays, naming the command
+        assert "| baseline (no gates, no L1) |" not in partial
+        empty = render.render(tmp_path / "none", tmp_path / "empty").read_text()
+        assert "not run yet" in empty
+    finally:
+        for name in missing:
+            (tmp_path / f"{name}.json").rename(results / "smoke" / f"{name}.json")
+
+
+def test_render_names_a_failed_row(smoke: tuple[Path, Path, int], tmp_path: Path) -> None:
+    results, _, _ = smoke
+    folder = tmp_path / "results" / "smoke"
+    folder.mkdir(parents=True)
+    for p in (results / "smoke").glob("*.json"):
+        (folder / p.name).write_text(p.read_text())
+    rec = json.loads((folder / "gates_normfree.json").read_text())
+    rec.update(status="error", result={"error": "RuntimeError: out of memory | again"})
+    (folder / "gates_normfree.json").write_text(json.dumps(rec))
+    text = render.render(tmp_path / "results", tmp_path / "docs").read_text()
+    assert (
+        "- `gates_normfree` failed: RuntimeError: out of memory / again "
+        "(rerun: `python -m benchmarks.run --suite smoke --only gates_normfree`)"
+    ) in text
+
+
+@pytest.mark.parametrize("first", ["benchmarks.render_standard", "benchmarks.render_common"])
+def test_render_modules_import_on_their_own(first: str) -> None:
+    """No import cycle: the standard suite's renderer and the shared formatters never import the page."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, {first}; assert 'benchmarks.render' not in sys.modules; import benchmarks.render",
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_unknown_row_is_refused(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def test_huffman_is_optimal_on_dyadic_source_and_limits_depth() -> None:
 
 
 def test_huffman_decodes_a_layer_sized_stream_exactly() -> None:
-    # decoding speed is a benchmark (benchmarks/bench_compression.py), never a timed unit test
+    # decoding speed is a benchmark (the han_* rows of benchmarks/rows_weights.py), never a timed unit test
     rng = np.random.default_rng(1)
     stream = np.minimum(rng.geometric(0.1, 270_000) - 1, 31)
     blob = huffman.encode(stream)

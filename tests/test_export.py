@@ -11,7 +11,7 @@ import netslim
 from netslim.cli import main
 from netslim.export import compare_float_int8, export_onnx, max_abs_diff, quantize_int8, run_onnx
 from netslim.measurement.table import format_int8_table
-from netslim.slimming.select import ChannelSelect
+from netslim.slimming.channel_select import ChannelSelect
 
 pytest.importorskip("onnxruntime")
 

@@ -32,7 +32,7 @@ from netslim.io import read_checkpoint, write_checkpoint
 from netslim.models import create
 from netslim.pipelines.layout import LOCK
 from netslim.runfolder import claim_run_dir, release_all
-from netslim.slimming.trace import trace_model
+from netslim.slimming.tracing import trace_model
 
 TRAIN = [
     "--dataset",

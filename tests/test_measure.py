@@ -14,7 +14,7 @@ from torch.nn.utils import parametrize
 import netslim
 from netslim.cli import main
 from netslim.measurement import compare, count, count_params, file_bytes, saved_size
-from netslim.slimming.select import ChannelSelect
+from netslim.slimming.channel_select import ChannelSelect
 
 
 def conv_macs(n: int, cin: int, cout: int, k: int, hout: int, wout: int, groups: int = 1) -> int:

@@ -60,10 +60,7 @@ def test_distillation_is_used_in_every_pass(data_dir, tmp_path) -> None:
     assert results["after"]["params"] < results["before"]["params"]
 
 
-def test_old_names_still_work(tmp_path) -> None:
-    from netslim.slimming import workflow
-
-    assert workflow.run_slimming is run_slimming and workflow.SlimmingConfig is SlimmingConfig
+def test_old_sparsity_name_still_works(tmp_path) -> None:
     config = SlimmingConfig(sparsity=3e-4, run_dir=str(tmp_path))
     assert config.l1_strength == 3e-4 and "sparsity" not in config.to_dict()
 

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import netslim
-from netslim.slimming.plan import CutReadiness, CutReadinessWarning, PruningPlan
+from netslim.slimming.plan import PruningPlan
+from netslim.slimming.readiness import CutReadiness, CutReadinessWarning
 
 
 def net(seed: int = 0) -> nn.Sequential:

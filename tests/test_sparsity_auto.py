@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 from netslim.errors import NetslimError
-from netslim.slimming.plan import CutReadinessWarning
+from netslim.slimming.readiness import CutReadinessWarning
 from netslim.slimming.sparsity import BNSparsity, near_zero_stats, sparsity_parameters
 from netslim.train import Trainer
 from netslim.train.callbacks import Callback

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import netslim
+from netslim.slimming.channel_groups import analyze
 from netslim.slimming.gates import add_channel_gates
-from netslim.slimming.graph import analyze
-from netslim.slimming.trace import output_tensors
+from netslim.slimming.tracing import output_tensors
 
 _BN = nn.modules.batchnorm._BatchNorm
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from netslim._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from netslim._version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -28,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "apply": "netslim.slimming.api",
     "SlimResult": "netslim.slimming.api",
     "PruningPlan": "netslim.slimming.plan",
-    "CutReadinessWarning": "netslim.slimming.plan",
+    "CutReadinessWarning": "netslim.slimming.readiness",
     "multipass_slim": "netslim.slimming.multipass",
     "rebuild_optimizer": "netslim.train.optim",
     # persistence
@@ -67,7 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from netslim.slimming.api import SlimResult, apply, plan, slim
     from netslim.slimming.gates import add_channel_gates
     from netslim.slimming.multipass import multipass_slim
-    from netslim.slimming.plan import CutReadinessWarning, PruningPlan
+    from netslim.slimming.plan import PruningPlan
+    from netslim.slimming.readiness import CutReadinessWarning
     from netslim.slimming.sparsity import BNSparsity
     from netslim.train.optim import rebuild_optimizer
 

@@ -23,12 +23,15 @@ from torch import nn
 
 from netslim._inputs import call_model
 from netslim.errors import PruningError
+from netslim.slimming.channel_groups import analyze
 from netslim.slimming.gates import fold_gates, gated_layers, is_gate, strip_plan_record
-from netslim.slimming.graph import analyze
-from netslim.slimming.plan import CutReadinessWarning, PruningPlan
-from netslim.slimming.planner import _check_ratio, build_plan, cut_readiness, group_scores, select_channels
+from netslim.slimming.plan import PruningPlan
+from netslim.slimming.plan_builder import build_plan
+from netslim.slimming.readiness import CutReadinessWarning, cut_readiness
+from netslim.slimming.scores import group_scores
 from netslim.slimming.surgery import cut
-from netslim.slimming.trace import output_tensors
+from netslim.slimming.threshold import check_ratio, select_channels
+from netslim.slimming.tracing import output_tensors
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -41,9 +44,9 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
 
     ``ratio`` is the fraction of prunable channels removed (global scope: one threshold over all of them;
     local: that fraction of each group). The plan's ``readiness`` (a
-    :class:`~netslim.slimming.plan.CutReadiness`) says how clean the cut is; when the cut reaches into the
-    bulk of the |gamma| distribution (threshold above 0.1 x the strongest 10%' mean |gamma|), one
-    :class:`~netslim.slimming.plan.CutReadinessWarning` says what to do. Raises PruningError for an
+    :class:`~netslim.slimming.readiness.CutReadiness`) says how clean the cut is; when the cut reaches
+    into the bulk of the |gamma| distribution (threshold above 0.1 x the strongest 10%' mean |gamma|), one
+    :class:`~netslim.slimming.readiness.CutReadinessWarning` says what to do. Raises PruningError for an
     out-of-range ratio, a model without (prunable) BatchNorm, or (with ``min_channels=0``) a ratio that
     would empty a layer; TracingError if the model does not run on ``example_inputs``.
     """
@@ -56,7 +59,7 @@ def _plan(model: nn.Module, example_inputs: Any, ratio: float, *, ignored_layers
           layer_ratios: Mapping[str, float] | None, score_reduce: str, min_channels: int,
           max_layer_ratio: float | None, round_to: int, stacklevel: int = 3) -> PruningPlan:
     """:func:`plan`; the readiness warning points ``stacklevel`` frames up (at the user's call)."""
-    _check_ratio(ratio, "ratio")
+    check_ratio(ratio, "ratio")
     if not any(isinstance(m, _BN) or is_gate(m) for m in model.modules()):
         raise PruningError("the model has no BatchNorm layer: Network Slimming scores channels by BatchNorm "
                            "scaling factors; add channel gates (netslim.add_channel_gates), add BatchNorm "
@@ -240,7 +243,7 @@ class SlimResult:
 
 def count(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
     """(parameters, FLOPs) of one forward pass, as :func:`netslim.measure` counts them (FLOPs = 2 x MACs)."""
-    from netslim.measurement import count as count_costs
+    from netslim.measurement.counter import count as count_costs
     from netslim.measurement.params import num_params
 
     return num_params(model), 2 * count_costs(model, example_inputs, warn=False).macs

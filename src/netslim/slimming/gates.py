@@ -180,7 +180,7 @@ def _tied_norm(graph: Any, fqn: str, norm_labels: dict[str, set[int]]) -> str | 
 
 def _analyze(model: nn.Module, example_inputs: Any, ignored: Any) -> tuple[Any, dict[str, set[int]]]:
     """The channel graph plus, per LayerNorm/GroupNorm-like module, the groups of the channels it reads."""
-    from netslim.slimming.graph import analyze
+    from netslim.slimming.channel_groups import analyze
 
     seen: dict[str, torch.Tensor] = {}
 

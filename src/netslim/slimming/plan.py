@@ -1,4 +1,4 @@
-"""PruningPlan: which channels of which layers to keep, JSON-serializable and replayable.
+"""PruningPlan, the plan data type: which channels of which layers to keep, with its JSON I/O.
 
 ``layers`` maps a module FQN to ``{"kind", "type", "out_before", "in_before", "out_keep", "in_keep",
 "select"}``: ``out_keep`` are kept output channels (BatchNorm channels for a BN, both sides for a depthwise
@@ -6,75 +6,21 @@ conv), ``in_keep`` kept input channels/features of a conv/linear; ``None`` keeps
 marks a pre-activation BatchNorm that reads its kept channels through a ChannelSelect. ``folds`` describe
 how the removed channels' constant output (their beta through the activation) is folded into the next
 layer, and ``added_bias`` lists layers that gained a bias doing so (replayed even without folding, so a
-saved slimmed model reloads with the same parameter names and shapes).
+saved slimmed model reloads with the same parameter names and shapes). ``readiness`` says how clean the
+cut is (:mod:`netslim.slimming.readiness`). Plans are built by :mod:`netslim.slimming.plan_builder`.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from netslim.errors import CorruptFileError
+from netslim.slimming.readiness import CutReadiness
 
 PLAN_VERSION = 1
-READY_THRESHOLD_RATIO = 0.1  # a cut whose threshold passes 10% of the strongest gammas' mean is in the bulk
-
-
-class CutReadinessWarning(UserWarning):
-    """The planned cut removes channels whose BN scales are not near zero: it will cost accuracy."""
-
-
-@dataclass(frozen=True)
-class CutReadiness:
-    """How clean a planned cut is, from the |gamma| scores of the prunable channels.
-
-    ``near_zero_share``: share of the scored channels that are near zero (``|gamma| < near_zero *
-    reference``, ``reference`` being the mean score of the strongest 10% of the channels, as in training;
-    see :func:`netslim.slimming.sparsity.near_zero_stats`). ``removed_share``: share of the
-    channels the cut removes. ``removed_mass``: share of the total |gamma| the removed channels carry.
-    ``threshold``: the largest removed score. ``threshold_ratio``: ``threshold / reference``, the cut
-    against the gammas that stay (``median_kept`` is the median of every kept score, dead ones included).
-    ``in_bulk``: True when ``threshold_ratio`` exceeds 0.1: the cut removes channels whose scale is more
-    than a tenth of the strong ones', i.e. it reaches into the bulk.
-    """
-
-    near_zero_share: float
-    removed_share: float
-    removed_mass: float
-    threshold: float | None
-    threshold_ratio: float | None
-    reference: float
-    median_kept: float | None
-    near_zero: float
-    in_bulk: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CutReadiness:
-        """Rebuild from :meth:`to_dict` output (unknown keys are ignored)."""
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def line(self) -> str:
-        """One line for summaries."""
-        ratio = "n/a" if self.threshold_ratio is None else f"{self.threshold_ratio:.3g}"
-        verdict = "reaches into the bulk" if self.in_bulk else "clean"
-        return (f"cut readiness: {self.near_zero_share:.1%} of channels near zero, the cut removes "
-                f"{self.removed_share:.1%} of channels and {self.removed_mass:.2%} of |gamma| mass, "
-                f"threshold = {ratio} x the strongest 10%' mean |gamma| ({verdict})")
-
-    def advice(self, ratio: float | None) -> str:
-        """The one-line warning text for a cut in the bulk."""
-        r = "" if ratio is None else f" at ratio {ratio}"
-        return (f"netslim: the cut{r} reaches into the bulk of the BatchNorm scales (threshold = "
-                f"{self.threshold_ratio:.2g} x the strongest 10%' mean |gamma|, only "
-                f"{self.near_zero_share:.0%} of channels near zero); train longer with sparsity, use "
-                f"--sparsity auto (BNSparsity(model, 'auto', target=...)) or a lower ratio")
 
 
 @dataclass

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from netslim.errors import PruningError
+from netslim.slimming.channel_select import attach_select
 from netslim.slimming.plan import PruningPlan
-from netslim.slimming.select import attach_select
 
 
 class Handler:

@@ -2,7 +2,7 @@
 
 Han et al. 2015 §3.5: a neuron with zero input connections or zero output connections "may be safely
 pruned". This module finds them and removes them with the channel engine of Network Slimming
-(:func:`netslim.slimming.graph.build_groups` / ``plan_from_keep`` and :func:`netslim.slimming.api.apply`),
+(:func:`netslim.slimming.build_groups` / ``plan_from_keep`` and :func:`netslim.slimming.api.apply`),
 so coupled layers (BatchNorm, residual ties, flatten -> Linear) are narrowed consistently and the result is
 a plain, smaller model that :func:`netslim.load` can rebuild.
 
@@ -129,7 +129,8 @@ def remove_dead_neurons(
     their channels. See the module docstring for the rules; a group always keeps at least one channel.
     """
     from netslim.slimming.api import apply
-    from netslim.slimming.graph import build_groups, plan_from_keep
+    from netslim.slimming.channel_groups import build_groups
+    from netslim.slimming.plan_builder import plan_from_keep
 
     work = finalize(copy.deepcopy(model)).eval()
     result = DeadNeuronResult(model=work, params_before=_count(work), params_after=_count(work))

@@ -1,4 +1,10 @@
-"""The TorchFunctionMode that follows channels through torch ops (see :mod:`netslim.slimming.trace`)."""
+"""The recorder: a TorchFunctionMode that follows channels through every torch op of a forward pass.
+
+:class:`ChannelRecorder` sees each torch function and tensor method call with its real arguments and maps
+the channel variables of its inputs to its outputs (see :mod:`netslim.slimming.tracing`); leaf layers are
+recorded by :mod:`netslim.slimming.tracing.model_trace`'s hooks, and the recorder only computes their
+output shape (:mod:`netslim.slimming.tracing.shapes`).
+"""
 
 from __future__ import annotations
 
@@ -13,28 +19,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from netslim.slimming.trace_types import (
-    _BINARY,
-    _IDENTITY,
-    _LIKE,
-    _NO_TRACE,
-    _OTHER_ACTS,
-    _RESHAPE,
-    _ZERO_ACTS,
-    _ZERO_KEEP,
-    Info,
-    ModRec,
-    Seg,
-    as_tuple,
-    combine,
-    const_map,
+from netslim.slimming.tracing.op_kinds import (
+    BINARY,
+    IDENTITY,
+    LIKE,
+    NO_TRACE,
+    OTHER_ACTS,
+    RESHAPE,
+    ZERO_ACTS,
+    ZERO_KEEP,
     norm_name,
-    refine,
-    slice_segs,
 )
+from netslim.slimming.tracing.records import Info, ModRec, Seg
+from netslim.slimming.tracing.segments import combine, const_map, refine, slice_segs
+from netslim.slimming.tracing.shapes import HEAVY, zeros_like_result
 
 # turning a tensor's value into a Python value: what Python control flow (if/while/range) is built on
 _TO_PYTHON = {
@@ -43,53 +43,12 @@ _TO_PYTHON = {
     torch.Tensor.__complex__: "complex", torch.Tensor.numpy: "NumPy array", torch.equal: "bool (torch.equal)",
     torch.allclose: "bool (torch.allclose)", torch.is_nonzero: "bool (torch.is_nonzero)",
 }
-_OWN_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(__file__))
-
-_CONV = {F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d}
-_HEAVY = {*_CONV, F.linear, F.batch_norm, torch.batch_norm}
+# torch and netslim.slimming (this package included): frames skipped when naming the model's code
+_OWN_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
 
 
-def _conv_shape(args: tuple, kwargs: dict) -> list[int] | None:
-    """Output shape of a batched convolution with integer padding; None for anything else."""
-    x, w = args[0], args[1] if len(args) > 1 else kwargs.get("weight")
-    if not isinstance(w, torch.Tensor) or x.dim() != w.dim() or x.dtype != w.dtype:
-        return None
-    nd = w.dim() - 2
-    spec = []
-    for pos, key, default in ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1)):
-        v = args[pos] if len(args) > pos else kwargs.get(key, default)
-        v = tuple(v) if isinstance(v, list | tuple) else (v,) * nd
-        if len(v) != nd or not all(type(i) is int for i in v):
-            return None  # "same"/"valid" padding and the like: let torch work it out
-        spec.append(v)
-    stride, padding, dilation = spec
-    groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
-    if type(groups) is not int or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
-        return None  # let torch raise its error
-    out = [(size + 2 * p - d * (k - 1) - 1) // s + 1
-           for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
-    return [x.shape[0], w.shape[0], *out] if min(out, default=1) > 0 else None
-
-
-def _zeros_like_result(func: Any, args: tuple, kwargs: dict) -> torch.Tensor:
-    """Zeros of the shape ``func`` would return, without arithmetic (shape rules, else the meta device)."""
-    x = args[0]
-    shape = None
-    if func in _CONV:
-        shape = _conv_shape(args, kwargs)
-    elif func is F.linear:
-        w = args[1] if len(args) > 1 else kwargs.get("weight")
-        if isinstance(w, torch.Tensor) and w.dim() == 2 and x.dim() >= 1 and x.shape[-1] == w.shape[1] \
-                and x.dtype == w.dtype:
-            shape = [*x.shape[:-1], w.shape[0]]
-    elif x.dim() >= 2 and all(a.numel() == x.shape[1] for a in args[1:5] if isinstance(a, torch.Tensor)):
-        shape = list(x.shape)  # batch norm keeps the shape
-    if shape is not None:
-        return torch.zeros(shape, dtype=x.dtype, device=x.device)
-    meta = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in args]
-    mkw = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-    out = func(*meta, **mkw)
-    return torch.zeros(out.shape, dtype=out.dtype, device=x.device)
+def _as_tuple(v: Any) -> tuple:
+    return tuple(v) if isinstance(v, list | tuple) else (v,)
 
 
 def _tensors(obj: Any, found: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -117,7 +76,9 @@ def _user_frame() -> str:
     return f"{where} ({code[:80]})" if code else where
 
 
-class Tracer(TorchFunctionMode):
+class ChannelRecorder(TorchFunctionMode):
+    """Channel variables, their ties and pins, and each tensor's :class:`Info`, as a forward pass runs."""
+
     def __init__(self, ignored: set[str], shapes_only: bool = True) -> None:
         super().__init__()
         self.shapes_only = shapes_only
@@ -247,8 +208,8 @@ class Tracer(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if self.depth > 0:
-            if self.shapes_only and func in _HEAVY:
-                return _zeros_like_result(func, args, kwargs)
+            if self.shapes_only and func in HEAVY:
+                return zeros_like_result(func, args, kwargs)
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
         kind = _TO_PYTHON.get(func)
@@ -256,7 +217,7 @@ class Tracer(TorchFunctionMode):
             self.to_python(kind, _tensors(kwargs, _tensors(args, [])))
             return out
         name = norm_name(func)
-        if name in _NO_TRACE:
+        if name in NO_TRACE:
             return out
         outs = _tensors(out, [])
         if not outs:
@@ -277,23 +238,23 @@ class Tracer(TorchFunctionMode):
         x = args[0] if args and isinstance(args[0], torch.Tensor) else (ins[0] if ins else None)
         if x is None:
             return not any(t.dim() >= 2 for t in outs) or self.fresh_outputs(name, outs)
-        if name in _LIKE:
+        if name in LIKE:
             inf = self.info(x)
             if inf is not None:
                 self.set_info(outs[0], Info(inf.desc, [(0, inf.desc.numel(), False, None)]))
             return True
         if x.dim() < 2 and all(t.dim() < 2 for t in outs):
             return True
-        if name in _ZERO_ACTS or name in _OTHER_ACTS or name in _IDENTITY or name in _ZERO_KEEP:
+        if name in ZERO_ACTS or name in OTHER_ACTS or name in IDENTITY or name in ZERO_KEEP:
             return self.unary(name, x, args, kwargs, outs[0])
-        if name in _BINARY:
+        if name in BINARY:
             return kwargs.get("alpha", 1) == 1 and self.binary(name, args, outs[0])
         if name in ("cat", "concat", "concatenate"):
             return self.cat(args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), outs[0])
         if name in ("split", "chunk", "tensor_split", "unbind", "split_with_sizes"):
             dim = kwargs.get("dim", args[2] if len(args) > 2 else 0)
             return self.split(name, x, dim, outs)
-        if name in _RESHAPE:
+        if name in RESHAPE:
             return self.reshape(x, outs[0])
         if name in ("mean", "sum", "amax", "amin", "max", "min", "nanmean"):
             return self.reduce(name, x, args, kwargs, outs)
@@ -333,16 +294,16 @@ class Tracer(TorchFunctionMode):
         if out.dim() < 2 or out.shape[:2] != x.shape[:2]:
             return False
         inf = self.info(x)
-        if name in _IDENTITY:
+        if name in IDENTITY:
             segs = inf.segs
-        elif name in _ZERO_KEEP:
+        elif name in ZERO_KEEP:
             if name == "pad":
                 pad = args[1] if len(args) > 1 else kwargs.get("pad")
                 if len(pad) > 2 * (x.dim() - 2):
                     return False
             padding = kwargs.get("padding", args[3] if len(args) > 3 else 0)
             include = kwargs.get("count_include_pad", args[5] if len(args) > 5 else True)
-            consts = name.startswith("avg_pool") and (not include or not any(as_tuple(padding)))
+            consts = name.startswith("avg_pool") and (not include or not any(_as_tuple(padding)))
             segs = const_map(inf.segs, True, (lambda e: e) if consts else None)
         else:
             params = [a for a in args[1:] if a is None or isinstance(a, int | float | str | bool)]
@@ -358,7 +319,7 @@ class Tracer(TorchFunctionMode):
                     else kw.get("max")
                 zero_ok = (lo is None or lo <= 0) and (hi is None or hi >= 0)
             else:
-                zero_ok = name in _ZERO_ACTS
+                zero_ok = name in ZERO_ACTS
             params = [p for p in params if not isinstance(p, bool)]
             segs = const_map(inf.segs, zero_ok, lambda e: ["act", name, params, kw, e])
         producer, chain = inf.producer, inf.chain
@@ -480,7 +441,7 @@ class Tracer(TorchFunctionMode):
         dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
         if dim is None or isinstance(dim, torch.Tensor):
             return False
-        dims = {d % x.dim() for d in as_tuple(dim)}
+        dims = {d % x.dim() for d in _as_tuple(dim)}
         if 0 in dims or 1 in dims:
             return False
         inf = self.info(x)

@@ -5,6 +5,9 @@ Public low-level API (also used for dead-neuron removal in Han-style weight prun
     groups = build_groups(model, example_inputs, ignored_layers=None)   # list[ChannelGroup]
     plan = plan_from_keep(model, example_inputs, {group.index or group.name: kept_channel_indices})
 
+(:func:`~netslim.slimming.plan_builder.plan_from_keep` lives with the plan building.) :func:`analyze` also
+returns the :class:`Graph` the channel selection and the plan building read.
+
 A :class:`ChannelGroup` is a set of coupled channels of equal ``size``: channel ``i`` of the group is one
 channel that several layers share (a conv's output filter ``i``, the BatchNorm entry that normalises it, the
 matching input slice of every consumer, the tied channel of every residual branch). ``group.members`` lists
@@ -21,27 +24,25 @@ conv/linear read of the group zero, which is what Network Slimming needs.
 How BatchNorms join groups: a BatchNorm reading the output of a conv/linear that nothing else reads (the
 post-activation pattern conv -> BN) shares that conv's channels. Any other BatchNorm (pre-activation: it
 reads a residual trunk, a concatenation or a tensor others read) starts its own channels; when they are
-pruned the BN reads its kept channels through a :class:`~netslim.slimming.select.ChannelSelect` and the
-shared tensor keeps its width, exactly as in the paper's pre-activation ResNet and DenseNet code. A
-BatchNorm reading a concatenation gets one group per concatenated part (named ``<bn>[a:b]`` after the
-first), so each part follows its own producer.
+pruned the BN reads its kept channels through a
+:class:`~netslim.slimming.channel_select.ChannelSelect` and the shared tensor keeps its width, exactly as
+in the paper's pre-activation ResNet and DenseNet code. A BatchNorm reading a concatenation gets one group
+per concatenated part (named ``<bn>[a:b]`` after the first), so each part follows its own producer.
 
 Group names are the FQN of the layer that creates the channels (``"<input>"`` for the model input).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from netslim.slimming.trace import ModRec, Trace, trace_model
-
-if TYPE_CHECKING:
-    from netslim.slimming.plan import PruningPlan
+from netslim.errors import PruningError
+from netslim.slimming.tracing import ModRec, Trace, trace_model
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ChannelGroup:
 
 @dataclass
 class Graph:
-    """Everything the planner and surgery need: groups, per-module records, variable maps."""
+    """Everything channel selection and plan building need: groups, per-module records, variable maps."""
 
     groups: list[ChannelGroup]
     trace: Trace
@@ -115,8 +116,6 @@ def components(n: int, edges: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> to
 
 
 def _names(model: nn.Module, layers: Iterable[Any] | None) -> set[str]:
-    from netslim.errors import PruningError
-
     if not layers:
         return set()
     by_module = {m: n for n, m in model.named_modules()}
@@ -272,15 +271,3 @@ def build_groups(model: nn.Module, example_inputs: Any, ignored_layers: Iterable
     channels. See the module docstring for what a group holds.
     """
     return analyze(model, example_inputs, ignored_layers).groups
-
-
-def plan_from_keep(model: nn.Module, example_inputs: Any, keep: Mapping[int | str, Sequence[int]],
-                   ignored_layers: Iterable[Any] | None = None) -> PruningPlan:
-    """Build a :class:`PruningPlan` that keeps, for each group (by index or name), the given channels.
-
-    Groups not in ``keep`` keep all channels. Raises PruningError for a fixed group, an out-of-range or
-    empty keep list.
-    """
-    from netslim.slimming.planner import plan_from_keep_graph
-
-    return plan_from_keep_graph(model, analyze(model, example_inputs, ignored_layers), keep)

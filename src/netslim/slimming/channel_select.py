@@ -1,4 +1,4 @@
-"""Channel selection for pre-activation BatchNorm layers.
+"""ChannelSelect: the module a pre-activation BatchNorm reads its kept channels through.
 
 In pre-activation networks (pre-act ResNet, DenseNet) a BatchNorm reads a tensor that other layers also read
 (the residual trunk, a dense concatenation). Narrowing that shared tensor would change the other readers, so

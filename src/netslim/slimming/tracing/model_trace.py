@@ -1,24 +1,9 @@
-"""Record how channels flow through a model by running it once.
+"""``trace_model``: run the model once under the recorder, hooks turning each leaf layer call into one record.
 
-Technique: concrete execution. The model runs on ``example_inputs`` under a
-:class:`torch.overrides.TorchFunctionMode` that sees every torch function and tensor method call with its
-real arguments (the ``dim`` of a ``cat``, the shape of a ``view``, the sizes of a ``split``) and the identity
-of every tensor, while forward hooks turn each leaf Conv/Linear/BatchNorm call into a single node. Python
-control flow on non-tensor values simply runs, which ``torch.fx`` symbolic tracing cannot do, and unlike
-autograd ``grad_fn`` walking the arguments of each op are available. Inside leaf conv/linear/BatchNorm layers
-only the output shape is computed (zeros of that shape) unless ``shapes_only=False``, so a trace costs little
-more than the Python of one forward pass.
-
-Every channel (dim 1 of a tensor, or feature of a 2-D tensor) is a *variable*; each tensor carries a
-``desc``: the variable id of each of its channel positions. Convolutions and linear layers create fresh
-variables for their outputs; element-wise ops between tensors record *edges* that tie variables together
-(residual adds, squeeze-excitation multiplies); ``cat`` concatenates descs, ``split`` slices them,
-``flatten`` repeats each channel's variable over its block of features. Variables that must not change
-(model inputs and outputs, ignored layers, anything an unknown op touches) are *pinned*.
-
-Each tensor also carries segments ``(start, end, dead, expr)``: ``dead`` says the positions are exactly zero
-when their BatchNorm's gamma and beta are zero; ``expr`` (or None) says how the positions' value follows
-from BatchNorm betas when gamma is zero (used to fold the removed channels' constant into the next layer).
+Leaf layers are convs, linears, BatchNorms and channel gates; a layer called again (shared weights) ties its
+new input channels to its first call's. How channels flow between the leaf layers is the recorder's job
+(:mod:`netslim.slimming.tracing.recorder`); what the trace holds is described in
+:mod:`netslim.slimming.tracing` and :mod:`netslim.slimming.tracing.records`.
 """
 
 from __future__ import annotations
@@ -31,10 +16,8 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from netslim.errors import TracingError
-from netslim.slimming.trace_types import Info, ModRec, Trace
-from netslim.slimming.tracer import Tracer
-
-__all__ = ["Info", "ModRec", "Trace", "trace_model"]
+from netslim.slimming.tracing.recorder import ChannelRecorder
+from netslim.slimming.tracing.records import Info, ModRec, Trace
 
 LEAF_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._BatchNorm)
 
@@ -53,7 +36,7 @@ def _leaf_kind(m: nn.Module) -> str | None:
     return None
 
 
-def _record_module(tr: Tracer, fqn: str, kind: str, m: nn.Module, x: Any, out: Any) -> None:
+def _record_module(tr: ChannelRecorder, fqn: str, kind: str, m: nn.Module, x: Any, out: Any) -> None:
     if not isinstance(x, torch.Tensor) or not isinstance(out, torch.Tensor) or x.dim() < 2:
         tr.unknown(type(m).__name__, [x] if isinstance(x, torch.Tensor) else [],
                    [out] if isinstance(out, torch.Tensor) else [], " (unexpected input)")
@@ -142,7 +125,7 @@ def trace_model(model: nn.Module, example_inputs: Any, ignored: set[str] | None 
 
 
 def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shapes_only: bool) -> Trace:
-    tr = Tracer(set(ignored or ()), shapes_only)
+    tr = ChannelRecorder(set(ignored or ()), shapes_only)
     handles = []
     names = {m: n for n, m in model.named_modules()}
 
