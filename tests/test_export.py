@@ -9,8 +9,8 @@ from torch import nn
 
 import netslim
 from netslim.cli import main
-from netslim.cli.export import format_int8_table
 from netslim.export import compare_float_int8, export_onnx, max_abs_diff, quantize_int8, run_onnx
+from netslim.measurement.table import format_int8_table
 from netslim.slimming.channel_select import ChannelSelect
 
 pytest.importorskip("onnxruntime")

@@ -251,3 +251,32 @@ def test_measure_with_onnxruntime_latency() -> None:
     )
     assert set(m["onnx_latency_ms"]) == {1, 2} and all(v > 0 for v in m["onnx_latency_ms"].values())
     assert m["file_bytes"] is None
+
+
+class _TwoInputs(nn.Module):
+    """A model called with keyword inputs, as a transformers model is called with its tokenizer's batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(x) if bias is None else self.fc(x) + bias
+
+
+def test_measure_takes_a_tensor_a_tuple_or_a_dict_of_keyword_inputs() -> None:
+    """One helper calls the model: the three input forms count the same MACs; latency batches a dict too."""
+    model, x = _TwoInputs(), torch.randn(2, 4)
+    forms = (x, (x,), {"x": x}, {"x": x, "bias": torch.zeros(2, 3)})
+    counted = [netslim.measure(model, f, latency=False, file_size=False) for f in forms]
+    assert {c["macs"] for c in counted} == {2 * 4 * 3} and {c["batch_size"] for c in counted} == {2}
+    timed = netslim.measure(model, {"x": x}, batch_sizes=(1, 4), repeats=3, warmup=1, file_size=False)
+    assert set(timed["latency_ms"]) == {1, 4}
+    assert timed["activation_bytes_by_batch"][4] > timed["activation_bytes_by_batch"][1]
+
+
+def test_measure_refuses_inputs_it_cannot_call_the_model_with() -> None:
+    with pytest.raises(netslim.errors.TracingError, match="tensor, a tuple of tensors or a dict"):
+        netslim.measure(_TwoInputs(), 3, latency=False)
+    with pytest.raises(netslim.errors.NetslimError, match="positional inputs"):
+        netslim.measure(_TwoInputs(), {"x": torch.randn(1, 4)}, onnxruntime=True)

@@ -122,3 +122,18 @@ def test_unknown_model_or_missing_checkpoint_fails_before_data_is_read(tmp_path,
     assert main(["sensitivity", "--checkpoint", str(tmp_path / "missing.pt"), *no_data]) == 2
     assert "missing.pt does not exist" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_no_command_module_imports_another() -> None:
+    """What commands share lives in cli/_common.py or the library, so each command reads on its own."""
+    import ast
+
+    import netslim.cli
+
+    folder = Path(netslim.cli.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("netslim.cli"):
+                names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+                others = [n for n in names if n.startswith("netslim.cli.") and "_common" not in n]
+                assert not others, f"{path.name} imports {others}"

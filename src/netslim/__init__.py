@@ -12,9 +12,9 @@ Public names are imported lazily so that ``import netslim`` stays fast and the C
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from netslim._lazy import lazy_exports
 from netslim._version import __version__
 
 # public name -> module that defines it
@@ -72,14 +72,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from netslim.train.optim import rebuild_optimizer
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'netslim' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,10 +1,12 @@
-"""Argument groups and helpers shared by the training-related sub-commands (train, slim, prune, ...).
+"""What the sub-commands share: option groups, argument types, and the translation of options into configs.
 
-A command composes its parser from ``add_model_args``, ``add_data_args``, ``add_train_args`` and
-``add_run_args`` (all four: :func:`add_training_command_args`), checks ``--model``/``--checkpoint`` with
-:func:`check_model_source` and then turns the parsed namespace into library objects with
-:func:`config_from_args`, :func:`build_data` and :func:`build_model`, so every command spells the same
-option the same way.
+A command registers itself with :func:`add_command` and composes its parser from the option groups here
+(``add_model_args``, ``add_data_args``, ``add_train_args`` and ``add_run_args``, all four:
+:func:`add_training_command_args`; the cut's :func:`add_pruning_args`, :func:`add_distill_args`,
+:func:`add_sensitivity_args`, ...), checks ``--model``/``--checkpoint`` with :func:`check_model_source` and
+then turns the parsed namespace into library objects with :func:`config_from_args`,
+:func:`weight_pruning_config`, :func:`build_data` and :func:`build_model`, so every command spells the same
+option the same way. No command module imports another; what two commands share lives here or in the library.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,33 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def add_command(
+    subparsers: Any, name: str, run: Callable[[argparse.Namespace], int], *, help: str, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """Add sub-command ``name`` (``help`` also its description unless ``description`` is given) whose
+    ``func`` is ``run``; returns its parser for the command's options."""
+    kwargs.setdefault("description", help)
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help, **kwargs)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def same_named(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """``{name: args.name}`` for the options whose config field has the option's own name."""
+    return {name: getattr(args, name) for name in names}
+
+
+def l1_strength(text: str) -> float | str:
+    """argparse type of ``--l1``: a number, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 1e-4, or auto; got {text!r}") from None
+    return finite_float(text)
 
 
 def add_threads_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -121,7 +150,8 @@ def add_training_command_args(
 
 def add_weight_pruning_command_args(parser: argparse.ArgumentParser) -> None:
     """The training options of the Han commands (prune-weights, sensitivity): the model's own default rate
-    and augmentation unless given."""
+    and augmentation unless given. The sweep's options (:func:`add_sensitivity_args`) are added apart, after
+    the command's own."""
     from netslim.pipelines.weights import LR_HELP
 
     add_training_command_args(parser, model_required=False, epochs=5, lr=0.05)
@@ -132,6 +162,56 @@ def add_weight_pruning_command_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="random crops/flips on training images (default: per model; off for the LeNets)",
     )
+
+
+def add_pruning_args(parser: argparse.ArgumentParser) -> None:
+    """The cut's options (``slim``, ``prune``): ratio, caps, scope, rounding, beta folding."""
+    g = parser.add_argument_group("pruning")
+    g.add_argument("--ratio", type=float, default=0.7, help="share of BN channels to prune (default: 0.7)")
+    g.add_argument("--max-layer-ratio", type=float, metavar="F",
+                   help="never prune more than this share of one layer (multi-pass default: 0.5)")
+    g.add_argument("--min-channels", type=int, default=1, metavar="N",
+                   help="keep at least N channels per layer (default: 1)")
+    g.add_argument("--scope", choices=("global", "local"), default="global",
+                   help="one threshold over all layers (paper) or the ratio per layer (default: global)")
+    g.add_argument("--round-to", type=int, default=1, metavar="N",
+                   help="round kept channel counts to a multiple of N (default: 1)")
+    g.add_argument("--no-fold-beta", action="store_true",
+                   help="drop pruned channels' beta like the reference code instead of folding it forward")
+
+
+def add_distill_args(parser: argparse.ArgumentParser) -> None:
+    """``--distill`` and its temperature and weight (``slim``, ``demo``)."""
+    g = parser.add_argument_group("distillation")
+    g.add_argument("--distill", action="store_true",
+                   help="fine-tune with knowledge distillation from the network before the cut")
+    g.add_argument("--distill-temperature", type=finite_float, default=4.0, metavar="T",
+                   help="softening temperature of the teacher's and student's logits (default: 4)")
+    g.add_argument("--distill-alpha", type=finite_float, default=0.9, metavar="A",
+                   help="weight of the teacher term; 1-A weights the cross-entropy on labels (default: 0.9)")
+
+
+def add_sensitivity_args(parser: argparse.ArgumentParser) -> None:
+    """``--step``, ``--max-sparsity`` and ``--max-drop`` of the sweep (``sensitivity``, ``prune-weights``)."""
+    from netslim.pipelines.weights import SENSITIVITY_OPTIONS
+
+    g = parser.add_argument_group("sensitivity")
+    for flag, kind, default, text in SENSITIVITY_OPTIONS:
+        g.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+
+
+def add_model_file_args(parser: argparse.ArgumentParser, *, input_size_default: str) -> None:
+    """``MODEL_OR_CHECKPOINT`` (a zoo name, factory spec or netslim checkpoint) and ``--input-size CxHxW``
+    (``measure``, ``export``); ``input_size_default`` says where the size comes from otherwise."""
+    parser.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
+    parser.add_argument("--input-size", metavar="CxHxW", help=f"e.g. 1x28x28 (default: {input_size_default})")
+
+
+def add_timing_args(parser: argparse.ArgumentParser, *, repeats_help: str, inference_form_help: str) -> None:
+    """``--repeats N`` timed runs per batch size and ``--[no-]inference-form`` (``measure``, ``export``)."""
+    parser.add_argument("--repeats", type=int, default=30, help=repeats_help)
+    parser.add_argument("--inference-form", action=argparse.BooleanOptionalAction, default=True,
+                        help=inference_form_help)
 
 
 def json_object_arg(text: str | None, option: str, example: str) -> dict[str, Any]:
@@ -246,24 +326,72 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     names = ("command", "model", "dataset")
     info = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     return TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        nesterov=args.nesterov,
-        weight_decay=args.weight_decay,
+        **same_named(args, _TRAIN_OPTIONS),
         decay_bn_and_bias=not args.no_decay_bn_bias,
-        schedule=args.schedule,
         milestones=tuple(args.milestones),
-        amp=args.amp,
-        seed=args.seed,
-        deterministic=args.deterministic,
-        max_batches=args.max_batches,
-        grad_clip=args.grad_clip,
         sync_bn=getattr(args, "sync_bn", False),
         progress=not args.no_progress,
         extra={**info, **extra},
     )
+
+
+# TrainConfig fields set by the option of the same name (add_train_args)
+_TRAIN_OPTIONS = (
+    "epochs", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "schedule", "amp", "seed",
+    "deterministic", "max_batches", "grad_clip",
+)
+
+# WeightPruningConfig fields set by the option of the same name, where the command has that option
+_WEIGHT_PRUNING_OPTIONS = (
+    "dataset", "data_dir", "val_size", "limit_train", "batch_size", "eval_batch_size", "max_batches",
+    "device", "sensitivity", "max_drop", "rounds", "preset", "quality", "quality_step", "target_sparsity",
+    "std_mode", "protect_first", "prune_bias", "retrain_epochs", "retrain_lr_factor", "retrain_schedule",
+    "reg", "l1_strength", "freeze",
+)
+
+
+def weight_pruning_config(args: argparse.Namespace, **fields: Any) -> Any:
+    """The :class:`~netslim.pipelines.weights.WeightPruningConfig` the options of ``prune-weights`` or
+    ``sensitivity`` describe; ``fields`` override it. Sets ``args.lr`` to the model's default rate when it
+    was not given. Every option and the model source (:func:`check_model_source`) are checked before any
+    data is read; bad values raise NetslimError."""
+    from netslim.pipelines.weights import WeightPruningConfig, checkpoint_zoo_name, default_lr
+
+    checkpoint = getattr(args, "checkpoint", None)
+    model = None if checkpoint is not None else args.model
+    if args.lr is None:
+        args.lr = default_lr(model or (checkpoint and checkpoint_zoo_name(checkpoint)))
+    augment = None
+    if getattr(args, "no_augment", False):
+        augment = False
+    elif getattr(args, "augment", False):
+        augment = True
+    if getattr(args, "target_sparsity", None) is not None and not 0.0 <= args.target_sparsity < 1.0:
+        raise NetslimError(
+            f"--target-sparsity is the share of weights removed, in [0, 1); got {args.target_sparsity}"
+        )
+    layer_settings = getattr(args, "layer_settings", None)
+    settings = json_object_arg(layer_settings, "--layer-settings", LAYER_SETTINGS_EXAMPLE)
+    values = same_named(args, [name for name in _WEIGHT_PRUNING_OPTIONS if hasattr(args, name)])
+    values.update(
+        model=model,
+        model_kwargs=model_kwargs(args) if model else {},
+        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        augment=augment,
+        train=config_from_args(args),
+        sensitivity_step=args.step,
+        sensitivity_max=args.max_sparsity,
+        layer_settings=settings,
+        adjust_dropout=not getattr(args, "no_dropout_adjust", False),
+        phases=tuple(p.strip() for p in getattr(args, "phases", "all").split(",") if p.strip()),
+        compress=not getattr(args, "no_compress", False),
+    )
+    config = WeightPruningConfig(**{**values, **fields})
+    check_model_source(args)
+    return config
+
+
+LAYER_SETTINGS_EXAMPLE = '{"classifier.2": {"quality": 0.5}, "features.0": null}'
 
 
 def build_data(args: argparse.Namespace, rank: int = 0, world: int = 1) -> Any:
@@ -312,6 +440,15 @@ def build_model(args: argparse.Namespace, bundle: Any) -> nn.Module:
                    input_size=size, input_shape=shape, **kwargs)
 
 
+def claim_run(args: argparse.Namespace, command: str) -> Path:
+    """Claim ``command``'s run folder (locked; a finished run is never replaced): ``--run-dir``, else
+    :func:`default_run_dir`; honours ``--resume`` and ``--overwrite``. Returns the folder."""
+    from netslim.runfolder import claim_from_args
+
+    default = default_run_dir(command, getattr(args, "model", None), getattr(args, "dataset", None))
+    return claim_from_args(args, command, default)
+
+
 def default_run_dir(command: str, model: str | None, dataset: str | None, root: str | Path = "runs") -> Path:
     """``runs/<command>-<model>-<dataset>-<YYYYmmdd-HHMMSS>`` (missing parts left out)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -319,13 +456,3 @@ def default_run_dir(command: str, model: str | None, dataset: str | None, root: 
 
     parts = [p for p in (command, spec_label(model) if model else None, dataset) if p]
     return Path(root) / "-".join([*parts, stamp])
-
-
-def format_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
-    """Two aligned columns (floats with 4 significant digits), optionally under a title line."""
-    width = max((len(k) for k, _ in rows), default=0)
-    lines = [title] if title else []
-    for key, value in rows:
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        lines.append(f"  {key.ljust(width)}  {text}")
-    return "\n".join(lines)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from netslim.cli._common import add_command, same_named
+
 
 def register(subparsers: Any) -> None:
     """Add the ``compress`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "compress",
+        run,
         help="write a pruned checkpoint in Deep Compression storage and print its size report",
         description=(
             "Store the zeros of a weight-pruned checkpoint as relative indices with filler zeros "
@@ -25,7 +29,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--bits-fc", type=int, default=5, help="codebook bits, 2-D weights")
     parser.add_argument("--bits-conv", type=int, default=8, help="codebook bits, conv weights")
     parser.add_argument("--huffman", action="store_true", help="Huffman code the index and code streams")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,16 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable_target(args.output)
     check_finite(read_checkpoint(args.checkpoint).state_dict, f"checkpoint {args.checkpoint}")
-    report = compress_checkpoint(
-        args.checkpoint,
-        args.output,
-        index_bits_fc=args.index_bits_fc,
-        index_bits_conv=args.index_bits_conv,
-        quantize=args.quantize,
-        bits_fc=args.bits_fc,
-        bits_conv=args.bits_conv,
-        huffman=args.huffman,
-    )
+    options = ("index_bits_fc", "index_bits_conv", "quantize", "bits_fc", "bits_conv", "huffman")
+    report = compress_checkpoint(args.checkpoint, args.output, **same_named(args, options))
     print(report.render())
     print(f"wrote {args.output}: {report.total_bytes} bytes, {report.ratio:.1f}x smaller than dense")
     return 0

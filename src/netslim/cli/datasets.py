@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from netslim.cli._common import add_command
 from netslim.data.dataset import download_root
 from netslim.data.download import download
 from netslim.data.locate import find, missing_message, search_roots
@@ -14,8 +15,10 @@ from netslim.errors import NetslimError
 
 def register(subparsers: Any) -> None:
     """Add the ``datasets`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "datasets",
+        run,
         help="show which datasets are present and where",
         description="List the built-in datasets: where each one's files were found, or which files to put "
         "where. Search order: --data-dir, $NETSLIM_DATA, ~/.cache/netslim, /usr/share/datasets.",
@@ -28,7 +31,6 @@ def register(subparsers: Any) -> None:
         help="fetch the named datasets that are missing from their official source (checksums verified) "
         "into --data-dir, $NETSLIM_DATA or ~/.cache/netslim",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from netslim.cli._common import add_command
+
 
 def register(subparsers: Any) -> None:
     """Add the ``decompress`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "decompress",
+        run,
         help="decode a file written by `netslim compress` into a checkpoint that netslim.load reads",
         description="Decode a compressed model into a regular netslim checkpoint (dense tensors).",
     )
     parser.add_argument("file", help="compressed model written by `netslim compress`")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,15 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from netslim.cli._common import add_threads_arg, default_run_dir
-from netslim.cli._slimming_options import add_distill_args, l1_strength
+from netslim.cli._common import add_command, add_distill_args, add_threads_arg, claim_run, l1_strength
 from netslim.errors import NetslimError
 
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` sub-command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "demo",
+        run,
         help="the main job: slim a VGG on Fashion-MNIST end to end and print the before/after table",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,20 +48,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
     add_threads_arg(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline and write its report; returns the exit code."""
     from netslim.pipelines.slimming import SlimmingConfig, run_slimming
     from netslim.report import write_report
-    from netslim.runfolder import claim_from_args
     from netslim.train.config import TrainConfig
 
     if args.epochs < 1 or args.finetune_epochs < 1:
         raise NetslimError("--epochs and --finetune-epochs must be at least 1")
     start = time.perf_counter()
-    run_dir = claim_from_args(args, "demo", args.run_dir or default_run_dir("demo", args.model, args.dataset))
+    run_dir = claim_run(args, "demo")
     progress = not args.no_progress
     config = SlimmingConfig(
         model=args.model,

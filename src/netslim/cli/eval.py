@@ -8,10 +8,10 @@ from typing import Any
 
 from netslim.cli._common import (
     DEFAULT_DATASET,
+    add_command,
     add_data_args,
     add_threads_arg,
     build_data,
-    format_table,
     validate_args,
 )
 from netslim.errors import NetslimError
@@ -19,8 +19,10 @@ from netslim.errors import NetslimError
 
 def register(subparsers: Any) -> None:
     """Add the ``eval`` sub-command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "eval",
+        run,
         help="loss and accuracy of a checkpoint written by netslim.save (train/slim/prune output model.pt)",
         description="Evaluate CHECKPOINT on the test split (or --split val) of --dataset (default: the "
         "dataset recorded in the checkpoint). For --split val pass the training run's --val-size and --seed.",
@@ -32,7 +34,7 @@ def register(subparsers: Any) -> None:
     add_data_args(p, dataset_default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default: 0)")
     add_threads_arg(p)
-    p.set_defaults(func=run, no_augment=True)
+    p.set_defaults(no_augment=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     import netslim
     from netslim._atomic import atomic_write_json, check_writable_target
+    from netslim._table import format_table
     from netslim.io import read_checkpoint
     from netslim.train import evaluate
     from netslim.train.distributed import default_device
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(
         [("loss", result["loss"]), ("accuracy", f"{result['accuracy']:.2%}"), ("samples", result["n"])],
         title=f"netslim eval: {args.checkpoint} on {args.dataset} ({args.split})",
+        indent="  ",
     ))
     if args.json:
         atomic_write_json(args.json, {**result, "dataset": args.dataset, "split": args.split})

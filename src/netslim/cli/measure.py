@@ -6,44 +6,37 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from netslim.cli._common import add_command, add_model_file_args, add_threads_arg, add_timing_args
 from netslim.errors import NetslimError
 
 
 def register(subparsers: Any) -> None:
     """Add the ``measure`` sub-command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "measure",
+        run,
         help="count params/MACs/FLOPs, activation memory, CPU latency and file size of a model",
         description="MODEL is a zoo name (e.g. vgg19) or a checkpoint written by netslim.save. "
         "FLOPs = 2 x MACs of conv/linear layers (the Network Slimming paper's convention).",
     )
-    p.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
+    add_model_file_args(p, input_size_default="from the model recipe, else 3x32x32")
     p.add_argument("--compare", metavar="OTHER", help="a second model; the ratio column is OTHER / MODEL")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], metavar="B")
-    p.add_argument(
-        "--input-size", metavar="CxHxW", help="e.g. 1x28x28 (default: from the model recipe, else 3x32x32)"
-    )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=30,
-        help="timed forwards per batch size after warm-up (median and interquartile range reported)",
+    add_timing_args(
+        p,
+        repeats_help="timed forwards per batch size after warm-up (median and interquartile range reported)",
+        inference_form_help="time latency in inference form: BN fused, channels_last where measured faster "
+        "(default: on; --no-inference-form times the model as loaded)",
     )
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's current setting)")
+    add_threads_arg(p)
     p.add_argument("--no-latency", action="store_true", help="skip timing")
     p.add_argument(
         "--onnxruntime",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also time the model exported to ONNX (default: when onnxruntime is installed)",
-    )
-    p.add_argument(
-        "--inference-form",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="time latency in inference form: BN fused, channels_last where measured faster (default: on; "
-        "--no-inference-form times the model as loaded)",
     )
     p.add_argument(
         "--sparse",
@@ -53,7 +46,6 @@ def register(subparsers: Any) -> None:
         "the unconverted model, interleaved",
     )
     p.add_argument("--json", metavar="OUT", help="write the full measurement dict(s) here")
-    p.set_defaults(func=run)
 
 
 def _jsonable(obj: Any) -> Any:

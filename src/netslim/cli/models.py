@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from netslim._table import format_table
+from netslim.cli._common import add_command
 from netslim.errors import UnknownNameError
 
 # (column label, in_channels, input_size)
@@ -35,12 +37,9 @@ def zoo_table(pattern: str | None = None, num_classes: int = 10) -> list[dict[st
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The rows of :func:`zoo_table` as an aligned text table."""
     labels = [label for label, _, _ in INPUT_SHAPES]
-    width = max([len("model"), *(len(r["name"]) for r in rows)])
-    lines = [f"{'model':<{width}}  " + "  ".join(f"{'params ' + lb:>16}" for lb in labels) + "  description"]
-    for r in rows:
-        counts = "  ".join(f"{r['params'][lb]:>16,}" for lb in labels)
-        lines.append(f"{r['name']:<{width}}  {counts}  {r['summary']}")
-    return "\n".join(lines)
+    header = ["model", *(f"params {lb}" for lb in labels), "description"]
+    body = [[r["name"], *(f"{r['params'][lb]:,}" for lb in labels), r["summary"]] for r in rows]
+    return format_table(body, header, align="l" + "r" * len(labels) + "l")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,12 +51,13 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "models",
+        run,
         help="list the model zoo with parameter counts",
         description="List every registered model with its parameter count on 3x32x32 and 1x28x28 inputs.",
     )
     parser.add_argument("pattern", nargs="?", default=None, help="only names matching this, e.g. 'vgg*'")
     parser.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default: 10)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=run)

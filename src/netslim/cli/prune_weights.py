@@ -13,23 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from netslim.cli._common import (
+    LAYER_SETTINGS_EXAMPLE,
+    add_command,
+    add_sensitivity_args,
     add_weight_pruning_command_args,
-    check_model_source,
-    config_from_args,
-    default_run_dir,
-    json_object_arg,
-    model_kwargs,
+    claim_run,
+    weight_pruning_config,
 )
-from netslim.errors import NetslimError
-from netslim.runfolder import claim_from_args
-
-LAYER_SETTINGS_EXAMPLE = '{"classifier.2": {"quality": 0.5}, "features.0": null}'
 
 
 def register(subparsers: Any) -> None:
     """Add the ``prune-weights`` sub-command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "prune-weights",
+        run,
         help="Han-style connection pruning: iterative prune/retrain, report, compressed sizes",
         description="Train MODEL (or load --checkpoint), optionally sweep per-layer sensitivity, then run "
         "--rounds of magnitude pruning and retraining at a reduced, constant learning rate. Without a "
@@ -104,79 +102,11 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument("--no-compress", action="store_true", help="skip the compressed-size report")
     add_sensitivity_args(p)
-    p.set_defaults(func=run)
-
-
-def add_sensitivity_args(parser: argparse.ArgumentParser) -> None:
-    """``--step``, ``--max-sparsity`` and ``--max-drop`` of the sweep (also offered by ``sensitivity``)."""
-    from netslim.pipelines.weights import SENSITIVITY_OPTIONS
-
-    g = parser.add_argument_group("sensitivity")
-    for flag, kind, default, text in SENSITIVITY_OPTIONS:
-        g.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
-
-
-def pipeline_config(args: argparse.Namespace) -> Any:
-    """The :class:`WeightPruningConfig` the options describe (raises NetslimError on a bad option)."""
-    from netslim.pipelines.weights import WeightPruningConfig, checkpoint_zoo_name, default_lr
-
-    model = None if getattr(args, "checkpoint", None) is not None else args.model
-    if args.lr is None:
-        args.lr = default_lr(model or (args.checkpoint and checkpoint_zoo_name(args.checkpoint)))
-    augment = None
-    if getattr(args, "no_augment", False):
-        augment = False
-    elif getattr(args, "augment", False):
-        augment = True
-    if getattr(args, "target_sparsity", None) is not None and not 0.0 <= args.target_sparsity < 1.0:
-        raise NetslimError(
-            f"--target-sparsity is the share of weights removed, in [0, 1); got {args.target_sparsity}"
-        )
-    settings = json_object_arg(
-        getattr(args, "layer_settings", None), "--layer-settings", LAYER_SETTINGS_EXAMPLE
-    )
-    phases = tuple(p.strip() for p in getattr(args, "phases", "all").split(",") if p.strip())
-    return WeightPruningConfig(
-        model=model,
-        model_kwargs=model_kwargs(args) if model else {},
-        checkpoint=str(args.checkpoint) if getattr(args, "checkpoint", None) is not None else None,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        val_size=args.val_size,
-        limit_train=args.limit_train,
-        batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
-        augment=augment,
-        max_batches=args.max_batches,
-        device=args.device,
-        train=config_from_args(args),
-        sensitivity=getattr(args, "sensitivity", False),
-        sensitivity_step=args.step,
-        sensitivity_max=args.max_sparsity,
-        max_drop=args.max_drop,
-        rounds=getattr(args, "rounds", 3),
-        preset=getattr(args, "preset", None),
-        quality=getattr(args, "quality", None),
-        quality_step=getattr(args, "quality_step", 0.0),
-        target_sparsity=getattr(args, "target_sparsity", None),
-        layer_settings=settings,
-        std_mode=getattr(args, "std_mode", "fixed"),
-        protect_first=getattr(args, "protect_first", False),
-        prune_bias=getattr(args, "prune_bias", False),
-        retrain_epochs=getattr(args, "retrain_epochs", 2),
-        retrain_lr_factor=getattr(args, "retrain_lr_factor", 0.1),
-        retrain_schedule=getattr(args, "retrain_schedule", "constant"),
-        reg=getattr(args, "reg", "l2"),
-        l1_strength=getattr(args, "l1_strength", 1e-5),
-        adjust_dropout=not getattr(args, "no_dropout_adjust", False),
-        phases=phases,
-        freeze=getattr(args, "freeze", False),
-        compress=not getattr(args, "no_compress", False),
-    )
 
 
 def list_layers(config: Any, data: Any) -> str:
     """The prunable layers of the configured model, one per line: name, type, weights, preset amount."""
+    from netslim._table import format_table
     from netslim.pipelines.weights import build_model
     from netslim.weights.masks import prunable_layers
     from netslim.weights.presets import HAN_TABLES, han_layer_amounts
@@ -184,11 +114,17 @@ def list_layers(config: Any, data: Any) -> str:
     model = build_model(config, data)
     name = (getattr(model, "netslim_recipe", None) or {}).get("name")
     amounts = han_layer_amounts(model, name) if name in HAN_TABLES else {}
-    lines = [f"prunable layers of {name or config.checkpoint} (names for --layer-settings):"]
-    for layer, module in prunable_layers(model).items():
-        han = f"  --preset han prunes {amounts[layer]['amount']:.1%}" if layer in amounts else ""
-        lines.append(f"  {layer:<20} {type(module).__name__:<8} {module.weight.numel():>10,} weights{han}")
-    return "\n".join(lines)
+    rows = [
+        [
+            layer,
+            type(module).__name__,
+            f"{module.weight.numel():,} weights",
+            f"--preset han prunes {amounts[layer]['amount']:.1%}" if layer in amounts else "",
+        ]
+        for layer, module in prunable_layers(model).items()
+    ]
+    title = f"prunable layers of {name or config.checkpoint} (names for --layer-settings):"
+    return format_table(rows, title=title, indent="  ", align="llr")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,15 +132,13 @@ def run(args: argparse.Namespace) -> int:
     from netslim.pipelines.weights import load_data, run_weight_pruning
     from netslim.weights.report import format_report
 
-    config = pipeline_config(args)  # every option checked before any data is read
-    check_model_source(args)
+    config = weight_pruning_config(args)  # every option checked before any data is read
     if args.list_layers:
         data = load_data(config)
         print(list_layers(config, data))
         return 0
     data = load_data(config)
-    default = default_run_dir("prune-weights", args.model, args.dataset)
-    run_dir = claim_from_args(args, "prune-weights", default)  # lock; never replace a finished run
+    run_dir = claim_run(args, "prune-weights")
     result = run_weight_pruning(
         config, run_dir, data=data, resume=args.resume, log=None if args.no_progress else print
     )

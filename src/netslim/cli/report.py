@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from netslim.cli._common import add_command
+
 
 def register(subparsers: Any) -> None:
     """Add the ``report`` sub-command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "report",
+        run,
         help="summarize a run folder as report.md and report.html",
         description="Reads whatever RUN_DIR holds (results.json, plan.json, each phase folder's "
         "metrics.jsonl and gamma_hist.jsonl, config.json), draws its figures into RUN_DIR/plots and "
@@ -17,7 +21,6 @@ def register(subparsers: Any) -> None:
         "configuration last.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from netslim.cli._common import (
+    add_command,
     add_data_args,
+    add_distill_args,
     add_model_args,
+    add_pruning_args,
     add_run_args,
     add_train_args,
     build_data,
@@ -30,32 +33,19 @@ from netslim.cli._common import (
     config_from_args,
     default_run_dir,
     finite_float,
+    l1_strength,
     model_kwargs,
+    same_named,
 )
-from netslim.cli._slimming_options import add_distill_args, l1_strength
 from netslim.errors import NetslimError
-
-
-def add_pruning_args(parser: argparse.ArgumentParser) -> None:
-    """The cut's options, shared with ``netslim prune``: ratio, caps, scope, rounding, beta folding."""
-    g = parser.add_argument_group("pruning")
-    g.add_argument("--ratio", type=float, default=0.7, help="share of BN channels to prune (default: 0.7)")
-    g.add_argument("--max-layer-ratio", type=float, metavar="F",
-                   help="never prune more than this share of one layer (multi-pass default: 0.5)")
-    g.add_argument("--min-channels", type=int, default=1, metavar="N",
-                   help="keep at least N channels per layer (default: 1)")
-    g.add_argument("--scope", choices=("global", "local"), default="global",
-                   help="one threshold over all layers (paper) or the ratio per layer (default: global)")
-    g.add_argument("--round-to", type=int, default=1, metavar="N",
-                   help="round kept channel counts to a multiple of N (default: 1)")
-    g.add_argument("--no-fold-beta", action="store_true",
-                   help="drop pruned channels' beta like the reference code instead of folding it forward")
 
 
 def register(subparsers: Any) -> None:
     """Add the ``slim`` sub-command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "slim",
+        run,
         help="Network Slimming: train with BN sparsity, prune channels, fine-tune, report before/after",
         description="Train MODEL with L1 on the BatchNorm scales (or start from --checkpoint), prune the "
         "weakest channels, fine-tune, and print accuracy, params, FLOPs and CPU latency before and after. "
@@ -98,7 +88,6 @@ def register(subparsers: Any) -> None:
     r.add_argument("--no-latency", action="store_true", help="skip CPU latency timing")
     r.add_argument("--no-plots", action="store_true", help="skip the plots")
     add_run_args(p)
-    p.set_defaults(func=run)
 
 
 def config_from(args: argparse.Namespace) -> Any:
@@ -115,9 +104,9 @@ def config_from(args: argparse.Namespace) -> Any:
     )
     run_dir = args.run_dir or default_run_dir("slim", args.model, args.dataset)
     return SlimmingConfig(
+        **same_named(args, _SAME_NAMED),
         model=args.model or "",
         model_kwargs=model_kwargs(args),
-        dataset=args.dataset,
         data_kwargs={  # what build_data passes to get_loaders, so config.json tells how the data was read
             "data_dir": args.data_dir,
             "batch_size": args.batch_size,
@@ -127,31 +116,25 @@ def config_from(args: argparse.Namespace) -> Any:
             "augment": not getattr(args, "no_augment", False),
             "seed": getattr(args, "seed", 0),
         },
-        checkpoint=args.checkpoint,
         l1_strength=args.l1,
-        l1_target=args.l1_target,
-        sparsity_mode=args.sparsity_mode,
-        sparsity_schedule=args.sparsity_schedule,
         sparsity_exclude=list(args.sparsity_exclude),
         channel_gates=args.gates,
         train=train,
-        ratio=args.ratio,
-        passes=args.passes,
-        max_layer_ratio=args.max_layer_ratio,
-        min_channels=args.min_channels,
-        scope=args.scope,
-        round_to=args.round_to,
         fold_beta=not args.no_fold_beta,
         finetune=finetune,
-        distill=args.distill,
-        distill_temperature=args.distill_temperature,
-        distill_alpha=args.distill_alpha,
         run_dir=str(run_dir),
-        device=args.device,
         compare_plain_cut=not args.no_plain_cut,
         latency=not args.no_latency,
         plots=not args.no_plots,
     )
+
+
+# SlimmingConfig fields set by the option of the same name
+_SAME_NAMED = (
+    "dataset", "checkpoint", "l1_target", "sparsity_mode", "sparsity_schedule", "ratio", "passes",
+    "max_layer_ratio", "min_channels", "scope", "round_to", "distill", "distill_temperature", "distill_alpha",
+    "device",
+)
 
 
 def run(args: argparse.Namespace) -> int:

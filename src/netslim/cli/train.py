@@ -9,28 +9,30 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from netslim._table import format_table
 from netslim.cli._common import (
+    add_command,
     add_training_command_args,
     build_data,
     build_model,
     check_model_source,
     config_from_args,
     default_run_dir,
-    format_table,
     validate_args,
 )
 
 
 def register(subparsers: Any) -> None:
     """Add the ``train`` sub-command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "train",
+        run,
         help="train a zoo model (checkpoints every epoch; --resume continues a killed run)",
         description="Train MODEL on DATASET, evaluate on the test split, and write config.json, metrics.csv, "
         "metrics.jsonl, checkpoint.pt and model.pt into --run-dir. Under torchrun, runs DDP.",
     )
     add_training_command_args(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             netslim.save(trainer.model, run_dir / "model.pt", extra=extra)
             title = f"netslim train: {args.model} on {args.dataset}, {config.epochs} epochs"
             seconds = sum(h["time"] for h in history)
-            print(format_table(_result_rows(last, test, run_dir, seconds), title=title))
+            print(format_table(_result_rows(last, test, run_dir, seconds), title=title, indent="  "))
     finally:
         dist.shutdown()
     return 0

@@ -103,9 +103,11 @@ class SizeReport:
 
     def render(self) -> str:
         """A plain-text table: one row per tensor, then the header and the total."""
+        from netslim._table import format_table
+
         head = ["tensor", "kind", "layout", "shape", "nnz", "fillers", "bytes", "bits/nz", "index %", "dense",
                 "ratio"]
-        rows = [head]
+        rows = []
         for lay in self.layers:
             rows.append([
                 lay.name, lay.kind, lay.layout, "x".join(map(str, lay.shape)) or "scalar", str(lay.nnz),
@@ -117,14 +119,7 @@ class SizeReport:
             "total", "", "", "", str(self.nnz), "", str(self.total_bytes), "", "", str(self.dense_bytes),
             f"{self.ratio:.1f}x",
         ])
-        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = []
-        for i, row in enumerate(rows):
-            cells = [c.ljust(w) if j < 4 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
-            lines.append("  ".join(cells).rstrip())
-            if i == 0 or i == len(rows) - 3:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return format_table(rows, head, align="llll" + "r" * 7, rules_before=(-2,))
 
 
 def _element_size(dtype: str) -> int:

@@ -7,6 +7,7 @@ Normalization statistics are not listed here: they are measured from each traini
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from netslim.errors import UnknownNameError
 
@@ -63,20 +64,64 @@ class DatasetSpec:
     aliases: tuple[str, ...] = field(default=())  # other folder names the dataset is commonly kept under
 
 
-def _idx_layout(*subdirs: str) -> Layout:
-    return Layout(
-        kind="idx",
-        files={
-            "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-            "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-        },
-        subdirs=subdirs,
-        gz_ok=True,
+def _spec(
+    name: str, class_names: tuple[str, ...], in_channels: int, image_size: int, **rest: Any
+) -> DatasetSpec:
+    """A :class:`DatasetSpec` with one class per name in ``class_names``."""
+    return DatasetSpec(name, len(class_names), in_channels, image_size, class_names, **rest)
+
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _idx(
+    name: str,
+    class_names: tuple[str, ...],
+    subdir: str,
+    mirrors: tuple[str, ...],
+    md5: tuple[str, str, str, str],
+    *,
+    homepage: str,
+    flip: bool = False,
+    aliases: tuple[str, ...] = (),
+) -> DatasetSpec:
+    """An MNIST-like dataset: 28x28 grey images in the four gzipped IDX files (``md5`` in the order train
+    images, train labels, test images, test labels) under torchvision's ``subdir`` or flat; pad-2 crops."""
+    files = [f for split in _IDX_FILES.values() for f in split]
+    return _spec(
+        name,
+        class_names,
+        1,
+        28,
+        layouts=(Layout(kind="idx", files=dict(_IDX_FILES), subdirs=(subdir,), gz_ok=True),),
+        resources=tuple(
+            Resource(f"{f}.gz", tuple(m + f"{f}.gz" for m in mirrors), h) for f, h in zip(files, md5)
+        ),
+        augment=AugmentSpec(pad=2, flip=flip),
+        homepage=homepage,
+        aliases=aliases,
     )
 
 
-def _idx_resources(bases: tuple[str, ...], md5: dict[str, str]) -> tuple[Resource, ...]:
-    return tuple(Resource(f, tuple(b + f for b in bases), m) for f, m in md5.items())
+def _cifar(
+    name: str, class_names: tuple[str, ...], *, binary: Layout, python: Layout, md5: str
+) -> DatasetSpec:
+    """A CIFAR dataset: its binary and pickled-Python layouts, the binary archive, pad-4 crops and flips."""
+    archive = f"cifar-{len(class_names)}-binary.tar.gz"
+    return _spec(
+        name,
+        class_names,
+        3,
+        32,
+        layouts=(binary, python),
+        resources=(Resource(archive, (f"https://www.cs.toronto.edu/~kriz/{archive}",), md5, extract=True),),
+        augment=AugmentSpec(pad=4, flip=True),
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+        aliases=(f"cifar-{len(class_names)}",),
+    )
 
 
 _DIGITS = tuple(str(i) for i in range(10))
@@ -84,145 +129,75 @@ _DIGITS = tuple(str(i) for i in range(10))
 _SPECS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec(
-            name="mnist",
-            num_classes=10,
-            in_channels=1,
-            image_size=28,
-            class_names=_DIGITS,
-            layouts=(_idx_layout("MNIST/raw"),),
-            resources=_idx_resources(
-                ("https://yann.lecun.com/exdb/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
-                {
-                    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-                    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-                    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-                },
-            ),
-            augment=AugmentSpec(pad=2, flip=False),
+        _idx(
+            "mnist",
+            _DIGITS,
+            "MNIST/raw",
+            ("https://yann.lecun.com/exdb/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
+            ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+             "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
             homepage="https://yann.lecun.com/exdb/mnist/",
         ),
-        DatasetSpec(
-            name="fashion-mnist",
-            num_classes=10,
-            in_channels=1,
-            image_size=28,
-            class_names=(
-                "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        _idx(
+            "fashion-mnist",
+            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+             "Ankle boot"),
+            "FashionMNIST/raw",
+            (
+                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
             ),
-            layouts=(_idx_layout("FashionMNIST/raw"),),
-            resources=_idx_resources(
-                (
-                    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-                ),
-                {
-                    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-                    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-                    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-                },
-            ),
-            augment=AugmentSpec(pad=2, flip=True),
+            ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+             "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
             homepage="https://github.com/zalandoresearch/fashion-mnist",
+            flip=True,
             aliases=("fashion_mnist", "fashionmnist"),
         ),
-        DatasetSpec(
-            name="kmnist",
-            num_classes=10,
-            in_channels=1,
-            image_size=28,
-            class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-            layouts=(_idx_layout("KMNIST/raw"),),
-            resources=_idx_resources(
-                ("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
-                {
-                    "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
-                    "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
-                    "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
-                    "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
-                },
-            ),
-            augment=AugmentSpec(pad=2, flip=False),
+        _idx(
+            "kmnist",
+            ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+            "KMNIST/raw",
+            ("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+            ("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+             "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134"),
             homepage="https://github.com/rois-codh/kmnist",
         ),
-        DatasetSpec(
-            name="cifar10",
-            num_classes=10,
-            in_channels=3,
-            image_size=32,
-            class_names=(
-                "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+        _cifar(
+            "cifar10",
+            ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+            binary=Layout(
+                "cifar-bin",
+                {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)},
+                ("cifar-10-batches-bin",),
+                meta="batches.meta.txt",
             ),
-            layouts=(
-                Layout(
-                    kind="cifar-bin",
-                    files={
-                        "train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
-                        "test": ("test_batch.bin",),
-                    },
-                    subdirs=("cifar-10-batches-bin",),
-                    meta="batches.meta.txt",
-                ),
-                Layout(
-                    kind="cifar-py",
-                    files={"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
-                    subdirs=("cifar-10-batches-py",),
-                    meta="batches.meta",
-                ),
+            python=Layout(
+                "cifar-py",
+                {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
+                ("cifar-10-batches-py",),
+                meta="batches.meta",
             ),
-            resources=(
-                Resource(
-                    "cifar-10-binary.tar.gz",
-                    ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
-                    "c32a1d4ab5d03f1284b67883e8d87530",
-                    extract=True,
-                ),
-            ),
-            augment=AugmentSpec(pad=4, flip=True),
-            homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
-            aliases=("cifar-10",),
+            md5="c32a1d4ab5d03f1284b67883e8d87530",
         ),
-        DatasetSpec(
-            name="cifar100",
-            num_classes=100,
-            in_channels=3,
-            image_size=32,
-            class_names=tuple(str(i) for i in range(100)),  # real names are read from the meta file
-            layouts=(
-                Layout(
-                    kind="cifar-bin",
-                    files={"train": ("train.bin",), "test": ("test.bin",)},
-                    subdirs=("cifar-100-binary",),
-                    meta="fine_label_names.txt",
-                ),
-                Layout(
-                    kind="cifar-py",
-                    files={"train": ("train",), "test": ("test",)},
-                    subdirs=("cifar-100-python",),
-                    meta="meta",
-                ),
+        _cifar(
+            "cifar100",
+            tuple(str(i) for i in range(100)),  # real names are read from the meta file
+            binary=Layout(
+                "cifar-bin",
+                {"train": ("train.bin",), "test": ("test.bin",)},
+                ("cifar-100-binary",),
+                meta="fine_label_names.txt",
             ),
-            resources=(
-                Resource(
-                    "cifar-100-binary.tar.gz",
-                    ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",),
-                    "03b5dce01913d631647c71ecec9e9cb8",
-                    extract=True,
-                ),
+            python=Layout(
+                "cifar-py", {"train": ("train",), "test": ("test",)}, ("cifar-100-python",), meta="meta"
             ),
-            augment=AugmentSpec(pad=4, flip=True),
-            homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
-            aliases=("cifar-100",),
+            md5="03b5dce01913d631647c71ecec9e9cb8",
         ),
-        DatasetSpec(
-            name="svhn",
-            num_classes=10,
-            in_channels=3,
-            image_size=32,
-            class_names=_DIGITS,
+        _spec(
+            "svhn",
+            _DIGITS,
+            3,
+            32,
             layouts=(
                 Layout(kind="svhn-mat", files={"train": ("train_32x32.mat",), "test": ("test_32x32.mat",)}),
             ),

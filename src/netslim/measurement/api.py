@@ -34,11 +34,13 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from torch import nn
 
-from netslim.measurement.counter import as_tuple, count
+from netslim._inputs import split_inputs
+from netslim.errors import NetslimError
+from netslim.measurement.counter import count
 from netslim.measurement.files import saved_size
 from netslim.measurement.latency import (
     DEFAULT_REPEATS,
@@ -68,10 +70,31 @@ LATENCY_CONVENTION = (
 )
 
 
-def _static(model: nn.Module, inputs: tuple[Any, ...], batch_sizes: Sequence[int]) -> dict[str, Any]:
+class MeasureOptions(TypedDict, total=False):
+    """The keyword options :func:`measure` and :func:`compare` pass on to :func:`compare_many` (which
+    documents them and holds their defaults)."""
+
+    latency: bool
+    batch_sizes: Sequence[int]
+    repeats: int
+    warmup: int
+    threads: int | None
+    onnxruntime: bool
+    file_size: bool
+    inference_form: bool
+
+
+def _batch_size(inputs: Any) -> int:
+    """The batch of the first input tensor with a batch dimension (1 when there is none)."""
+    args, kwargs = split_inputs(inputs)
+    first = next((t for t in (*args, *kwargs.values()) if hasattr(t, "shape") and t.dim()), None)
+    return int(first.shape[0]) if first is not None else 1
+
+
+def _static(model: nn.Module, inputs: Any, batch_sizes: Sequence[int]) -> dict[str, Any]:
     params, nonzero = count_params(model)
     counted = count(model, inputs)
-    batch = inputs[0].shape[0] if inputs and hasattr(inputs[0], "shape") and inputs[0].dim() else 1
+    batch = _batch_size(inputs)
     memory_by_batch = {batch: counted.activation_bytes}
     for b in batch_sizes:
         if b not in memory_by_batch:
@@ -114,38 +137,24 @@ def measure(
     model: nn.Module,
     example_inputs: Any,
     *,
-    latency: bool = True,
-    batch_sizes: Sequence[int] = (1, 64),
-    repeats: int = DEFAULT_REPEATS,
-    warmup: int = DEFAULT_WARMUP,
-    threads: int | None = None,
     compare_to: nn.Module | None = None,
-    onnxruntime: bool = False,
-    file_size: bool = True,
-    inference_form: bool = False,
+    **options: Unpack[MeasureOptions],
 ) -> dict[str, Any]:
-    """Measure ``model`` on ``example_inputs`` (a tensor or a tuple; counts are at its batch size).
+    """Measure ``model`` on ``example_inputs`` (a tensor, a tuple of positional inputs or a dict of keyword
+    inputs; counts are at its batch size).
 
     Returns a plain dict with ``params``, ``nonzero_params``, ``macs``, ``flops``, ``nonzero_macs``,
     ``nonzero_flops``, ``other_flops``, ``flops_all``, ``activation_bytes`` (+ ``_by_batch``),
     ``latency_ms`` (``{batch_size: median ms}``, empty when ``latency`` is False), ``threads``,
     ``file_bytes`` (netslim checkpoint size), ``by_module``, ``by_operator``, ``unsupported``, ``notes``
-    and ``conventions``; ``latency`` holds the spread per batch size. With ``inference_form`` latency is
-    timed on :func:`netslim.inference_form` (fused BN, channels_last where faster), described under
+    and ``conventions``; ``latency`` holds the spread per batch size. ``options`` are those of
+    :func:`compare_many` (``latency=True``, ``batch_sizes=(1, 64)``, ``repeats``, ``warmup``, ``threads``,
+    ``onnxruntime=False``, ``file_size=True``, ``inference_form=False``). With ``inference_form`` latency
+    is timed on :func:`netslim.inference_form` (fused BN, channels_last where faster), described under
     ``latency_form``. With ``onnxruntime`` it adds ``onnx_latency``/``onnx_latency_ms``. With
     ``compare_to`` it returns :func:`compare` ``(compare_to, model)`` instead (``compare_to`` is the
     reference, "before").
     """
-    options: dict[str, Any] = dict(
-        latency=latency,
-        batch_sizes=batch_sizes,
-        repeats=repeats,
-        warmup=warmup,
-        threads=threads,
-        onnxruntime=onnxruntime,
-        file_size=file_size,
-        inference_form=inference_form,
-    )
     if compare_to is not None:
         return compare(compare_to, model, example_inputs, **options)
     return compare_many([model], example_inputs, **options)[0]
@@ -166,11 +175,22 @@ def compare_many(
 ) -> list[dict[str, Any]]:
     """Measure several models on the same inputs; their latency repeats are interleaved. One dict each.
 
+    ``example_inputs`` is a tensor, a tuple of positional inputs or a dict of keyword inputs (counts at
+    its batch size). ``latency``: time a forward at each of ``batch_sizes`` (``warmup`` calls, then
+    ``repeats`` timed ones, with ``threads`` intra-op threads); ``onnxruntime``: also time the models
+    exported to ONNX; ``file_size``: the netslim checkpoint's size.
+
     With ``inference_form`` latency is timed on each model's :func:`netslim.inference_form` (fused BN,
     channels_last where measured faster), described under ``"latency_form"``; counts stay those of the
     models as given.
     """
-    inputs = as_tuple(example_inputs)
+    args, kwargs = split_inputs(example_inputs)
+    inputs: Any = kwargs if kwargs else args
+    if kwargs and (onnxruntime or (latency and inference_form)):
+        raise NetslimError(
+            "onnxruntime timing and the inference form take positional inputs; pass a tensor or a tuple, "
+            "or leave onnxruntime and inference_form off for keyword inputs"
+        )
     batch_sizes = tuple(dict.fromkeys(int(b) for b in batch_sizes))
     was_training = [m.training for m in models]
     for m in models:
@@ -212,7 +232,7 @@ def compare_many(
 
 def _onnx_latency(
     model: nn.Module,
-    inputs: tuple[Any, ...],
+    inputs: Any,
     batch_sizes: Sequence[int],
     repeats: int,
     warmup: int,
@@ -227,7 +247,7 @@ def _onnx_latency(
 
 
 def _latency(
-    models: Sequence[nn.Module], inputs: tuple[Any, ...], batch_sizes: Sequence[int], timer: Timer
+    models: Sequence[nn.Module], inputs: Any, batch_sizes: Sequence[int], timer: Timer
 ) -> list[dict[int, Any]]:
     return timed_latency(models, inputs, batch_sizes, timer=timer)
 
@@ -256,34 +276,13 @@ def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare(
-    model_a: nn.Module,
-    model_b: nn.Module,
-    example_inputs: Any,
-    *,
-    latency: bool = True,
-    batch_sizes: Sequence[int] = (1, 64),
-    repeats: int = DEFAULT_REPEATS,
-    warmup: int = DEFAULT_WARMUP,
-    threads: int | None = None,
-    onnxruntime: bool = False,
-    file_size: bool = True,
-    inference_form: bool = False,
+    model_a: nn.Module, model_b: nn.Module, example_inputs: Any, **options: Unpack[MeasureOptions]
 ) -> dict[str, Any]:
-    """Measure ``model_a`` (before) and ``model_b`` (after) side by side, latency repeats interleaved.
+    """Measure ``model_a`` (before) and ``model_b`` (after) side by side, latency repeats interleaved;
+    ``options`` as for :func:`compare_many`.
 
     Returns ``{"a": measure(a), "b": measure(b), "ratio": b / a}`` where ``ratio`` holds params, flops,
     activation memory, file size and latency per batch size.
     """
-    a, b = compare_many(
-        [model_a, model_b],
-        example_inputs,
-        latency=latency,
-        batch_sizes=batch_sizes,
-        repeats=repeats,
-        warmup=warmup,
-        threads=threads,
-        onnxruntime=onnxruntime,
-        file_size=file_size,
-        inference_form=inference_form,
-    )
+    a, b = compare_many([model_a, model_b], example_inputs, **options)
     return {"a": a, "b": b, "ratio": ratios(a, b)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +28,7 @@ from torch.nn.utils import parametrize
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from netslim._inputs import split_inputs
 from netslim.errors import TracingError
 from netslim.measurement.ops import COST_TABLE, ZERO_COST, OpCost, op_name, packet_of
 
@@ -172,18 +173,6 @@ def weight_storage_keys(model: nn.Module) -> set[int]:
     return keys
 
 
-def as_tuple(example_inputs: Any) -> tuple[Any, ...]:
-    """Normalize ``example_inputs`` (a tensor or a sequence of them) to a tuple of positional args."""
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if isinstance(example_inputs, Sequence):
-        return tuple(example_inputs)
-    raise TracingError(
-        f"example_inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}; "
-        "pass e.g. torch.randn(1, 3, 32, 32)"
-    )
-
-
 def count(model: nn.Module, example_inputs: Any, *, warn: bool = True) -> CountResult:
     """Run one eval forward of ``model`` on ``example_inputs`` and return its costs.
 
@@ -193,11 +182,7 @@ def count(model: nn.Module, example_inputs: Any, *, warn: bool = True) -> CountR
     is not counted as model compute. Unsupported operators are listed in ``unsupported`` and, with
     ``warn``, reported with a :class:`UserWarning`.
     """
-    kwargs: dict[str, Any] = {}
-    if isinstance(example_inputs, Mapping):  # keyword inputs, e.g. a transformers model's batch
-        inputs, kwargs = (), dict(example_inputs)
-    else:
-        inputs = as_tuple(example_inputs)
+    inputs, kwargs = split_inputs(example_inputs)  # keyword inputs: e.g. a transformers model's batch
     was_training = model.training
     model.eval()
     stack: list[str] = []

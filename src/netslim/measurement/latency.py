@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from netslim._inputs import call_model, map_tensors
 from netslim.errors import NetslimError
 
 DEFAULT_REPEATS = 30
@@ -44,17 +45,20 @@ def num_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def batch_of(inputs: tuple[Any, ...], batch_size: int) -> tuple[Any, ...]:
-    """Inputs at ``batch_size``: the first sample of each input tensor repeated along dim 0."""
+def batch_of(inputs: Any, batch_size: int) -> Any:
+    """Inputs at ``batch_size``: the first sample of each input tensor repeated along dim 0.
+
+    ``inputs`` is a tensor, a tuple of positional inputs or a dict of keyword inputs; the result is a tuple
+    of positional inputs or, for a dict, a dict.
+    """
     if batch_size < 1:
         raise NetslimError(f"batch sizes must be >= 1, got {batch_size}")
-    out = []
-    for t in inputs:
-        if isinstance(t, torch.Tensor) and t.dim() > 0:
-            out.append(t[:1].repeat(batch_size, *([1] * (t.dim() - 1))).contiguous())
-        else:
-            out.append(t)
-    return tuple(out)
+
+    def repeat(t: torch.Tensor) -> torch.Tensor:
+        return t[:1].repeat(batch_size, *([1] * (t.dim() - 1))).contiguous() if t.dim() > 0 else t
+
+    out = map_tensors(inputs, repeat)
+    return (out,) if isinstance(out, torch.Tensor) else out
 
 
 def load_average() -> float | None:
@@ -261,19 +265,20 @@ def time_calls(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int) -> l
     return Timer(repeats=repeats, warmup=warmup, retries=0).samples(fns)
 
 
-def forward_fn(model: nn.Module, inputs: tuple[Any, ...]) -> Callable[[], Any]:
-    """A no-argument callable running one inference forward of ``model`` (eval mode is the caller's job)."""
+def forward_fn(model: nn.Module, inputs: Any) -> Callable[[], Any]:
+    """A no-argument callable running one inference forward of ``model`` on ``inputs`` (a tensor, a tuple of
+    positional inputs or a dict of keyword inputs; eval mode is the caller's job)."""
 
     def run() -> Any:
         with torch.inference_mode():
-            return model(*inputs)
+            return call_model(model, inputs)
 
     return run
 
 
 def latency(
     models: Sequence[nn.Module],
-    inputs: tuple[Any, ...],
+    inputs: Any,
     batch_sizes: Sequence[int],
     *,
     timer: Timer | None = None,
@@ -290,7 +295,7 @@ def latency(
 
 def latency_ms(
     models: Sequence[nn.Module],
-    inputs: tuple[Any, ...],
+    inputs: Any,
     batch_sizes: Sequence[int],
     *,
     repeats: int = DEFAULT_REPEATS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,11 +41,26 @@ def load_model(spec: str, input_size: str | None = None) -> nn.Module:
     return resolve(spec)
 
 
-def default_input_size(model: nn.Module) -> tuple[int, ...]:
-    """``(C, H, W)`` from the model's zoo recipe (``in_channels``, ``input_size``), else ``(3, 32, 32)``."""
-    recipe = getattr(model, "netslim_recipe", None) or {}
+def recorded_input_shape(recipe: dict[str, Any] | None) -> tuple[int, ...] | None:
+    """``(C, H, W)`` a checkpoint's recipe records: its ``input_shape`` (factory models), else the zoo
+    model's ``in_channels`` and ``input_size`` arguments; None when it records neither."""
+    recipe = recipe or {}
     if recipe.get("input_shape"):
         return tuple(int(v) for v in recipe["input_shape"])
+    kwargs = recipe.get("kwargs") or {}
+    if "in_channels" in kwargs and "input_size" in kwargs:
+        size = int(kwargs["input_size"])
+        return (int(kwargs["in_channels"]), size, size)
+    return None
+
+
+def default_input_size(model: nn.Module) -> tuple[int, ...]:
+    """``(C, H, W)`` from the model's recipe (:func:`recorded_input_shape`, the zoo model's default
+    ``input_size``), else ``(3, 32, 32)``."""
+    recipe = getattr(model, "netslim_recipe", None) or {}
+    recorded = recorded_input_shape(recipe)
+    if recorded is not None:
+        return recorded
     kwargs = dict(recipe.get("kwargs", {}))
     if "input_size" not in kwargs and recipe.get("name"):
         from netslim.models import MODELS

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from netslim._table import format_table as layout_table
 from netslim.measurement.latency import format_latency
 
 
@@ -59,18 +60,42 @@ def format_table(
 ) -> str:
     """A fixed-width table: one row per metric, one column per model, plus a ``ratio`` column if given."""
     columns = [rows(r) for r in results]
-    labels = [label for label, _ in columns[0]]
     header = ["metric", *names] + (["ratio"] if ratio is not None else [])
-    body = []
     ratio_values = _ratio_values(ratio) if ratio is not None else []
-    for i, label in enumerate(labels):
+    body = []
+    for i, (label, _) in enumerate(columns[0]):
         line = [label] + [col[i][1] if i < len(col) else "-" for col in columns]
         if ratio is not None:
             line.append(ratio_values[i] if i < len(ratio_values) else "-")
         body.append(line)
-    widths = [max(len(str(row[j])) for row in [header, *body]) for j in range(len(header))]
-    lines = [
-        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body]
+    return layout_table(body, header)
+
+
+def format_int8_table(table: dict[str, Any]) -> str:
+    """File size, accuracy and, where INT8 was measured faster than float, latency of both models.
+
+    ``table`` is what :func:`netslim.export.compare_float_int8` returns. Latency rows appear only for batch
+    sizes where INT8 beat float beyond the noise (``int8_faster``); the others are summarized in one line
+    saying INT8 is not faster there.
+    """
+    f, q, r = table["float"], table["int8"], table["ratio"]
+    body: list[list[str]] = [
+        ["file size (B)", f"{f['file_bytes']:,}", f"{q['file_bytes']:,}", f"{r['file_bytes']:.3f}"]
     ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    faster = table.get("int8_faster", {})
+    slower = []
+    for b in f["latency_ms"]:
+        if faster.get(b):
+            times = [format_latency(f["latency"][b]), format_latency(q["latency"][b])]
+            body.append([f"latency b{b}", *times, f"{r['latency_ms'][b]:.3f}"])
+        else:
+            slower.append(f"b{b} {r['latency_ms'][b]:.2f}x float")
+    if f["accuracy"] is not None:
+        body.append(["accuracy", f"{f['accuracy']:.4f}", f"{q['accuracy']:.4f}", ""])
+    lines = [layout_table(body, ["", "float", "int8", "int8/float"], align="lrrr")]
+    if slower:
+        lines.append(
+            f"INT8 is not measured faster than float at {', '.join(slower)} (median; not beyond the noise or "
+            "slower): INT8 latency not reported there"
+        )
     return "\n".join(lines)

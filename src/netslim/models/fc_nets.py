@@ -13,6 +13,8 @@ Han's dropout adjustment (D_r = D_o * sqrt(C_r / C_o)) can find and change them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -49,7 +51,30 @@ def _alexnet_features(in_channels: int, widths: list[int], batch_norm: bool) -> 
     return nn.Sequential(*layers)
 
 
-class AlexNetSmall(nn.Module):
+def _fc_head(
+    in_features: int, hidden: int, num_classes: int, dropout: float, *, dropout_first: bool
+) -> nn.Sequential:
+    """FC-ReLU twice then the output FC, each hidden FC with a Dropout before it (AlexNet) or after its ReLU
+    (VGG); every Dropout its own module, as Han's dropout adjustment needs."""
+    layers: list[nn.Module] = []
+    for fan_in in (in_features, hidden):
+        fc = [nn.Linear(fan_in, hidden), nn.ReLU(inplace=True)]
+        layers += [nn.Dropout(dropout), *fc] if dropout_first else [*fc, nn.Dropout(dropout)]
+    return nn.Sequential(*layers, nn.Linear(hidden, num_classes))
+
+
+class _FCHeadNet(nn.Module):
+    """``features``, flatten, ``classifier``."""
+
+    features: nn.Sequential
+    classifier: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of shape (N, num_classes)."""
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class AlexNetSmall(_FCHeadNet):
     """``features`` (5 convs, 3 pools), flatten, ``classifier`` (Dropout-FC-ReLU-Dropout-FC-ReLU-FC)."""
 
     def __init__(
@@ -66,22 +91,10 @@ class AlexNetSmall(nn.Module):
         widths = [scale_channels(c, width) for c in ALEXNET_CHANNELS]
         self.features = _alexnet_features(in_channels, widths, batch_norm)
         size = pooled_size("alexnet_small", input_size, len(ALEXNET_POOL_AFTER))
-        self.classifier = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(widths[-1] * size * size, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits of shape (N, num_classes)."""
-        return self.classifier(torch.flatten(self.features(x), 1))
+        self.classifier = _fc_head(widths[-1] * size * size, hidden, num_classes, dropout, dropout_first=True)
 
 
-class VGG16FC(nn.Module):
+class VGG16FC(_FCHeadNet):
     """VGG-16-BN ``features`` (5 pools), flatten, ``classifier`` (FC-ReLU-Dropout-FC-ReLU-Dropout-FC)."""
 
     def __init__(
@@ -91,19 +104,28 @@ class VGG16FC(nn.Module):
         cfg = [*normalize_cfg(VGG_CFGS[16], width), "M"]
         self.features = make_features(cfg, in_channels, ceil_mode=True)
         size = pooled_size("vgg16_fc", input_size, cfg.count("M"), ceil=True)
-        self.classifier = nn.Sequential(
-            nn.Linear(last_channels(cfg) * size * size, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
-        )
+        features = last_channels(cfg) * size * size
+        self.classifier = _fc_head(features, hidden, num_classes, dropout, dropout_first=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits of shape (N, num_classes)."""
-        return self.classifier(torch.flatten(self.features(x), 1))
+
+def _build(
+    cls: type[_FCHeadNet],
+    num_classes: int,
+    in_channels: int,
+    input_size: int,
+    width: float,
+    hidden: int,
+    dropout: float,
+    bn_init: float,
+    **extra: Any,
+) -> Any:
+    """``cls`` built from checked arguments and initialised as the slimming recipe does (BN scales
+    ``bn_init``, default linear init)."""
+    check_common(num_classes, in_channels, input_size)
+    width, hidden = positive_float("width", width), positive_int("hidden", hidden)
+    model = cls(num_classes, in_channels, input_size, width, hidden, probability("dropout", dropout), **extra)
+    slimming_init(model, finite_float("bn_init", bn_init), linear_std=None)
+    return model
 
 
 @register_model()
@@ -119,18 +141,8 @@ def alexnet_small(
     bn_init: float = 1.0,
 ) -> AlexNetSmall:
     """CIFAR-sized AlexNet: 5 convs (BN optional) and a 3-layer FC head with dropout."""
-    check_common(num_classes, in_channels, input_size)
-    model = AlexNetSmall(
-        num_classes,
-        in_channels,
-        input_size,
-        positive_float("width", width),
-        positive_int("hidden", hidden),
-        probability("dropout", dropout),
-        bool(batch_norm),
-    )
-    slimming_init(model, finite_float("bn_init", bn_init), linear_std=None)
-    return model
+    args = (num_classes, in_channels, input_size, width, hidden, dropout, bn_init)
+    return _build(AlexNetSmall, *args, batch_norm=bool(batch_norm))
 
 
 @register_model()
@@ -145,14 +157,4 @@ def vgg16_fc(
     bn_init: float = 1.0,
 ) -> VGG16FC:
     """VGG-16 with BN and a 3-layer FC head (512-512) with dropout, for Han-style pruning on CIFAR."""
-    check_common(num_classes, in_channels, input_size)
-    model = VGG16FC(
-        num_classes,
-        in_channels,
-        input_size,
-        positive_float("width", width),
-        positive_int("hidden", hidden),
-        probability("dropout", dropout),
-    )
-    slimming_init(model, finite_float("bn_init", bn_init), linear_std=None)
-    return model
+    return _build(VGG16FC, num_classes, in_channels, input_size, width, hidden, dropout, bn_init)

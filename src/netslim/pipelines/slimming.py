@@ -175,7 +175,7 @@ def run_slimming(
     data = data if data is not None else _load_data(config)
     model = _first_model(config, data, model)
     _write_json(layout.config, _run_config(config))
-    example = _example_inputs(data)
+    example = example_inputs(data)
     evaluate = _evaluator(config, data)
     files: dict[str, Any] = {"config": layout.config.name, "sparse": []}
     history: list[dict[str, Any]] = []
@@ -287,13 +287,14 @@ def _sparsity_training(
     }
 
 
-def _cut(
-    model: nn.Module, config: SlimmingConfig, example: torch.Tensor, say: Callable[[str], None] | None
-) -> tuple[Any, nn.Module, list[str]]:
-    """Plan the cut of ``model`` and apply it; returns the plan, the smaller model and the engine's warnings.
+def plan_cut(
+    model: nn.Module, example: Any, config: SlimmingConfig, say: Callable[[str], None] | None = None
+) -> tuple[Any, list[str]]:
+    """Plan the cut of ``model`` with ``config``'s ratio, per-layer cap, scope, minimum and rounding.
 
-    The warnings (e.g. a threshold inside the bulk of the gammas) are printed one line each through ``say``,
-    or re-issued as Python warnings when ``say`` is None.
+    Returns the plan and the engine's warnings (e.g. a threshold inside the bulk of the gammas), which are
+    also printed one line each through ``say``, or re-issued as Python warnings when ``say`` is None.
+    ``netslim prune`` and every pass of :func:`run_slimming` cut through here.
     """
     from netslim.slimming import api as engine
 
@@ -313,7 +314,18 @@ def _cut(
             say(f"warning: {w.message}")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return plan, engine.apply(model, plan, fold_beta=config.fold_beta), [str(w.message) for w in caught]
+    return plan, [str(w.message) for w in caught]
+
+
+def _cut(
+    model: nn.Module, config: SlimmingConfig, example: torch.Tensor, say: Callable[[str], None] | None
+) -> tuple[Any, nn.Module, list[str]]:
+    """Plan the cut of ``model`` (:func:`plan_cut`) and apply it; returns the plan, the smaller model and
+    the engine's warnings."""
+    from netslim.slimming import api as engine
+
+    plan, notes = plan_cut(model, example, config, say)
+    return plan, engine.apply(model, plan, fold_beta=config.fold_beta), notes
 
 
 def _save_cut(layout: RunLayout, plans: list[Any], pruned: nn.Module, passes: int) -> None:
@@ -495,7 +507,8 @@ def _evaluator(config: SlimmingConfig, data: Any) -> Callable[[nn.Module], dict[
     return run
 
 
-def _example_inputs(data: Any) -> torch.Tensor:
+def example_inputs(data: Any) -> torch.Tensor:
+    """A zero batch of one image shaped like ``data``'s (a :class:`netslim.data.DataBundle`)."""
     size = data.image_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)[-2:]
     return torch.zeros(1, int(data.in_channels), int(h), int(w))
@@ -527,25 +540,13 @@ def _write_json(path: Any, obj: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- output
-def _pct(before: float | None, after: float | None) -> str:
-    if before is None or after is None or before == 0:
-        return ""
-    return f"{100.0 * (after - before) / before:+.1f}%"
-
-
-def _fmt_count(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.2f}{unit}"
-    return f"{v:.0f}"
-
-
 def format_table(results: dict[str, Any]) -> str:
     """The before/after Markdown table :func:`run_slimming` prints at the end."""
+    from netslim._table import change_text, count_text
+    from netslim._table import format_table as layout_table
+
     b, a = results["before"], results["after"]
-    rows = [("metric", "before", "after", "change"), ("---", "---:", "---:", "---:")]
+    rows: list[tuple[str, str, str, str]] = []
 
     def acc(d: dict[str, Any], key: str) -> str:
         return "n/a" if d.get(key) is None else f"{100 * d[key]:.2f}%"
@@ -563,16 +564,16 @@ def format_table(results: dict[str, Any]) -> str:
         key = "test_acc" if plain.get("test_acc") is not None else "val_acc"
         label = f"{key.split('_')[0]} accuracy, plain cut (no beta folding)"
         rows.append((label, acc(b, key), acc(plain, key), ""))
-    rows.append(("params", _fmt_count(b["params"]), _fmt_count(a["params"]), _pct(b["params"], a["params"])))
-    rows.append(("FLOPs", _fmt_count(b["flops"]), _fmt_count(a["flops"]), _pct(b["flops"], a["flops"])))
+    for key, label in (("params", "params"), ("flops", "FLOPs")):
+        rows.append((label, count_text(b[key]), count_text(a[key]), change_text(b[key], a[key])))
     lb, la = b.get("latency_ms"), a.get("latency_ms")
     if lb is not None and la is not None:
         from netslim.measurement.latency import format_latency
 
         before_text = format_latency(b.get("latency") or lb)
         after_text = format_latency(a.get("latency") or la)
-        rows.append(("CPU latency, batch 1", before_text, after_text, _pct(lb, la)))
-    return "\n".join(f"| {' | '.join(r)} |" for r in rows)
+        rows.append(("CPU latency, batch 1", before_text, after_text, change_text(lb, la)))
+    return layout_table(rows, ["metric", "before", "after", "change"], align="lrrr", markdown=True)
 
 
 def _plots(layout: RunLayout, sparsity_dirs: list[Any], plans: list[Any]) -> list[str]:

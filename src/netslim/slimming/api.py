@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from netslim._inputs import call_model
 from netslim.errors import PruningError
 from netslim.slimming.channel_groups import analyze
 from netslim.slimming.gates import fold_gates, gated_layers, is_gate, strip_plan_record
@@ -248,14 +249,6 @@ def count(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
     return num_params(model), 2 * count_costs(model, example_inputs, warn=False).macs
 
 
-def _run(model: nn.Module, example_inputs: Any) -> Any:
-    if isinstance(example_inputs, dict):
-        return model(**example_inputs)
-    if isinstance(example_inputs, torch.Tensor):
-        return model(example_inputs)
-    return model(*example_inputs)
-
-
 _PLAN_DEFAULTS = {name: p.default for name, p in inspect.signature(plan).parameters.items()
                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -311,9 +304,9 @@ def folding_error(model: nn.Module, plan: PruningPlan, example_inputs: Any) -> d
     """
     reference = masked_model(model, plan, zero_beta=False).eval()
     with torch.no_grad():
-        ref = _run(reference, example_inputs)
+        ref = call_model(reference, example_inputs)
         out = {}
         for key, fold in (("folded", True), ("folded_interior", "interior"), ("plain_cut", False)):
             small = apply(model, plan, fold_beta=fold).eval()
-            out[key] = _rel_err(ref, _run(small, example_inputs))
+            out[key] = _rel_err(ref, call_model(small, example_inputs))
     return out

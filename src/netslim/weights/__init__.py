@@ -15,8 +15,9 @@ Public names are imported lazily, so importing this package stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from netslim._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # masks
@@ -142,14 +143,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from netslim.weights.sparse_inference import SparseConv2d, SparseLinear, to_sparse_inference
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'netslim.weights' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from netslim._inputs import call_model
 from netslim.weights.masks import finalize
 
 _MAX_PASSES = 8  # removing a dead neuron can starve the next layer's neuron; repeat until nothing changes
@@ -40,7 +41,7 @@ class DeadNeuronResult:
 
 def _run(model: nn.Module, example_inputs: Any) -> None:
     with torch.no_grad():
-        model(*example_inputs) if isinstance(example_inputs, tuple) else model(example_inputs)
+        call_model(model, example_inputs)
 
 
 def _capture_inputs(model: nn.Module, example_inputs: Any, names: set[str]) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netslim._inputs import call_model
 from netslim.weights.masks import prunable_layers
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -25,7 +26,7 @@ def _capture_inputs(model: nn.Module, example_inputs: Any, names: list[str]) -> 
     try:
         model.eval()
         with torch.no_grad():
-            model(*example_inputs) if isinstance(example_inputs, tuple) else model(example_inputs)
+            call_model(model, example_inputs)
     finally:
         model.train(was_training)
         for h in handles:
@@ -115,15 +116,20 @@ def _add_rates(row: dict[str, Any]) -> None:
 def format_report(rows: list[dict[str, Any]]) -> str:
     """Render :func:`sparsity_report` rows as Markdown: layer, weights, weights kept %, activations kept %
     and FLOPs kept % (non-zero weight and non-zero input, Han et al.'s count)."""
-    lines = [
-        "| Layer | Weights | Weights kept % | Input act. non-zero % | FLOPs kept % |",
-        "|---|---:|---:|---:|---:|",
+    from netslim._table import format_table
+
+    header = ["Layer", "Weights", "Weights kept %", "Input act. non-zero %", "FLOPs kept %"]
+    body = [
+        [
+            r["name"],
+            _human(r["weights"]),
+            f"{r['kept_pct']:.1f}",
+            f"{r['act_kept_pct']:.1f}" if "act_kept_pct" in r else "-",
+            f"{r['flops_kept_pct']:.1f}" if "flops_kept_pct" in r else "-",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        act = f"{r['act_kept_pct']:.1f}" if "act_kept_pct" in r else "-"
-        flop = f"{r['flops_kept_pct']:.1f}" if "flops_kept_pct" in r else "-"
-        lines.append(f"| {r['name']} | {_human(r['weights'])} | {r['kept_pct']:.1f} | {act} | {flop} |")
-    return "\n".join(lines)
+    return format_table(body, header, align="lrrrr", markdown=True)
 
 
 def _human(n: int) -> str:

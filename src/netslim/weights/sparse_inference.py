@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netslim._inputs import call_model, map_tensors
 from netslim.errors import PruningError
 from netslim.measurement.latency import Timer, Timing, num_threads
 from netslim.weights.masks import finalize
@@ -266,7 +267,7 @@ def _capture(model: nn.Module, example_inputs: Any, names: list[str]) -> dict[st
     ]
     try:
         with torch.inference_mode():
-            model(*example_inputs) if isinstance(example_inputs, tuple) else model(example_inputs)
+            call_model(model, example_inputs)
     finally:
         for h in hooks:
             h.remove()
@@ -316,11 +317,7 @@ def _screen(
 
 
 def _to_cpu(example_inputs: Any) -> Any:
-    if isinstance(example_inputs, torch.Tensor):
-        return example_inputs.cpu()
-    if isinstance(example_inputs, tuple):
-        return tuple(t.cpu() if isinstance(t, torch.Tensor) else t for t in example_inputs)
-    return example_inputs
+    return map_tensors(example_inputs, lambda t: t.cpu())
 
 
 def to_sparse_inference(

@@ -1,4 +1,4 @@
-"""Render the sections of :func:`netslim.report.collect` as one self-contained HTML page.
+"""The report as one self-contained HTML page (``report.html``), from :func:`netslim.report.collect`.
 
 Images are embedded as base64 ``data:`` URIs, so the file can be mailed or archived on its own. Collapsed
 sections (per-layer and per-epoch tables, the configuration) are ``<details>`` elements. A small inline
