@@ -463,34 +463,45 @@ def weights_section(suite: str, results: Results) -> list[str]:
 
 
 # ---------------------------------------------------------------- speed
+def _load_line(res: dict[str, Any]) -> str:
+    """The machine load a speed row was measured under (flagged when it exceeded the cores)."""
+    load = res.get("load")
+    if not load:
+        return "Load: not recorded."
+    before, after = (load.get(k) for k in ("load_before", "load_after"))
+    text = f"Load average {f2(before)} -> {f2(after)} on {load.get('cores')} cores"
+    return text + (" (UNDER LOAD: figures not trustworthy)." if load.get("over_cores") else ".")
+
+
+def _verdict(res: dict[str, Any]) -> str:
+    met = res.get("target_met")
+    return "**target met**" if met else ("**target NOT met**" if met is not None else "target not decided")
+
+
 def speed_section(suite: str, results: Results) -> list[str]:
-    """Engine vs torch-pruning, slimmed latency, sparse FC, sparsity overhead and demo wall time."""
-    out = ["### Speed and cost", "", "Ratios measured side by side in one process (medians).", ""]
-    res = ok(results, "speed_engine_vs_tp")
-    out += ["#### Channel engine vs torch-pruning", ""]
-    if res is None:
-        out.append(absent(suite, results, "speed_engine_vs_tp"))
-    else:
-        out += [
-            f"BN scales: {res['proxy']}; {res['repeats']} repeat(s). "
-            f"Command: `{command(suite, 'speed_engine_vs_tp')}`",
-            "",
-        ]
-        out += table(
-            ["model", "ratio", "params", "netslim plan+apply s", "torch-pruning s", "netslim / TP"],
-            [
-                [
-                    c["model"],
-                    f"{c['ratio']}",
-                    n(c["params"]),
-                    f"{c['netslim_s']:.3f}",
-                    f"{c['tp_s']:.3f}" if "tp_s" in c else c.get("tp_error", "not installed"),
-                    f2(c.get("ratio_netslim_over_tp")),
-                ]
-                for c in res["cases"]
-            ],
-        )
-    out += ["", "#### Slimmed vs unpruned VGG-19 (70%), CPU latency", ""]
+    """Issue-13 target rows (slim vs TP, sparse inference, inference form, BN sparsity overhead), studies."""
+    out = [
+        "### Speed and cost",
+        "",
+        "Ratios measured side by side in one process with the one timer (interleaved, medians with their "
+        "interquartile range); each row records the load average it ran under. The four rows with targets "
+        "are run together by `benchmarks/timing_session.sh` in a quiet window.",
+        "",
+        "#### `netslim.slim` vs Torch-Pruning (224x224 networks)",
+        "",
+    ]
+    res = ok(results, "speed_slim_vs_tp")
+    out += [absent(suite, results, "speed_slim_vs_tp")] if res is None else slim_vs_tp_table(res, suite)
+    out += ["", "#### Sparse inference: converted vs unconverted FC layers", ""]
+    res = ok(results, "speed_sparse_inference")
+    out += [absent(suite, results, "speed_sparse_inference")] if res is None else sparse_table(res, suite)
+    out += ["", "#### Slimmed VGG-19 in its inference form", ""]
+    res = ok(results, "speed_inference_form")
+    out += [absent(suite, results, "speed_inference_form")] if res is None else form_table(res, suite)
+    out += ["", "#### Sparsity-training step overhead", ""]
+    res = ok(results, "speed_sparsity_overhead")
+    out += [absent(suite, results, "speed_sparsity_overhead")] if res is None else overhead_table(res, suite)
+    out += ["", "#### Study: slimmed vs unpruned VGG-19 (70%) per layout and round_to", ""]
     res = ok(results, "speed_slimmed_latency")
     if res is None:
         out.append(absent(suite, results, "speed_slimmed_latency"))
@@ -515,52 +526,12 @@ def speed_section(suite: str, results: Results) -> list[str]:
             ],
         )
         out += _latency_variants(res)
-    out += ["", "#### Slimmed VGG-19 in its inference form", ""]
-    res = ok(results, "speed_inference_form")
-    out += [absent(suite, results, "speed_inference_form")] if res is None else form_table(res, suite)
-    out += ["", "#### Sparse inference: converted vs unconverted FC layers", ""]
-    res = ok(results, "speed_sparse_inference")
-    out += [absent(suite, results, "speed_sparse_inference")] if res is None else sparse_table(res, suite)
-    out += ["", "#### `netslim.slim` vs plan + apply (FLOP counting)", ""]
+    out += ["", "#### Study: `netslim.slim` vs plan + apply (FLOP counting)", ""]
     res = ok(results, "speed_slim_counting")
     out += [absent(suite, results, "speed_slim_counting")] if res is None else slim_counting_table(res, suite)
-    out += ["", "#### INT8 vs float (onnxruntime)", ""]
+    out += ["", "#### Study: INT8 vs float (onnxruntime)", ""]
     res = ok(results, "speed_int8")
     out += [absent(suite, results, "speed_int8")] if res is None else int8_table(res, suite)
-    out += ["", "#### Sparsity-training step overhead", ""]
-    res = ok(results, "speed_sparsity_overhead")
-    if res is None:
-        out.append(absent(suite, results, "speed_sparsity_overhead"))
-    else:
-        out += [
-            f"{res['model']} width {res['width']}, batch {res['batch']}, "
-            f"{res['steps_each']} interleaved steps each. "
-            f"Command: `{command(suite, 'speed_sparsity_overhead')}`",
-            "",
-        ]
-        out += table(
-            [
-                "mode",
-                "BN channels",
-                "step ms",
-                "step + hook ms",
-                "overhead (steps)",
-                "hook alone ms",
-                "overhead (hook alone)",
-            ],
-            [
-                [
-                    r["mode"],
-                    str(r["bn_channels"]),
-                    f2(r["step_ms"]),
-                    f2(r["step_with_hook_ms"]),
-                    f"{100 * r['overhead_steps']:+.2f}%",
-                    f"{r['hook_alone_ms']:.3f}",
-                    f"{100 * r['overhead_hook_alone']:.3f}%",
-                ]
-                for r in res["rows"]
-            ],
-        )
     out += ["", "#### Demo wall time", ""]
     res = ok(results, "speed_demo")
     out.append(
@@ -579,8 +550,84 @@ def speed_section(suite: str, results: Results) -> list[str]:
     return [*out, ""]
 
 
+def _ratio(entry: dict[str, Any] | None) -> str:
+    """``0.45x (0.41-0.50)``: a ratio of medians with its quartile range, marked when noisy."""
+    if not entry:
+        return "-"
+    text = f"{entry['ratio']:.2f}x ({entry['low']:.2f}-{entry['high']:.2f})"
+    return text + _noisy(entry.get("noisy", False))
+
+
+def slim_vs_tp_table(res: dict[str, Any], suite: str) -> list[str]:
+    """Per model: slim and TP times, slim/TP with its range, parameters each kept; the target verdict."""
+    if res.get("skipped"):
+        return [f"Skipped: {res['skipped']}. Command: `{command(suite, 'speed_slim_vs_tp')}`"]
+    rows = []
+    for c in res["cases"]:
+        if "error" in c:
+            rows.append([c["model"], c["source"], c["error"].replace("|", "/"), "-", "-", "-"])
+            continue
+        rows.append(
+            [
+                c["model"],
+                c["source"],
+                _ms(c["slim"]),
+                _ms(c["tp"]),
+                _ratio(c["slim_over_tp"]),
+                f"{n(c['params_kept_slim'])} / {n(c['params_kept_tp'])} of {n(c['params'])}",
+            ]
+        )
+    return [
+        f"Input {res['input']}, ratio {res['ratio']}, {res['threads']} thread, {res['repeats']} interleaved "
+        f"repeats; torch-pruning {res['torch_pruning']}. Timed: {res['timed']}. BN scales: {res['gammas']}. "
+        f"Median slim/TP {f2(res['median_ratio'])}, worst {f2(res['max_ratio'])}; target {res['target']}: "
+        f"{_verdict(res)}. {_load_line(res)} Command: `{command(suite, 'speed_slim_vs_tp')}`",
+        "",
+        *table(
+            ["model", "built from", "netslim.slim", "torch-pruning", "slim / TP", "params kept slim / TP"],
+            rows,
+        ),
+    ]
+
+
+def overhead_table(res: dict[str, Any], suite: str) -> list[str]:
+    """Per sparsity mode: plain vs hooked step, the hooks alone, and the overhead against the target."""
+    rows = [
+        [
+            r["mode"],
+            str(r["bn_channels"]),
+            _ms(r["plain_step"]),
+            _ms(r["hooked_step"]),
+            _ratio(r["steps_ratio"]),
+            f"{r['hooks_alone_ms']:.3f} ms",
+            f"{100 * r['overhead_hooks_alone']:.2f}%",
+            "yes" if r["target_met"] else "NO",
+        ]
+        for r in res["rows"]
+    ]
+    return [
+        f"{res['model']} width {res['width']}, batch {res['batch']}, {res['steps_each']} interleaved steps "
+        f"each, {res['threads']} thread. Target: {res['target']}: {_verdict(res)}. {_load_line(res)} "
+        f"Command: `{command(suite, 'speed_sparsity_overhead')}`",
+        "",
+        *table(
+            [
+                "mode",
+                "BN channels",
+                "plain step",
+                "step + hooks",
+                "hooked / plain",
+                "hooks alone",
+                "overhead (hooks alone)",
+                "<= 2%",
+            ],
+            rows,
+        ),
+    ]
+
+
 def _quartile_ms(cell: dict[str, Any], side: str) -> str:
-    """``median (IQR q1-q3)`` in ms from bench_engine's pooled samples; never a bare median."""
+    """``median (IQR q1-q3)`` in ms from the layout study's pooled samples; never a bare median."""
     q = cell.get(f"{side}_iqr_ms")
     median = cell[f"{side}_ms"]
     return f2(median) + (f" (IQR {q[0]:.2f}-{q[1]:.2f})" if q else " (no spread)")
@@ -615,8 +662,8 @@ def form_table(res: dict[str, Any], suite: str) -> list[str]:
     return [
         f"{res['model']}; FLOPs {n(res['flops_before'])} -> {n(res['flops_after'])} (ratio "
         f"{res['flop_ratio']:.2f}x), {res['threads']} thread, all four timed interleaved. Inference form: "
-        f"unpruned {res['forms']['unpruned']}, slimmed {res['forms']['slimmed']}. {res['target']}. "
-        f"Command: `{command(suite, 'speed_inference_form')}`",
+        f"unpruned {res['forms']['unpruned']}, slimmed {res['forms']['slimmed']}. Target: {res['target']}: "
+        f"{_verdict(res)}. {_load_line(res)} Command: `{command(suite, 'speed_inference_form')}`",
         "",
         *table(
             [
@@ -647,6 +694,7 @@ def sparse_table(res: dict[str, Any], suite: str) -> list[str]:
             _ms(c["torch_csr"]) if c["torch_csr"] else "-",
             f"{c['converted_over_unconverted']:.2f}x" + _noisy(c["noisy"]),
             "-" if c["converted_over_torch_csr"] is None else f"{c['converted_over_torch_csr']:.2f}x",
+            "yes" if c.get("sparse_wins", c["backend"] != "dense") else "",
         ]
         for c in res["cells"]
     ]
@@ -655,9 +703,10 @@ def sparse_table(res: dict[str, Any], suite: str) -> list[str]:
         f"Worst converted / unconverted: {res['worst_ratio']:.2f}x ({w['shape']} at "
         f"{100 * w['density']:.0f}%, "
         f"batch {w['batch']}, {w['threads']} thread(s), {w['backend']}); {res['cells_over_1_05']} of "
-        f"{len(res['cells'])} cells over 1.05x; sparse chosen in {res['sparse_cells']} cells, "
-        f"{res['sparse_cells_slower_than_torch_csr']} of them slower than torch CSR. "
-        f"Target: {res['target']}. "
+        f"{len(res['cells'])} cells over 1.05x; sparse chosen in {res['sparse_cells']} cells; sparse wins in "
+        f"{res.get('sparse_win_cells', res['sparse_cells'])} cells, "
+        f"{res['sparse_cells_slower_than_torch_csr']} of them over 1.05x torch CSR. "
+        f"Target: {res['target']}: {_verdict(res)}. {_load_line(res)} "
         f"Command: `{command(suite, 'speed_sparse_inference')}`",
         "",
         *table(
@@ -672,6 +721,7 @@ def sparse_table(res: dict[str, Any], suite: str) -> list[str]:
                 "torch CSR",
                 "converted / unconverted",
                 "converted / torch CSR",
+                "sparse wins",
             ],
             rows,
         ),

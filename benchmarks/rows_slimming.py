@@ -372,7 +372,7 @@ def strengths(ctx: RowContext) -> dict[str, Any]:
 
     import netslim
     from netslim.models import create
-    from netslim.slimming.plan import CutReadinessWarning
+    from netslim import CutReadinessWarning
     from netslim.slimming.sparsity import BNSparsity
 
     fam, ratio = FAMILIES["vgg"], 0.7

@@ -80,3 +80,44 @@ def test_bn_inside_resnet_blocks_is_folded_too() -> None:
     assert form.fused_bn == total and "torch.fx" in form.decisions["fuse_bn"]
     with torch.no_grad():
         torch.testing.assert_close(form.model(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+class RoundingTimer:
+    """The first function takes 1 ms, the others ``ratios`` ms: the layout look gets (NCHW 1, channels_last
+    ratios[0]), the rounding look (kept 1, rounded to 8 ratios[0], to 16 ratios[1])."""
+
+    def __init__(self, *ratios: float) -> None:
+        self.medians = (1.0, *ratios)
+
+    def measure(self, fns: Sequence[Callable[[], Any]]) -> list[Timing]:
+        for fn in fns:
+            fn()
+        return [Timing(m, 0.99 * m, 1.01 * m, 15) for m in self.medians[: len(fns)]]
+
+
+def _odd_slimmed() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 13, 3, padding=1), nn.BatchNorm2d(13), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(13, 21, 3, padding=1), nn.BatchNorm2d(21), nn.ReLU(),
+        nn.Conv2d(21, 6, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+    )  # fmt: skip
+    return model.eval(), torch.randn(2, 3, 16, 16)
+
+
+def test_channels_are_rounded_only_where_measured_faster_and_outputs_stay() -> None:
+    model, x = _odd_slimmed()
+    slower = netslim.inference_form(model, x, batch_sizes=(1,), timer=RoundingTimer(1.0, 1.0))
+    assert not slower.rounded_channels and "not faster" in slower.decisions["round_channels"]
+    faster = netslim.inference_form(model, x, batch_sizes=(1,), timer=RoundingTimer(0.8, 0.9))
+    assert faster.rounded_channels and faster.round_to == 8 and "multiples of 8" in faster.describe()
+    assert faster.channels_last  # rounded in the layout chosen first
+    convs = [m for m in faster.model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 24, 6]  # the last conv feeds pooling: left alone
+    assert [c.in_channels for c in convs] == [3, 16, 24]
+    with torch.no_grad():
+        torch.testing.assert_close(faster.model(x), model(x), atol=1e-5, rtol=1e-5)
+    forced = netslim.inference_form(model, x, channels_last=False, round_to=16)
+    assert [m.out_channels for m in forced.model.modules() if isinstance(m, nn.Conv2d)] == [16, 32, 6]
+    kept = netslim.inference_form(model, x, channels_last=False)  # layout forced: counts not measured
+    assert not kept.rounded_channels and "round_channels" not in kept.decisions

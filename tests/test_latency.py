@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import netslim
+from netslim.errors import NetslimError
 from netslim.measurement.latency import Timer, Timing, format_latency, ratio_entry
 from netslim.measurement.table import format_table
 
@@ -96,3 +97,36 @@ def test_measure_keeps_the_spread_and_the_table_shows_it(monkeypatch: pytest.Mon
     assert entry["noisy"] and "load 99.0" in entry["reason"]
     assert r["latency_ms"][1] == entry["median_ms"]
     assert "(noisy: load 99.0" in format_table([r], ["net"])
+
+
+def test_setups_run_untimed_before_each_call_and_feed_it() -> None:
+    """A setup's work (e.g. copying a model the timed call changes) is not timed; its result is the arg."""
+    made: list[int] = []
+    seen: list[int] = []
+
+    def setup() -> int:
+        made.append(len(made))
+        return made[-1]
+
+    clock = FakeClock([0.001])
+    timer = Timer(repeats=5, warmup=1, retries=0, clock=clock, load=lambda: None)
+    a, b = timer.measure([seen.append, lambda: None], setups=[setup, None])
+    assert seen == made == list(range(6))  # a fresh argument for the warm-up and every timed call
+    assert clock.reads == 2 * 2 * 6  # only the calls are between clock reads, setups are outside
+    assert a.n == b.n == 5
+    with pytest.raises(NetslimError, match="one setup per function"):
+        timer.measure([noop, noop], setups=[None])
+
+
+def test_three_or_more_functions_get_balanced_orders() -> None:
+    """A fixed a,b,c / c,b,a order always runs b right after a (a cache-sweeping call slows its follower);
+    three functions cycle through all six orders, more get a seeded shuffle each round."""
+    calls: list[str] = []
+    timer = Timer(repeats=6, warmup=0, load=lambda: None)
+    timer.samples([lambda k=k: calls.append(k) for k in "abc"])
+    rounds = ["".join(calls[i : i + 3]) for i in range(0, 18, 3)]
+    assert sorted(rounds) == sorted(["abc", "acb", "bac", "bca", "cab", "cba"])
+    calls.clear()
+    timer.samples([lambda k=k: calls.append(k) for k in "abcde"])
+    rounds = ["".join(calls[i : i + 5]) for i in range(0, 30, 5)]
+    assert all(sorted(r) == list("abcde") for r in rounds) and len(set(rounds)) > 1

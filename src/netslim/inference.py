@@ -10,9 +10,12 @@
   is measured faster than the fused NCHW model at every batch size asked for, interleaved in one process
   (:class:`netslim.measurement.latency.Timer`); oneDNN's NHWC convolutions usually win on slimmed models,
   whose odd channel counts are poorly served by the blocked NCHW kernels;
-* channel counts left as they are: rounding them up to multiples of 8/16 adds FLOPs and was not measured
-  to pay on these CPUs, so it is not done (the slimming planner's ``round_to`` exists for targets where it
-  does).
+* channel counts rounded up to a multiple of 8 or 16 (zero filters appended to a conv, zero input weights
+  to the conv that reads it; outputs unchanged) only where that is measured faster at every batch size
+  asked for, in the chosen memory format: oneDNN's kernels run odd channel counts (a slimmed layer keeping
+  45 of 64 channels) slower than the next multiple of 8, so the extra zero FLOPs can pay. Only conv pairs
+  in one ``nn.Sequential`` with nothing but zero-preserving layers (ReLU, pooling, dropout, identity)
+  between them are padded.
 
 ``netslim measure`` times latency in this form by default (saying so) and ``netslim export`` exports the
 fused model. Example::
@@ -64,6 +67,7 @@ class InferenceForm:
     fused_bn: int = 0
     channels_last: bool = False
     rounded_channels: bool = False
+    round_to: int = 1
     decisions: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,6 +79,8 @@ class InferenceForm:
         """A short phrase for tables: e.g. ``"fused BN (16 layers), channels_last"``."""
         parts = [f"fused BN ({self.fused_bn} layers)" if self.fused_bn else "no BN to fuse"]
         parts.append("channels_last" if self.channels_last else "NCHW")
+        if self.rounded_channels:
+            parts.append(f"channels rounded to multiples of {self.round_to}")
         return ", ".join(parts)
 
 
@@ -136,6 +142,122 @@ def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
     )
 
 
+# layers between two convs that map a zero channel to zero, so zero-padded channels stay zero
+_ZERO_KEEPING = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Dropout, nn.Identity)
+
+
+def _paddable(m: nn.Module) -> bool:
+    return type(m) is nn.Conv2d and m.groups == 1 and m.padding_mode == "zeros"
+
+
+def _conv_chains(model: nn.Module) -> list[tuple[nn.Sequential, str, str]]:
+    """(sequential, producer conv, consumer conv) where only zero-keeping layers lie between the two."""
+    pairs = []
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential) or type(seq).forward is not nn.Sequential.forward:
+            continue
+        names = list(seq._modules)
+        for i, name in enumerate(names):
+            if not _paddable(seq._modules[name]):
+                continue
+            for nxt in names[i + 1 :]:
+                m = seq._modules[nxt]
+                if _paddable(m):
+                    pairs.append((seq, name, nxt))
+                    break
+                if not isinstance(m, _ZERO_KEEPING):
+                    break
+    return pairs
+
+
+def _resized_conv(conv: nn.Conv2d, out_ch: int, in_ch: int) -> nn.Conv2d:
+    """``conv`` with zero filters / zero input weights appended up to ``out_ch`` / ``in_ch`` channels."""
+    new = nn.Conv2d(in_ch, out_ch, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    bias=conv.bias is not None)  # fmt: skip
+    new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    w = conv.weight
+    if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+        new = new.to(memory_format=torch.channels_last)  # keep the layout the form chose
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[: conv.out_channels, : conv.in_channels] = w
+        if conv.bias is not None:
+            new.bias.zero_()
+            new.bias[: conv.out_channels] = conv.bias
+    return new.eval()
+
+
+def round_channels(model: nn.Module, multiple: int) -> tuple[nn.Module, int]:
+    """Pad conv outputs feeding another conv (see :func:`_conv_chains`) up to ``multiple``, in place.
+
+    Returns the model and the number of convs whose output was padded; outputs are unchanged.
+    """
+    pairs = _conv_chains(model)
+    out_pad: dict[int, int] = {}
+    in_pad: dict[int, int] = {}
+    for seq, prod, cons in pairs:
+        producer, consumer = seq._modules[prod], seq._modules[cons]
+        rounded = -(-producer.out_channels // multiple) * multiple
+        if rounded != producer.out_channels:
+            out_pad[id(producer)] = rounded
+            in_pad[id(consumer)] = rounded
+    for seq in {id(s): s for s, _, _ in pairs}.values():
+        for name, m in list(seq._modules.items()):
+            if m is not None and (id(m) in out_pad or id(m) in in_pad):
+                out_ch = out_pad.get(id(m), m.out_channels)  # type: ignore[union-attr]
+                in_ch = in_pad.get(id(m), m.in_channels)  # type: ignore[union-attr]
+                seq._modules[name] = _resized_conv(m, out_ch, in_ch)  # type: ignore[arg-type]
+    return model, len(out_pad)
+
+
+ROUND_CANDIDATES = (8, 16)
+
+
+def _decide_rounding(
+    form: InferenceForm,
+    inputs: tuple[Any, ...],
+    batch_sizes: Sequence[int],
+    threads: int | None,
+    timer: Any,
+    margin: float = 0.03,
+) -> None:
+    """Keep the fastest channel rounding of ``form.model`` if it beats the unrounded one at every batch."""
+    candidates: dict[int, nn.Module] = {}
+    for m in ROUND_CANDIDATES:
+        padded, count = round_channels(copy.deepcopy(form.model), m)
+        if count:
+            candidates[m] = padded
+    if not candidates:
+        form.decisions["round_channels"] = "every conv feeding a conv has a multiple of 8/16 channels: kept"
+        return
+    keys = list(candidates)
+    ratios: dict[int, dict[int, float]] = {m: {} for m in keys}
+    timings: dict[int, dict[str, Any]] = {}
+    with num_threads(threads):
+        for b in dict.fromkeys(int(b) for b in batch_sizes):
+            batch = batch_of(inputs, b)
+            fns = [forward_fn(form.model, batch)] + [forward_fn(candidates[m], batch) for m in keys]
+            base, *rest = timer.measure(fns)
+            timings[b] = {"kept": base.to_dict()}
+            timings[b].update({f"round_to_{m}": t.to_dict() for m, t in zip(keys, rest)})
+            for m, t in zip(keys, rest):
+                ratios[m][b] = t.median_ms / base.median_ms
+    form.decisions["round_timings"] = timings
+    winners = [m for m in keys if len(ratios[m]) == len(timings) and max(ratios[m].values()) < 1 - margin]
+    if not winners:
+        form.decisions["round_channels"] = "rounding not faster at every batch size: " + "; ".join(
+            f"to {m}: " + ", ".join(f"b{b} {r:.2f}x" for b, r in ratios[m].items()) for m in keys
+        )
+        return
+    best = min(winners, key=lambda m: max(ratios[m].values()))
+    form.model, form.rounded_channels, form.round_to = candidates[best], True, best
+    form.decisions["round_channels"] = (
+        f"rounded to multiples of {best}: "
+        + ", ".join(f"b{b} {r:.2f}x" for b, r in ratios[best].items())
+        + " of the unrounded model"
+    )
+
+
 def channels_last_wins(timings: dict[int, tuple[Timing, Timing]], margin: float = 0.0) -> tuple[bool, str]:
     """Whether channels_last (second Timing) beats NCHW (first) by more than ``margin`` at each batch size."""
     for b, (nchw, nhwc) in timings.items():
@@ -154,6 +276,7 @@ def inference_form(
     batch_sizes: Sequence[int] = (1, 64),
     threads: int | None = None,
     timer: Any = None,
+    round_to: int | None = None,
 ) -> InferenceForm:
     """An eval-mode copy of ``model`` in its fastest measured CPU form; ``model`` is not changed.
 
@@ -163,6 +286,8 @@ def inference_form(
             ``batch_sizes`` (interleaved, with ``threads``) and keeps channels_last only if it wins at each.
         timer: anything with ``measure(fns) -> list[Timing]`` (default: a 15-repeat
             :class:`~netslim.measurement.latency.Timer`).
+        round_to: pad channel counts to this multiple (1: never); None (default) measures 8 and 16 in the
+            chosen memory format when the layout is measured too (``channels_last=None``), else keeps them.
 
     Returns an :class:`InferenceForm` (``model``, ``fused_bn``, ``channels_last``, ``decisions``).
     """
@@ -181,6 +306,9 @@ def inference_form(
     if channels_last is None and not (four_d and _has_conv2d(work)):
         form.decisions["channels_last"] = "no 4-D input or Conv2d: NCHW kept"
         return form
+    measured = channels_last is None
+    if round_to is not None and round_to < 1:
+        raise NetslimError(f"round_to must be >= 1 (1: keep channel counts), got {round_to}")
     if channels_last is None:
         candidate = ChannelsLast(copy.deepcopy(work))
         timer = timer or Timer(repeats=15, warmup=2, retries=1)
@@ -201,4 +329,10 @@ def inference_form(
         form.model = ChannelsLast(work)
         form.decisions["channels_last"] = "forced"
     form.channels_last = isinstance(form.model, ChannelsLast)
+    if round_to is None and measured:
+        _decide_rounding(form, inputs, batch_sizes, threads, timer)
+    elif round_to is not None and round_to > 1:
+        form.model, count = round_channels(form.model, round_to)
+        form.rounded_channels, form.round_to = count > 0, round_to if count else 1
+        form.decisions["round_channels"] = f"forced: {count} conv(s) padded to multiples of {round_to}"
     return form

@@ -1,18 +1,21 @@
 """CPU wall-clock latency you can believe: one timer for every latency netslim prints or publishes.
 
-:class:`Timer` runs the functions being compared interleaved in one process (a, b, b, a, a, b, ...), after
-warm-up calls, and keeps the median and the interquartile range of at least ``repeats`` (default 30) timed
-calls each. A measurement is *noisy* when its IQR exceeds ``max_spread`` (10%) of its median or when the
-1-minute load average exceeds the number of CPU cores while it was taken; noisy measurements are re-taken
-(``retries`` more attempts) and, if they stay noisy, returned with ``noisy=True`` and the reason, so that
-:func:`format_latency` never prints them as a plain number. Clock and load average are injectable, which
-is how the tests feed the timer noisy and clean sequences.
+:class:`Timer` runs the functions being compared interleaved in one process (a, b, b, a, a, b, ...; with more
+functions, orders that give each the same neighbours), after warm-up calls, and keeps the median and the
+interquartile range of at least ``repeats`` (default 30) timed calls each. A measurement is *noisy* when
+its IQR exceeds ``max_spread`` (10%) of its median or when the 1-minute load average exceeds the number of
+CPU cores while it was taken; noisy measurements are re-taken (``retries`` more attempts) and, if they stay
+noisy, returned with ``noisy=True`` and the reason, so that :func:`format_latency` never prints them as a
+plain number. Clock and load average are injectable, which is how the tests feed the timer noisy and clean
+sequences.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -204,18 +207,38 @@ class Timer:
         self.load = load if load is not None else lambda: load_average()
         self.cores = cores or usable_cores()
 
-    def samples(self, fns: Sequence[Callable[[], Any]]) -> list[list[float]]:
-        """Raw durations (ms) of each function: warm-up, then ``repeats`` calls, interleaved ABBA."""
-        for fn in fns:
+    def samples(
+        self, fns: Sequence[Callable[..., Any]], setups: Sequence[Callable[[], Any] | None] | None = None
+    ) -> list[list[float]]:
+        """Raw durations (ms) of each function: warm-up, then ``repeats`` calls each, interleaved.
+
+        Two functions run ABBA; three run every order of them in turn; four or more a seeded random order
+        per round. So no function always runs right after the same other one: a call that sweeps the cache
+        (a large dense layer) slows whatever follows it by 20% and more, which a fixed order would charge
+        to one function only.
+
+        With ``setups``, ``fns[j]`` is called as ``fns[j](setups[j]())`` and only that call is timed (e.g. a
+        fresh copy of a model that the timed function changes in place); a ``None`` setup means no argument.
+        """
+        if setups is not None and len(setups) != len(fns):
+            raise NetslimError(
+                f"need one setup per function (None for none); got {len(setups)} for {len(fns)}"
+            )
+        prep = list(setups) if setups is not None else [None] * len(fns)
+
+        def call(j: int) -> float:
+            args = () if prep[j] is None else (prep[j](),)  # type: ignore[misc]
+            start = self.clock()
+            fns[j](*args)
+            return (self.clock() - start) * 1e3
+
+        for j in range(len(fns)):
             for _ in range(self.warmup):
-                fn()
+                call(j)
         times: list[list[float]] = [[] for _ in fns]
-        for i in range(self.repeats):
-            order = range(len(fns)) if i % 2 == 0 else reversed(range(len(fns)))
+        for order in _orders(len(fns), self.repeats):
             for j in order:
-                start = self.clock()
-                fns[j]()
-                times[j].append((self.clock() - start) * 1e3)
+                times[j].append(call(j))
         return times
 
     def _judge(self, samples: list[float], load: float | None) -> Timing:
@@ -229,11 +252,14 @@ class Timer:
         timing.reason = "; ".join(reasons) or None
         return timing
 
-    def measure(self, fns: Sequence[Callable[[], Any]]) -> list[Timing]:
+    def measure(
+        self, fns: Sequence[Callable[..., Any]], setups: Sequence[Callable[[], Any] | None] | None = None
+    ) -> list[Timing]:
         """Time ``fns`` interleaved; re-take (up to ``retries`` times) while any measurement is noisy.
 
-        Returns one :class:`Timing` per function from the least noisy attempt (all functions from the
-        same attempt, so ratios between them stay interleaved).
+        ``setups``: see :meth:`samples` (untimed per-call preparation). Returns one :class:`Timing` per
+        function from the least noisy attempt (all functions from the same attempt, so ratios between them
+        stay interleaved).
         """
         if not fns:
             return []
@@ -242,7 +268,7 @@ class Timer:
         while attempt <= self.retries:
             attempt += 1
             before = self.load()
-            raw = self.samples(fns)
+            raw = self.samples(fns, setups)
             after = self.load()
             loads = [v for v in (before, after) if v is not None]
             timings = [self._judge(s, max(loads) if loads else None) for s in raw]
@@ -254,6 +280,20 @@ class Timer:
         for t in best:
             t.attempts = attempt
         return best
+
+
+def _orders(n: int, rounds: int) -> Iterator[Sequence[int]]:
+    """Call order of each round: ABBA for two, every permutation in turn for three, else seeded shuffles."""
+    if n <= 3:
+        perms = list(itertools.permutations(range(n)))
+        for i in range(rounds):
+            yield perms[i % len(perms)]
+        return
+    rng = random.Random(0)
+    for _ in range(rounds):
+        order = list(range(n))
+        rng.shuffle(order)
+        yield order
 
 
 def _badness(timings: Sequence[Timing]) -> tuple[int, float]:

@@ -332,6 +332,7 @@ def to_sparse_inference(
     margin: float = 0.10,
     min_sparsity: float = 0.5,
     timer: LatencyTimer | None = None,
+    screen: bool | None = None,
 ) -> SparseInferenceResult:
     """Convert a weight-pruned model for CPU inference, keeping a layer dense unless sparse clearly wins.
 
@@ -341,8 +342,11 @@ def to_sparse_inference(
     threads (default: the current setting), dense module against each sparse backend, interleaved. The
     layer becomes a :class:`SparseLinear` / :class:`SparseConv2d` only under the rule of
     :func:`choose_backend` (``margin``, non-overlapping IQRs, every batch size); otherwise the plain module
-    stays. Returns the converted model (eval mode), one record per examined layer and ``tuned_for``
-    (``{"batch_sizes", "threads", "margin", "repeats"}``, also stored on the model and converted modules).
+    stays. ``timer`` replaces the default 30-repeat :class:`~netslim.measurement.latency.Timer`;
+    ``screen`` (default: only with the default timer) first drops, in a 3-call look, kernels more than 25%
+    slower than dense. Returns the converted model (eval mode), one record per examined layer and
+    ``tuned_for`` (``{"batch_sizes", "threads", "margin", "repeats"}``, also stored on the model and
+    converted modules).
     """
     candidates = [b for b in (backends or available_backends()) if b != "dense"]
     unknown = [b for b in candidates if b not in available_backends()]
@@ -358,7 +362,8 @@ def to_sparse_inference(
     example_inputs = _to_cpu(example_inputs)
     targets = [n for n, m in converted.named_modules() if n and _convertible(m)]
     inputs = _capture(converted, example_inputs, targets)
-    screen = timer is None  # a quick pre-screen drops kernels far slower than dense (real timer only)
+    if screen is None:  # a quick pre-screen drops kernels far slower than dense (real timers only)
+        screen = timer is None
     timer = timer or Timer(repeats=repeats, warmup=3, retries=1)
     with num_threads(threads) as used:
         sizes = (
