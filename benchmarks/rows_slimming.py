@@ -371,8 +371,8 @@ def strengths(ctx: RowContext) -> dict[str, Any]:
     import warnings
 
     import netslim
-    from netslim.models import create
     from netslim import CutReadinessWarning
+    from netslim.models import create
     from netslim.slimming.sparsity import BNSparsity
 
     fam, ratio = FAMILIES["vgg"], 0.7
