@@ -54,7 +54,7 @@ def test_untrained_net_warns_once_with_advice() -> None:
     p, caught = plan_quietly(net(), 0.5)  # every gamma is 1.0: the cut is pure bulk
     assert len(caught) == 1
     text = str(caught[0].message)
-    assert "\n" not in text and "--sparsity auto" in text and "lower ratio" in text and "longer" in text
+    assert "\n" not in text and "--l1 auto" in text and "lower ratio" in text and "longer" in text
     assert caught[0].filename == __file__, "the warning points at the caller of plan()"
     r = p.readiness
     assert r is not None and r.in_bulk

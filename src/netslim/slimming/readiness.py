@@ -71,7 +71,7 @@ class CutReadiness:
         return (f"netslim: the cut{r} reaches into the bulk of the BatchNorm scales (threshold = "
                 f"{self.threshold_ratio:.2g} x the strongest 10%' mean |gamma|, only "
                 f"{self.near_zero_share:.0%} of channels near zero); train longer with sparsity, use "
-                f"--sparsity auto (BNSparsity(model, 'auto', target=...)) or a lower ratio")
+                f"--l1 auto (BNSparsity(model, 'auto', target=...)) or a lower ratio")
 
 
 def cut_readiness(scores: Mapping[int, torch.Tensor], keep: Mapping[int, torch.Tensor],
