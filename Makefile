@@ -34,6 +34,7 @@ test-deps:
 
 test: venv test-deps
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest
 
 lint: venv

@@ -143,7 +143,7 @@ def test_weight_masks_are_folded(tmp_path) -> None:
     loaded = netslim.load(netslim.save(model, tmp_path / "p.pt"), model=MyNet())
     torch.testing.assert_close(loaded(X), expected, rtol=0, atol=0)
     assert bool((loaded.head.weight[mask == 0] == 0).all())
-    # the file holds plain weights; load masks the same tensors again (tests/test_weights_persist.py)
+    # the file holds plain weights; load masks the same tensors again (tests/weights/test_weights_persist.py)
     assert parametrize.is_parametrized(loaded.head) and not parametrize.is_parametrized(loaded.body)
     assert parametrize.is_parametrized(model.head), "saving does not change the caller's model"
     torch.testing.assert_close(model(X), expected, rtol=0, atol=0)

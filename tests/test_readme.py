@@ -88,8 +88,8 @@ def build(width=16, num_classes=10, in_channels=1):
 
 # Lines not run here, with the reason (and the test that runs them, where one does).
 CHECKED_ELSEWHERE: dict[str, str] = {
-    "torchrun": "two processes for minutes: tests/test_ddp.py runs `torchrun --nproc_per_node=2 -m netslim "
-    "train` and compares it with one process",
+    "torchrun": "two processes for minutes: tests/train/test_ddp.py runs "
+    "`torchrun --nproc_per_node=2 -m netslim train` and compares it with one process",
     "pip": "installs packages (tests never download); `make test` does the set-up",
 }
 

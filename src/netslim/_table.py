@@ -46,8 +46,10 @@ def format_table(
     if markdown:
         return _markdown(head, body, sides)
     lines = [title] if title else []
-    widths = [max((len(r[j]) for r in [*([head] if head else []), *body] if j < len(r)), default=0)
-              for j in range(ncols)]
+    widths = [
+        max((len(r[j]) for r in [*([head] if head else []), *body] if j < len(r)), default=0)
+        for j in range(ncols)
+    ]
     rule = indent + "  ".join("-" * w for w in widths)
     before = {i % len(body) for i in rules_before} if body else set()
 

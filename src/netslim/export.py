@@ -334,8 +334,9 @@ def compare_float_int8(
         },
     }
     rows["ratio"] = ratio
-    rows["int8_faster"] = {b: int8_measured_faster(rows["float"]["latency"][b], rows["int8"]["latency"][b])
-                           for b in batch_sizes}
+    rows["int8_faster"] = {
+        b: int8_measured_faster(rows["float"]["latency"][b], rows["int8"]["latency"][b]) for b in batch_sizes
+    }
     return rows
 
 

@@ -36,8 +36,11 @@ def _foldable(layer: nn.Module, norm: nn.Module) -> bool:
     if isinstance(layer, _CONVS):  # a ConvNd feeds a BatchNormNd only, with one scale per output channel
         same_dims = _NORMS.index(type(norm)) + 1 == len(layer.kernel_size)
         return same_dims and layer.out_channels == norm.num_features
-    return isinstance(layer, nn.Linear) and isinstance(norm, nn.BatchNorm1d) and (
-        layer.out_features == norm.num_features)
+    return (
+        isinstance(layer, nn.Linear)
+        and isinstance(norm, nn.BatchNorm1d)
+        and (layer.out_features == norm.num_features)
+    )
 
 
 def _fold(layer: nn.Module, norm: nn.Module) -> nn.Module:

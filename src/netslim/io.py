@@ -76,8 +76,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """
     path = Path(path)
     if path.is_dir():
-        raise NetslimError(f"checkpoint {path} is a directory; pass the model file in it (e.g. "
-                           f"{path / 'model.pt'})")
+        raise NetslimError(
+            f"checkpoint {path} is a directory; pass the model file in it (e.g. {path / 'model.pt'})"
+        )
     if not path.is_file():
         raise NetslimError(f"checkpoint {path} does not exist; pass a file written by netslim.save")
     try:
@@ -92,8 +93,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         )
     if not head.startswith(b"PK\x03\x04") and not head.startswith(b"\x80"):  # zip, or legacy pickle
         what = "an empty file" if not head else "not a torch zip file"
-        raise CorruptFileError(f"{path} is not a netslim checkpoint ({what}); pass a file written by "
-                               "netslim.save (netslim train/slim/prune write model.pt)")
+        raise CorruptFileError(
+            f"{path} is not a netslim checkpoint ({what}); pass a file written by "
+            "netslim.save (netslim train/slim/prune write model.pt)"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
@@ -144,8 +147,11 @@ def check_finite(weights: nn.Module | dict[str, torch.Tensor], what: str = "the 
         NetslimError: some floating-point parameter or buffer is not finite.
     """
     items = weights.state_dict().items() if isinstance(weights, nn.Module) else weights.items()
-    bad = [(name, int((~torch.isfinite(t)).sum())) for name, t in items
-           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [
+        (name, int((~torch.isfinite(t)).sum()))
+        for name, t in items
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if bad:
         total = sum(n for _, n in bad)
         raise NetslimError(
@@ -234,8 +240,12 @@ class _SkipInit(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         target = args[0] if args else kwargs.get("tensor")
-        if name.endswith("_") and not name.startswith("_") and isinstance(target, torch.Tensor) \
-                and target.is_meta:
+        if (
+            name.endswith("_")
+            and not name.startswith("_")
+            and isinstance(target, torch.Tensor)
+            and target.is_meta
+        ):
             return target
         return func(*args, **kwargs)
 
@@ -254,12 +264,16 @@ def _check_plan_indices(path: str | os.PathLike[str], plans: list[dict[str, Any]
                 if keep is None:
                     continue
                 if not isinstance(keep, list) or not all(type(i) is int for i in keep):
-                    raise CorruptFileError(f"{path}: pruning plan {n}, layer {fqn}: {key} is not a list of "
-                                           "channel numbers; the file is damaged")
+                    raise CorruptFileError(
+                        f"{path}: pruning plan {n}, layer {fqn}: {key} is not a list of "
+                        "channel numbers; the file is damaged"
+                    )
                 if isinstance(size, int) and keep and (min(keep) < 0 or max(keep) >= size):
                     bad = next(i for i in keep if not 0 <= i < size)
-                    raise CorruptFileError(f"{path}: pruning plan {n}, layer {fqn}: channel {bad} is out of "
-                                           f"range for its {size} channels; the file is damaged")
+                    raise CorruptFileError(
+                        f"{path}: pruning plan {n}, layer {fqn}: channel {bad} is out of "
+                        f"range for its {size} channels; the file is damaged"
+                    )
 
 
 def _check_recipe_shapes(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
@@ -274,8 +288,10 @@ def _check_recipe_shapes(path: str | os.PathLike[str], ckpt: Checkpoint) -> None
     except NetslimError as exc:
         raise CorruptFileError(f"{path}: its recipe or pruning plans do not build a model ({exc})") from None
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
-        raise CorruptFileError(f"{path}: its recipe or pruning plans do not build a model "
-                               f"({type(exc).__name__}: {_first_line(exc)}); the file is damaged") from None
+        raise CorruptFileError(
+            f"{path}: its recipe or pruning plans do not build a model "
+            f"({type(exc).__name__}: {_first_line(exc)}); the file is damaged"
+        ) from None
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for key, tensor in ckpt.state_dict.items():
         if not isinstance(tensor, torch.Tensor):
@@ -322,8 +338,9 @@ def load(
     except (IndexError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         if isinstance(exc, NetslimError):
             raise
-        raise CorruptFileError(f"{path}: its pruning plans do not fit the model ({type(exc).__name__}: "
-                               f"{_first_line(exc)})") from None
+        raise CorruptFileError(
+            f"{path}: its pruning plans do not fit the model ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     if ckpt.meta.get("gates"):  # saved with channel gates (after any plans: a cut removes the gates)
         from netslim.slimming.gates import wrap_layers
 

@@ -133,12 +133,24 @@ def gamma_histograms(
         if log:
             ax.set_xscale("log")
         if below:
-            ax.text(0.02, 0.95, f"{below} below {edges[0]:.0e}", transform=ax.transAxes, fontsize=7,
-                    va="top", color="#444444")
+            ax.text(
+                0.02,
+                0.95,
+                f"{below} below {edges[0]:.0e}",
+                transform=ax.transAxes,
+                fontsize=7,
+                va="top",
+                color="#444444",
+            )
         if threshold is not None:
             x = max(float(threshold), float(edges[0])) if log else float(threshold)
-            ax.axvline(x, color=THRESHOLD_COLOR, linewidth=1.6, linestyle="--",
-                       label=f"cut threshold {threshold:.3g}")
+            ax.axvline(
+                x,
+                color=THRESHOLD_COLOR,
+                linewidth=1.6,
+                linestyle="--",
+                label=f"cut threshold {threshold:.3g}",
+            )
         ax.set_xlabel("|gamma|" + (" (log scale)" if log else ""))
         ax.set_title(_record_label(records[i], labels, int(i)), fontsize=10)
     for row in axes:
@@ -174,8 +186,14 @@ def gamma_over_epochs(
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     x = np.arange(len(epochs) + 1) - 0.5
-    mesh = ax.pcolormesh(x, edges, counts.T + 0.0, norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)),
-                         cmap="Blues", shading="flat")
+    mesh = ax.pcolormesh(
+        x,
+        edges,
+        counts.T + 0.0,
+        norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)),
+        cmap="Blues",
+        shading="flat",
+    )
     ax.set_yscale("log")
     ticks = np.unique(np.linspace(0, len(epochs) - 1, min(10, len(epochs))).round().astype(int))
     ax.set_xticks(ticks)
@@ -376,9 +394,11 @@ def training_curves(
     ``sparsity_s``); the share of |gamma| near zero (``near_zero_share``, older runs
     ``gamma_frac_below_1e-2``/``1e-3``, in %). Panels without data are left out.
     """
-    phases = {str(k): [dict(r) for r in v] for k, v in rows.items()} if isinstance(rows, Mapping) else {
-        "": [dict(r) for r in rows]
-    }
+    phases = (
+        {str(k): [dict(r) for r in v] for k, v in rows.items()}
+        if isinstance(rows, Mapping)
+        else {"": [dict(r) for r in rows]}
+    )
     phases = {k: v for k, v in phases.items() if v}
     if not phases:
         raise NetslimError("training_curves needs at least one metrics row")
@@ -438,9 +458,18 @@ def training_curves(
         if not top.get_visible():
             continue
         for name, xs, _ in series:
-            top.annotate(name, xy=((xs[0] + xs[-1]) / 2, 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7,
-                         color="#555555", annotation_clip=False)
+            top.annotate(
+                name,
+                xy=((xs[0] + xs[-1]) / 2, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="#555555",
+                annotation_clip=False,
+            )
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -475,8 +504,13 @@ def sensitivity_curves(
     if baseline is not None:
         ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="unpruned")
         if max_drop is not None:
-            ax.axhline(baseline - max_drop, color=THRESHOLD_COLOR, linestyle="--", linewidth=1,
-                       label=f"tolerated drop {max_drop:.3g}")
+            ax.axhline(
+                baseline - max_drop,
+                color=THRESHOLD_COLOR,
+                linestyle="--",
+                linewidth=1,
+                label=f"tolerated drop {max_drop:.3g}",
+            )
     ax.set_xlabel("sparsity (share of the layer's weights removed)")
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=10)

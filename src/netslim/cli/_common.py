@@ -67,34 +67,59 @@ def l1_strength(text: str) -> float | str:
 
 def add_threads_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--threads N``: CPU threads torch uses (commands that train or measure; applied by the CLI)."""
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads for torch (default: torch's choice); use 1 per job when running "
-                        "several jobs side by side")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for torch (default: torch's choice); use 1 per job when running "
+        "several jobs side by side",
+    )
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """``--model SPEC``, ``--input-shape C H W``, ``--width W`` (channel multiplier), ``--model-kwargs``."""
     g = parser.add_argument_group("model")
-    g.add_argument("--model", required=required, metavar="SPEC",
-                   help="zoo model name (e.g. vgg11), path/to/file.py:factory or package.module:factory "
-                   "(the factory gets --model-kwargs and the dataset's num_classes/in_channels/input_size "
-                   "where it takes them; a file is run as Python code)")
-    g.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"),
-                   help="the model's input C H W where the dataset does not define it (recorded in the "
-                   "checkpoint)")
+    g.add_argument(
+        "--model",
+        required=required,
+        metavar="SPEC",
+        help="zoo model name (e.g. vgg11), path/to/file.py:factory or package.module:factory "
+        "(the factory gets --model-kwargs and the dataset's num_classes/in_channels/input_size "
+        "where it takes them; a file is run as Python code)",
+    )
+    g.add_argument(
+        "--input-shape",
+        type=int,
+        nargs=3,
+        metavar=("C", "H", "W"),
+        help="the model's input C H W where the dataset does not define it (recorded in the checkpoint)",
+    )
     g.add_argument("--width", type=float, metavar="W", help="channel width multiplier (models that take one)")
-    g.add_argument("--model-kwargs", default="{}", metavar="JSON",
-                   help='extra model arguments as a JSON object, e.g. \'{"depth": 20}\'')
+    g.add_argument(
+        "--model-kwargs",
+        default="{}",
+        metavar="JSON",
+        help="extra model arguments as a JSON object, e.g. '{\"depth\": 20}'",
+    )
 
 
 def add_data_args(parser: argparse.ArgumentParser, *, dataset_default: str | None = DEFAULT_DATASET) -> None:
     """Dataset options: name, folder, validation split, training limit, batch sizes, augmentation."""
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default=dataset_default, metavar="NAME",
-                   help=f"dataset name (default: {dataset_default or 'as recorded in the checkpoint'})")
+    g.add_argument(
+        "--dataset",
+        default=dataset_default,
+        metavar="NAME",
+        help=f"dataset name (default: {dataset_default or 'as recorded in the checkpoint'})",
+    )
     g.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset files (default: searched)")
-    g.add_argument("--val-size", type=int, default=5000, metavar="N",
-                   help="training images held out for validation (default: 5000)")
+    g.add_argument(
+        "--val-size",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="training images held out for validation (default: 5000)",
+    )
     g.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
     g.add_argument("--batch-size", type=int, default=64, metavar="B", help="global batch size (default: 64)")
     g.add_argument("--eval-batch-size", type=int, default=256, metavar="B", help="(default: 256)")
@@ -113,16 +138,29 @@ def add_train_args(
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="(default: 1e-4)")
     g.add_argument("--no-decay-bn-bias", action="store_true", help="no weight decay on BN params and biases")
-    g.add_argument("--schedule", choices=("step", "cosine", "constant"), default=schedule,
-                   help=f"learning-rate schedule; step = /10 at each milestone (default: {schedule})")
-    g.add_argument("--milestones", type=float, nargs="+", default=[0.5, 0.75], metavar="F",
-                   help="fractions of the epochs where 'step' divides the rate by 10 (default: 0.5 0.75)")
+    g.add_argument(
+        "--schedule",
+        choices=("step", "cosine", "constant"),
+        default=schedule,
+        help=f"learning-rate schedule; step = /10 at each milestone (default: {schedule})",
+    )
+    g.add_argument(
+        "--milestones",
+        type=float,
+        nargs="+",
+        default=[0.5, 0.75],
+        metavar="F",
+        help="fractions of the epochs where 'step' divides the rate by 10 (default: 0.5 0.75)",
+    )
     g.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
     g.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm")
     g.add_argument("--sync-bn", action="store_true", help="under torchrun on GPUs, use SyncBatchNorm")
     g.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    g.add_argument("--deterministic", action="store_true",
-                   help="deterministic kernels: a resumed run ends bit-identical to an uninterrupted one")
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels: a resumed run ends bit-identical to an uninterrupted one",
+    )
     g.add_argument("--max-batches", type=int, metavar="N", help="at most N batches per epoch (smoke runs)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
 
@@ -132,8 +170,11 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--run-dir", type=Path, metavar="DIR", help="output folder (default: runs/<command>-...)")
     g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in --run-dir (default: refuse to touch a finished run)")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --run-dir (default: refuse to touch a finished run)",
+    )
     g.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     add_threads_arg(g)
 
@@ -168,27 +209,61 @@ def add_pruning_args(parser: argparse.ArgumentParser) -> None:
     """The cut's options (``slim``, ``prune``): ratio, caps, scope, rounding, beta folding."""
     g = parser.add_argument_group("pruning")
     g.add_argument("--ratio", type=float, default=0.7, help="share of BN channels to prune (default: 0.7)")
-    g.add_argument("--max-layer-ratio", type=float, metavar="F",
-                   help="never prune more than this share of one layer (multi-pass default: 0.5)")
-    g.add_argument("--min-channels", type=int, default=1, metavar="N",
-                   help="keep at least N channels per layer (default: 1)")
-    g.add_argument("--scope", choices=("global", "local"), default="global",
-                   help="one threshold over all layers (paper) or the ratio per layer (default: global)")
-    g.add_argument("--round-to", type=int, default=1, metavar="N",
-                   help="round kept channel counts to a multiple of N (default: 1)")
-    g.add_argument("--no-fold-beta", action="store_true",
-                   help="drop pruned channels' beta like the reference code instead of folding it forward")
+    g.add_argument(
+        "--max-layer-ratio",
+        type=float,
+        metavar="F",
+        help="never prune more than this share of one layer (multi-pass default: 0.5)",
+    )
+    g.add_argument(
+        "--min-channels",
+        type=int,
+        default=1,
+        metavar="N",
+        help="keep at least N channels per layer (default: 1)",
+    )
+    g.add_argument(
+        "--scope",
+        choices=("global", "local"),
+        default="global",
+        help="one threshold over all layers (paper) or the ratio per layer (default: global)",
+    )
+    g.add_argument(
+        "--round-to",
+        type=int,
+        default=1,
+        metavar="N",
+        help="round kept channel counts to a multiple of N (default: 1)",
+    )
+    g.add_argument(
+        "--no-fold-beta",
+        action="store_true",
+        help="drop pruned channels' beta like the reference code instead of folding it forward",
+    )
 
 
 def add_distill_args(parser: argparse.ArgumentParser) -> None:
     """``--distill`` and its temperature and weight (``slim``, ``demo``)."""
     g = parser.add_argument_group("distillation")
-    g.add_argument("--distill", action="store_true",
-                   help="fine-tune with knowledge distillation from the network before the cut")
-    g.add_argument("--distill-temperature", type=finite_float, default=4.0, metavar="T",
-                   help="softening temperature of the teacher's and student's logits (default: 4)")
-    g.add_argument("--distill-alpha", type=finite_float, default=0.9, metavar="A",
-                   help="weight of the teacher term; 1-A weights the cross-entropy on labels (default: 0.9)")
+    g.add_argument(
+        "--distill",
+        action="store_true",
+        help="fine-tune with knowledge distillation from the network before the cut",
+    )
+    g.add_argument(
+        "--distill-temperature",
+        type=finite_float,
+        default=4.0,
+        metavar="T",
+        help="softening temperature of the teacher's and student's logits (default: 4)",
+    )
+    g.add_argument(
+        "--distill-alpha",
+        type=finite_float,
+        default=0.9,
+        metavar="A",
+        help="weight of the teacher term; 1-A weights the cross-entropy on labels (default: 0.9)",
+    )
 
 
 def add_sensitivity_args(parser: argparse.ArgumentParser) -> None:
@@ -210,8 +285,9 @@ def add_model_file_args(parser: argparse.ArgumentParser, *, input_size_default: 
 def add_timing_args(parser: argparse.ArgumentParser, *, repeats_help: str, inference_form_help: str) -> None:
     """``--repeats N`` timed runs per batch size and ``--[no-]inference-form`` (``measure``, ``export``)."""
     parser.add_argument("--repeats", type=int, default=30, help=repeats_help)
-    parser.add_argument("--inference-form", action=argparse.BooleanOptionalAction, default=True,
-                        help=inference_form_help)
+    parser.add_argument(
+        "--inference-form", action=argparse.BooleanOptionalAction, default=True, help=inference_form_help
+    )
 
 
 def json_object_arg(text: str | None, option: str, example: str) -> dict[str, Any]:
@@ -263,11 +339,14 @@ def check_device(device: str | None) -> None:
         raise NetslimError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise NetslimError(f"--device {device}: CUDA is not available to this torch "
-                               f"({torch.__version__}); use --device cpu")
+            raise NetslimError(
+                f"--device {device}: CUDA is not available to this torch "
+                f"({torch.__version__}); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise NetslimError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s); "
-                               "use cuda:0 .. cuda:N-1")
+            raise NetslimError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0 .. cuda:N-1"
+            )
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise NetslimError(f"--device {device}: MPS is not available here; use --device cpu")
     elif dev.type not in ("cpu", "cuda", "mps"):
@@ -337,16 +416,46 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
 
 # TrainConfig fields set by the option of the same name (add_train_args)
 _TRAIN_OPTIONS = (
-    "epochs", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "schedule", "amp", "seed",
-    "deterministic", "max_batches", "grad_clip",
+    "epochs",
+    "lr",
+    "optimizer",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "schedule",
+    "amp",
+    "seed",
+    "deterministic",
+    "max_batches",
+    "grad_clip",
 )
 
 # WeightPruningConfig fields set by the option of the same name, where the command has that option
 _WEIGHT_PRUNING_OPTIONS = (
-    "dataset", "data_dir", "val_size", "limit_train", "batch_size", "eval_batch_size", "max_batches",
-    "device", "sensitivity", "max_drop", "rounds", "preset", "quality", "quality_step", "target_sparsity",
-    "std_mode", "protect_first", "prune_bias", "retrain_epochs", "retrain_lr_factor", "retrain_schedule",
-    "reg", "l1_strength", "freeze",
+    "dataset",
+    "data_dir",
+    "val_size",
+    "limit_train",
+    "batch_size",
+    "eval_batch_size",
+    "max_batches",
+    "device",
+    "sensitivity",
+    "max_drop",
+    "rounds",
+    "preset",
+    "quality",
+    "quality_step",
+    "target_sparsity",
+    "std_mode",
+    "protect_first",
+    "prune_bias",
+    "retrain_epochs",
+    "retrain_lr_factor",
+    "retrain_schedule",
+    "reg",
+    "l1_strength",
+    "freeze",
 )
 
 
@@ -402,8 +511,9 @@ def build_data(args: argparse.Namespace, rank: int = 0, world: int = 1) -> Any:
         if getattr(args, name) < 1:
             raise NetslimError(f"--{name.replace('_', '-')} must be >= 1")
     if args.batch_size % world:
-        raise NetslimError(f"--batch-size {args.batch_size} is the global batch; make it a multiple of the "
-                           f"{world} processes")
+        raise NetslimError(
+            f"--batch-size {args.batch_size} is the global batch; make it a multiple of the {world} processes"
+        )
     bundle = get_loaders(
         args.dataset or DEFAULT_DATASET,
         data_dir=args.data_dir,
@@ -430,14 +540,22 @@ def build_model(args: argparse.Namespace, bundle: Any) -> nn.Module:
     kwargs = model_kwargs(args)
     clash = sorted({"num_classes", "in_channels", "input_size"} & set(kwargs))
     if clash:
-        raise NetslimError(f"--model-kwargs sets {', '.join(clash)}, which come from the dataset; leave "
-                           "them out (use --input-shape for a model whose input the dataset does not define)")
+        raise NetslimError(
+            f"--model-kwargs sets {', '.join(clash)}, which come from the dataset; leave "
+            "them out (use --input-shape for a model whose input the dataset does not define)"
+        )
     size = bundle.image_size
     shape = getattr(args, "input_shape", None)
     if shape is None:  # recorded with a factory model, so `netslim prune` can trace it without data
         shape = (int(bundle.in_channels), *((size, size) if isinstance(size, int) else tuple(size)[-2:]))
-    return resolve(args.model, num_classes=bundle.num_classes, in_channels=bundle.in_channels,
-                   input_size=size, input_shape=shape, **kwargs)
+    return resolve(
+        args.model,
+        num_classes=bundle.num_classes,
+        in_channels=bundle.in_channels,
+        input_size=size,
+        input_shape=shape,
+        **kwargs,
+    )
 
 
 def claim_run(args: argparse.Namespace, command: str) -> Path:

@@ -35,9 +35,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data-dir", help="folder holding the dataset files (default: searched)")
     p.add_argument("--limit-train", type=int, metavar="N", help="use only N training images (default: all)")
     p.add_argument("--epochs", type=int, default=6, help="sparsity-training epochs (default: 6)")
-    p.add_argument("--l1", "--sparsity", dest="l1", type=l1_strength, default=5e-3, metavar="S|auto",
-                   help="L1 strength on BN gammas, or auto: adapt it to bring --ratio of the channels near "
-                   "zero (default: 5e-3, which does so in 6 epochs; the paper's 1e-4 needs ~160 epochs)")
+    p.add_argument(
+        "--l1",
+        "--sparsity",
+        dest="l1",
+        type=l1_strength,
+        default=5e-3,
+        metavar="S|auto",
+        help="L1 strength on BN gammas, or auto: adapt it to bring --ratio of the channels near "
+        "zero (default: 5e-3, which does so in 6 epochs; the paper's 1e-4 needs ~160 epochs)",
+    )
     p.add_argument("--ratio", type=float, default=0.7, help="share of channels removed (default: 0.7)")
     p.add_argument("--finetune-epochs", type=int, default=3, help="(default: 3)")
     add_distill_args(p)

@@ -69,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
             f"the model does not accept {args.dataset} images ({str(exc).splitlines()[0]}); "
             "evaluate on the dataset it was trained on"
         ) from None
-    print(format_table(
-        [("loss", result["loss"]), ("accuracy", f"{result['accuracy']:.2%}"), ("samples", result["n"])],
-        title=f"netslim eval: {args.checkpoint} on {args.dataset} ({args.split})",
-        indent="  ",
-    ))
+    print(
+        format_table(
+            [("loss", result["loss"]), ("accuracy", f"{result['accuracy']:.2%}"), ("samples", result["n"])],
+            title=f"netslim eval: {args.checkpoint} on {args.dataset} ({args.split})",
+            indent="  ",
+        )
+    )
     if args.json:
         atomic_write_json(args.json, {**result, "dataset": args.dataset, "split": args.split})
     return 0

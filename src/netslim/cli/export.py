@@ -89,4 +89,3 @@ def run(args: argparse.Namespace) -> int:
     print(format_int8_table(compare_float_int8(path, int8_path, data.test, x, **options)))
     print(f"wrote {int8_path}")
     return 0
-

@@ -36,12 +36,18 @@ def register(subparsers: Any) -> None:
         "smaller model to -o OUT. With --dataset, report test accuracy before and after the cut.",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a model written by netslim train/slim/save")
-    p.add_argument("-o", "--output", metavar="OUT", help="where to save the pruned model (required unless "
-                   "--dry-run)")
+    p.add_argument(
+        "-o", "--output", metavar="OUT", help="where to save the pruned model (required unless --dry-run)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan only; write nothing")
     p.add_argument("--plan-out", metavar="PATH", help="also write the plan as JSON to PATH")
-    p.add_argument("--input-shape", type=int, nargs="+", metavar="N",
-                   help="example input C H W for tracing (default: from the checkpoint or --dataset)")
+    p.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="example input C H W for tracing (default: from the checkpoint or --dataset)",
+    )
     add_pruning_args(p)
     add_data_args(p, dataset_default=None)
     add_threads_arg(p)

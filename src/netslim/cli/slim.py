@@ -56,32 +56,71 @@ def register(subparsers: Any) -> None:
     add_data_args(p)
     add_train_args(p)
     g = p.add_argument_group("sparsity")
-    g.add_argument("--l1", "--sparsity", "-s", dest="l1", type=l1_strength, default="auto", metavar="S|auto",
-                   help="L1 strength on BN scales (paper, 160 epochs: 1e-4 VGG, 1e-5 ResNet/DenseNet), or "
-                   "auto: adapt it so --l1-target of the channels are near zero by the last epoch "
-                   "(default: auto)")
-    g.add_argument("--l1-target", type=finite_float, metavar="F",
-                   help="with --l1 auto: share of prunable channels to bring near zero (default: --ratio)")
-    g.add_argument("--sparsity-mode", choices=("subgradient", "proximal"), default="subgradient",
-                   help="subgradient: the paper's, for SGD; proximal: soft threshold, use with Adam")
+    g.add_argument(
+        "--l1",
+        "--sparsity",
+        "-s",
+        dest="l1",
+        type=l1_strength,
+        default="auto",
+        metavar="S|auto",
+        help="L1 strength on BN scales (paper, 160 epochs: 1e-4 VGG, 1e-5 ResNet/DenseNet), or "
+        "auto: adapt it so --l1-target of the channels are near zero by the last epoch "
+        "(default: auto)",
+    )
+    g.add_argument(
+        "--l1-target",
+        type=finite_float,
+        metavar="F",
+        help="with --l1 auto: share of prunable channels to bring near zero (default: --ratio)",
+    )
+    g.add_argument(
+        "--sparsity-mode",
+        choices=("subgradient", "proximal"),
+        default="subgradient",
+        help="subgradient: the paper's, for SGD; proximal: soft threshold, use with Adam",
+    )
     g.add_argument("--sparsity-schedule", choices=("constant", "linear_decay"), default="constant")
-    g.add_argument("--sparsity-exclude", nargs="+", default=[], metavar="NAME",
-                   help="BN modules (or parents) left out of the penalty, e.g. classifier")
-    g.add_argument("--gates", action="store_true",
-                   help="for nets without BatchNorm: put a learnable channel gate after each conv/linear "
-                   "whose channels can be cut exactly, penalize and cut by it, fold it away after the cut")
-    g.add_argument("--checkpoint", metavar="PATH",
-                   help="a sparsity-trained netslim checkpoint: skip the first sparsity training")
+    g.add_argument(
+        "--sparsity-exclude",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="BN modules (or parents) left out of the penalty, e.g. classifier",
+    )
+    g.add_argument(
+        "--gates",
+        action="store_true",
+        help="for nets without BatchNorm: put a learnable channel gate after each conv/linear "
+        "whose channels can be cut exactly, penalize and cut by it, fold it away after the cut",
+    )
+    g.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="a sparsity-trained netslim checkpoint: skip the first sparsity training",
+    )
     add_pruning_args(p)
     f = p.add_argument_group("fine-tuning")
-    f.add_argument("--passes", type=int, default=1,
-                   help="rounds of sparsity training, pruning and fine-tuning, each cutting --ratio of "
-                   "what is left (default: 1; with more, --max-layer-ratio defaults to 0.5)")
+    f.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        help="rounds of sparsity training, pruning and fine-tuning, each cutting --ratio of "
+        "what is left (default: 1; with more, --max-layer-ratio defaults to 0.5)",
+    )
     f.add_argument("--finetune-epochs", type=int, default=10, help="(default: 10)")
-    f.add_argument("--finetune-lr", type=float, default=0.01,
-                   help="(default: 0.01; the paper re-runs 0.1 with steps, Rethinking uses 0.001 constant)")
-    f.add_argument("--finetune-schedule", choices=("step", "cosine", "constant"), default="cosine",
-                   help="(default: cosine)")
+    f.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=0.01,
+        help="(default: 0.01; the paper re-runs 0.1 with steps, Rethinking uses 0.001 constant)",
+    )
+    f.add_argument(
+        "--finetune-schedule",
+        choices=("step", "cosine", "constant"),
+        default="cosine",
+        help="(default: cosine)",
+    )
     add_distill_args(p)
     r = p.add_argument_group("report")
     r.add_argument("--no-plain-cut", action="store_true", help="skip evaluating the cut without beta folding")
@@ -131,8 +170,20 @@ def config_from(args: argparse.Namespace) -> Any:
 
 # SlimmingConfig fields set by the option of the same name
 _SAME_NAMED = (
-    "dataset", "checkpoint", "l1_target", "sparsity_mode", "sparsity_schedule", "ratio", "passes",
-    "max_layer_ratio", "min_channels", "scope", "round_to", "distill", "distill_temperature", "distill_alpha",
+    "dataset",
+    "checkpoint",
+    "l1_target",
+    "sparsity_mode",
+    "sparsity_schedule",
+    "ratio",
+    "passes",
+    "max_layer_ratio",
+    "min_channels",
+    "scope",
+    "round_to",
+    "distill",
+    "distill_temperature",
+    "distill_alpha",
     "device",
 )
 

@@ -50,22 +50,36 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         if config.deterministic:
             set_deterministic(True)
-        run_dir = Path(dist.broadcast_object(str(args.run_dir or default_run_dir("train", args.model,
-                                                                                  args.dataset))))
+        run_dir = Path(
+            dist.broadcast_object(str(args.run_dir or default_run_dir("train", args.model, args.dataset)))
+        )
         if info.is_main:
             args.run_dir = run_dir
             claim_from_args(args, "train", run_dir)
         bundle = build_data(args, rank=info.rank, world=info.world_size)
         config.extra["data_dir"] = str(bundle.source) if bundle.source else None
         model = build_model(args, bundle)
-        trainer = Trainer(model, bundle.train, getattr(bundle, "val", None), config, run_dir=run_dir,
-                          device=None if info.world_size > 1 else args.device)
+        trainer = Trainer(
+            model,
+            bundle.train,
+            getattr(bundle, "val", None),
+            config,
+            run_dir=run_dir,
+            device=None if info.world_size > 1 else args.device,
+        )
         history = trainer.fit(resume=args.resume)
         test = evaluate(trainer.model, bundle.test, trainer.device, amp=config.amp)
         if info.is_main:
             last = history[-1]
-            extra = {"command": "train", "dataset": args.dataset, "val_size": args.val_size,
-                     "seed": args.seed, "epochs": config.epochs, "final_epoch": last, "test": test}
+            extra = {
+                "command": "train",
+                "dataset": args.dataset,
+                "val_size": args.val_size,
+                "seed": args.seed,
+                "epochs": config.epochs,
+                "final_epoch": last,
+                "test": test,
+            }
             netslim.save(trainer.model, run_dir / "model.pt", extra=extra)
             title = f"netslim train: {args.model} on {args.dataset}, {config.epochs} epochs"
             seconds = sum(h["time"] for h in history)
@@ -82,6 +96,9 @@ def _result_rows(
     rows: list[tuple[str, Any]] = [("train loss / acc", train)]
     if "val_loss" in last:
         rows.append(("val loss / acc", f"{last['val_loss']:.4f} / {last['val_acc']:.2%}"))
-    rows += [("test loss / acc", f"{test['loss']:.4f} / {test['accuracy']:.2%} (n={test['n']})"),
-             ("training time", f"{seconds:.1f} s"), ("run dir", str(run_dir))]
+    rows += [
+        ("test loss / acc", f"{test['loss']:.4f} / {test['accuracy']:.2%} (n={test['n']})"),
+        ("training time", f"{seconds:.1f} s"),
+        ("run dir", str(run_dir)),
+    ]
     return rows

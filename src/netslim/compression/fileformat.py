@@ -105,7 +105,6 @@ class Container:
         return out
 
 
-
 def _section_starts(records: list[Any], data_bytes: int) -> list[int]:
     """Data offset where each tensor's sections start, plus the end; checks the section lists."""
     starts = [0]

@@ -127,8 +127,12 @@ def _write_table(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
         dense = np.zeros(n_dense, dtype=np.uint32)
         dense[symbols] = lengths
         return bytes([_DENSE]) + _varint(n_dense) + bitpack.pack_bits(dense, _LENGTH_BITS)
-    return (bytes([_SPARSE]) + _varint(symbols.size) + symbols.astype("<u2").tobytes()
-            + bitpack.pack_bits(lengths, _LENGTH_BITS))
+    return (
+        bytes([_SPARSE])
+        + _varint(symbols.size)
+        + symbols.astype("<u2").tobytes()
+        + bitpack.pack_bits(lengths, _LENGTH_BITS)
+    )
 
 
 def _read_table(data: memoryview) -> tuple[np.ndarray, np.ndarray, int]:
@@ -177,7 +181,7 @@ def decode(data: bytes | memoryview, count: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if symbols.size == 0:
         raise CorruptFileError(f"Huffman stream has an empty table but should hold {count} symbols")
-    if lengths.min() < 1 or lengths.max() > MAX_CODE_LENGTH or np.sum(2.0 ** -lengths) > 1.0:
+    if lengths.min() < 1 or lengths.max() > MAX_CODE_LENGTH or np.sum(2.0**-lengths) > 1.0:
         raise CorruptFileError("Huffman code-length table is invalid (bad lengths or not a prefix code)")
     max_len = int(lengths.max())
     order, _ = canonical_codes(lengths)

@@ -91,11 +91,19 @@ class SizeReport:
             "ratio": self.ratio,
             "layers": [
                 {
-                    "name": lay.name, "kind": lay.kind, "shape": list(lay.shape), "numel": lay.numel,
-                    "nnz": lay.nnz, "entries": lay.entries, "bytes": lay.bytes,
-                    "index_bytes": lay.index_bytes, "value_bytes": lay.value_bytes,
-                    "dense_bytes": lay.dense_bytes, "layout": lay.layout,
-                    "bits_per_nonzero": lay.bits_per_nonzero, "index_overhead_pct": lay.index_overhead_pct,
+                    "name": lay.name,
+                    "kind": lay.kind,
+                    "shape": list(lay.shape),
+                    "numel": lay.numel,
+                    "nnz": lay.nnz,
+                    "entries": lay.entries,
+                    "bytes": lay.bytes,
+                    "index_bytes": lay.index_bytes,
+                    "value_bytes": lay.value_bytes,
+                    "dense_bytes": lay.dense_bytes,
+                    "layout": lay.layout,
+                    "bits_per_nonzero": lay.bits_per_nonzero,
+                    "index_overhead_pct": lay.index_overhead_pct,
                 }
                 for lay in self.layers
             ],
@@ -105,20 +113,52 @@ class SizeReport:
         """A plain-text table: one row per tensor, then the header and the total."""
         from netslim._table import format_table
 
-        head = ["tensor", "kind", "layout", "shape", "nnz", "fillers", "bytes", "bits/nz", "index %", "dense",
-                "ratio"]
+        head = [
+            "tensor",
+            "kind",
+            "layout",
+            "shape",
+            "nnz",
+            "fillers",
+            "bytes",
+            "bits/nz",
+            "index %",
+            "dense",
+            "ratio",
+        ]
         rows = []
         for lay in self.layers:
-            rows.append([
-                lay.name, lay.kind, lay.layout, "x".join(map(str, lay.shape)) or "scalar", str(lay.nnz),
-                str(lay.entries - lay.nnz), str(lay.bytes), f"{lay.bits_per_nonzero:.2f}",
-                f"{lay.index_overhead_pct:.1f}", str(lay.dense_bytes), f"{lay.ratio:.1f}x",
-            ])
+            rows.append(
+                [
+                    lay.name,
+                    lay.kind,
+                    lay.layout,
+                    "x".join(map(str, lay.shape)) or "scalar",
+                    str(lay.nnz),
+                    str(lay.entries - lay.nnz),
+                    str(lay.bytes),
+                    f"{lay.bits_per_nonzero:.2f}",
+                    f"{lay.index_overhead_pct:.1f}",
+                    str(lay.dense_bytes),
+                    f"{lay.ratio:.1f}x",
+                ]
+            )
         rows.append(["(header)", "", "", "", "", "", str(self.header_bytes), "", "", "", ""])
-        rows.append([
-            "total", "", "", "", str(self.nnz), "", str(self.total_bytes), "", "", str(self.dense_bytes),
-            f"{self.ratio:.1f}x",
-        ])
+        rows.append(
+            [
+                "total",
+                "",
+                "",
+                "",
+                str(self.nnz),
+                "",
+                str(self.total_bytes),
+                "",
+                "",
+                str(self.dense_bytes),
+                f"{self.ratio:.1f}x",
+            ]
+        )
         return format_table(rows, head, align="llll" + "r" * 7, rules_before=(-2,))
 
 
@@ -144,10 +184,19 @@ def size_report(blob: bytes | Container) -> SizeReport:
             value_bytes = sections.get("values", 0) + sections.get("codebook", 0)
             entries, nnz = int(rec["count"]), int(rec["nnz"])
         layout = f"{rec['scan']}/{rec['fillers']}" if rec["kind"] != "raw" else ""
-        layers.append(LayerSize(
-            name=rec["name"], kind=rec["kind"], shape=tuple(int(s) for s in rec["shape"]), numel=numel,
-            nnz=nnz, entries=entries, index_bytes=index_bytes, value_bytes=value_bytes,
-            dense_bytes=numel * _element_size(rec["dtype"]), layout=layout,
-        ))
+        layers.append(
+            LayerSize(
+                name=rec["name"],
+                kind=rec["kind"],
+                shape=tuple(int(s) for s in rec["shape"]),
+                numel=numel,
+                nnz=nnz,
+                entries=entries,
+                index_bytes=index_bytes,
+                value_bytes=value_bytes,
+                dense_bytes=numel * _element_size(rec["dtype"]),
+                layout=layout,
+            )
+        )
     total = container.header_bytes + len(container.data)
     return SizeReport(layers=layers, total_bytes=total, header_bytes=container.header_bytes)

@@ -127,15 +127,21 @@ def _unscan(flat: np.ndarray, shape: list[int], scan: str) -> torch.Tensor:
 def _fixed_size(count: int, index_bits: int, value_bits: int, quantize: bool) -> int:
     """Bytes of a packed (no Huffman) sparse encoding with ``count`` entries."""
     if quantize:
-        return bitpack.packed_size(count, index_bits) + bitpack.packed_size(count, value_bits) + (
-            4 * ((1 << value_bits) - 1)
+        return (
+            bitpack.packed_size(count, index_bits)
+            + bitpack.packed_size(count, value_bits)
+            + (4 * ((1 << value_bits) - 1))
         )
     return bitpack.packed_size(count, index_bits) + 4 * count
 
 
 def _candidates(
-    flat: np.ndarray, positions: np.ndarray, index_bits: int, value_bits: int,
-    book: kmeans.Codebook | None, use_huffman: bool,
+    flat: np.ndarray,
+    positions: np.ndarray,
+    index_bits: int,
+    value_bits: int,
+    book: kmeans.Codebook | None,
+    use_huffman: bool,
 ) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
     """Sparse encodings of one scan order: ``(record fields, sections)`` for each filler form tried."""
     stream = relative_index.encode_positions(positions, index_bits)
@@ -182,8 +188,9 @@ def encode_tensor(name: str, tensor: torch.Tensor, opts: CodecOptions) -> Tensor
     positions = {scan: relative_index.nonzero_positions(flat) for scan, flat in scans.items()}
     if not opts.huffman:  # packed sizes are known without encoding: keep only the smaller scan order
         sizes = {
-            scan: _fixed_size(relative_index.count_entries(pos, index_bits), index_bits, value_bits,
-                              opts.quantize)
+            scan: _fixed_size(
+                relative_index.count_entries(pos, index_bits), index_bits, value_bits, opts.quantize
+            )
             for scan, pos in positions.items()
         }
         best = min(SCANS, key=lambda scan: sizes[scan])  # ties keep "row"

@@ -94,8 +94,14 @@ def get_loaders(
         mean=mean, std=std, rank=rank, world_size=world_size, max_batches=max_batches, device=device
     )
     train_loader = TensorLoader(
-        train.images, train.labels, batch_size=batch_size, shuffle=True, drop_last=True,
-        augment=aug_spec if augment else None, seed=seed, **common,
+        train.images,
+        train.labels,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        augment=aug_spec if augment else None,
+        seed=seed,
+        **common,
     )
 
     def eval_loader(images: torch.Tensor, labels: torch.Tensor) -> TensorLoader:

@@ -58,8 +58,9 @@ class ArrayDataset:
         return replace(self, images=self.images[index], labels=self.labels[index], split=split or self.split)
 
 
-def _to_dataset(images: np.ndarray, labels: np.ndarray, name: str, split: str, classes: list[str],
-                source: Path | None) -> ArrayDataset:
+def _to_dataset(
+    images: np.ndarray, labels: np.ndarray, name: str, split: str, classes: list[str], source: Path | None
+) -> ArrayDataset:
     return ArrayDataset(
         images=torch.from_numpy(np.ascontiguousarray(images)),
         labels=torch.from_numpy(labels.astype(np.int64)),

@@ -68,7 +68,8 @@ def fetch_verified(resource: Resource, directory: Path) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     raise DataNotFoundError(
-        f"could not download {resource.filename} into {directory}:\n  " + "\n  ".join(errors)
+        f"could not download {resource.filename} into {directory}:\n  "
+        + "\n  ".join(errors)
         + f"\nDownload it by hand (md5 {resource.md5}) and put it in {directory}"
     )
 

@@ -95,7 +95,7 @@ def find(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = None) -> F
 def folder_root(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The image-folder root meant by ``folder:<path>`` or by ``folder`` with ``data_dir``."""
     if name.startswith(FOLDER_PREFIX):
-        return Path(name[len(FOLDER_PREFIX):]).expanduser()
+        return Path(name[len(FOLDER_PREFIX) :]).expanduser()
     if data_dir is None:
         raise NetslimError(
             "dataset 'folder' needs a data_dir (--data-dir PATH), or use the name 'folder:PATH'"
@@ -144,9 +144,11 @@ def _missing_in_dir(spec: DatasetSpec, root: Path) -> str:
     layout, missing = best
     suffix = " (or .gz)" if layout.gz_ok else ""
     fetch = f"netslim datasets {spec.name} --download --data-dir {root}" if spec.resources else ""
-    return (f"dataset {spec.name!r} not found in --data-dir {root} (only that folder is searched): "
-            f"missing {', '.join(missing)}{suffix}; put the files there (or in {root / spec.name})"
-            + (f", or fetch them: {fetch}" if fetch else ""))
+    return (
+        f"dataset {spec.name!r} not found in --data-dir {root} (only that folder is searched): "
+        f"missing {', '.join(missing)}{suffix}; put the files there (or in {root / spec.name})"
+        + (f", or fetch them: {fetch}" if fetch else "")
+    )
 
 
 def require(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = None) -> Found:

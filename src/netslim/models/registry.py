@@ -140,9 +140,15 @@ def create_from_recipe(recipe: dict[str, Any], where: str = "the checkpoint") ->
     return create(recipe["name"], **recipe.get("kwargs", {}))
 
 
-def resolve(spec: str, *, num_classes: int | None = None, in_channels: int | None = None,
-            input_size: int | None = None, input_shape: Sequence[int] | None = None, **kwargs: Any
-            ) -> nn.Module:
+def resolve(
+    spec: str,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    input_size: int | None = None,
+    input_shape: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build the model a ``--model`` spec names and return it, stamped with a rebuildable recipe.
 
     ``spec`` is a zoo name (``"vgg11"``), ``"path/to/file.py:factory"`` or ``"package.module:factory"``.
@@ -156,15 +162,26 @@ def resolve(spec: str, *, num_classes: int | None = None, in_channels: int | Non
         if len(shape) != 3 or min(shape) < 1:
             raise NetslimError(f"input_shape takes three positive numbers C H W, e.g. 3 32 32; got {shape}")
         if in_channels is not None and in_channels != shape[0]:
-            raise NetslimError(f"--input-shape has {shape[0]} channels but the data has {in_channels}; "
-                               "leave --input-shape out when the dataset defines the input")
+            raise NetslimError(
+                f"--input-shape has {shape[0]} channels but the data has {in_channels}; "
+                "leave --input-shape out when the dataset defines the input"
+            )
         in_channels = shape[0]
         input_size = shape[1] if input_size is None else input_size
     if is_factory_spec(spec):
-        return create_from_factory(spec, num_classes=num_classes, in_channels=in_channels,
-                                   input_size=input_size, input_shape=input_shape, **kwargs)
-    data = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels),
-                              ("input_size", input_size)) if v is not None}
+        return create_from_factory(
+            spec,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            input_size=input_size,
+            input_shape=input_shape,
+            **kwargs,
+        )
+    data = {
+        k: v
+        for k, v in (("num_classes", num_classes), ("in_channels", in_channels), ("input_size", input_size))
+        if v is not None
+    }
     return create(spec, **data, **kwargs)
 
 

@@ -36,10 +36,19 @@ from netslim.slimming.tracing import output_tensors
 _BN = nn.modules.batchnorm._BatchNorm
 
 
-def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
-         ignored_layers: Iterable[nn.Module | str] | None = None, scope: str = "global",
-         layer_ratios: Mapping[str, float] | None = None, score_reduce: str = "max", min_channels: int = 1,
-         max_layer_ratio: float | None = None, round_to: int = 1) -> PruningPlan:
+def plan(
+    model: nn.Module,
+    example_inputs: Any,
+    ratio: float = 0.7,
+    *,
+    ignored_layers: Iterable[nn.Module | str] | None = None,
+    scope: str = "global",
+    layer_ratios: Mapping[str, float] | None = None,
+    score_reduce: str = "max",
+    min_channels: int = 1,
+    max_layer_ratio: float | None = None,
+    round_to: int = 1,
+) -> PruningPlan:
     """Choose the channels to remove by BatchNorm |gamma| and return a :class:`PruningPlan`.
 
     ``ratio`` is the fraction of prunable channels removed (global scope: one threshold over all of them;
@@ -50,33 +59,71 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *,
     out-of-range ratio, a model without (prunable) BatchNorm, or (with ``min_channels=0``) a ratio that
     would empty a layer; TracingError if the model does not run on ``example_inputs``.
     """
-    return _plan(model, example_inputs, ratio, ignored_layers=ignored_layers, scope=scope,
-                 layer_ratios=layer_ratios, score_reduce=score_reduce, min_channels=min_channels,
-                 max_layer_ratio=max_layer_ratio, round_to=round_to)
+    return _plan(
+        model,
+        example_inputs,
+        ratio,
+        ignored_layers=ignored_layers,
+        scope=scope,
+        layer_ratios=layer_ratios,
+        score_reduce=score_reduce,
+        min_channels=min_channels,
+        max_layer_ratio=max_layer_ratio,
+        round_to=round_to,
+    )
 
 
-def _plan(model: nn.Module, example_inputs: Any, ratio: float, *, ignored_layers: Any, scope: str,
-          layer_ratios: Mapping[str, float] | None, score_reduce: str, min_channels: int,
-          max_layer_ratio: float | None, round_to: int, stacklevel: int = 3) -> PruningPlan:
+def _plan(
+    model: nn.Module,
+    example_inputs: Any,
+    ratio: float,
+    *,
+    ignored_layers: Any,
+    scope: str,
+    layer_ratios: Mapping[str, float] | None,
+    score_reduce: str,
+    min_channels: int,
+    max_layer_ratio: float | None,
+    round_to: int,
+    stacklevel: int = 3,
+) -> PruningPlan:
     """:func:`plan`; the readiness warning points ``stacklevel`` frames up (at the user's call)."""
     check_ratio(ratio, "ratio")
     if not any(isinstance(m, _BN) or is_gate(m) for m in model.modules()):
-        raise PruningError("the model has no BatchNorm layer: Network Slimming scores channels by BatchNorm "
-                           "scaling factors; add channel gates (netslim.add_channel_gates), add BatchNorm "
-                           "after convolutions, or use netslim.weights")
+        raise PruningError(
+            "the model has no BatchNorm layer: Network Slimming scores channels by BatchNorm "
+            "scaling factors; add channel gates (netslim.add_channel_gates), add BatchNorm "
+            "after convolutions, or use netslim.weights"
+        )
     graph = analyze(model, example_inputs, ignored_layers)
     scores = group_scores(model, graph, score_reduce)
     if not scores:
         normed = [g for g in graph.groups if any(m.role in ("norm", "select") for m in g.members)]
         reasons = sorted({g.reason for g in normed})
-        raise PruningError("no BatchNorm channels can be pruned in this model (" + "; ".join(reasons[:5]) +
-                           "); check ignored_layers or the warnings above")
-    keep, meta = select_channels(graph, scores, ratio, scope=scope, layer_ratios=layer_ratios,
-                                 min_channels=min_channels, max_layer_ratio=max_layer_ratio,
-                                 round_to=round_to)
-    meta.update(ratio=ratio, scope=scope, score_reduce=score_reduce, min_channels=min_channels,
-                max_layer_ratio=max_layer_ratio, round_to=round_to,
-                layer_ratios=dict(layer_ratios) if layer_ratios else None)
+        raise PruningError(
+            "no BatchNorm channels can be pruned in this model ("
+            + "; ".join(reasons[:5])
+            + "); check ignored_layers or the warnings above"
+        )
+    keep, meta = select_channels(
+        graph,
+        scores,
+        ratio,
+        scope=scope,
+        layer_ratios=layer_ratios,
+        min_channels=min_channels,
+        max_layer_ratio=max_layer_ratio,
+        round_to=round_to,
+    )
+    meta.update(
+        ratio=ratio,
+        scope=scope,
+        score_reduce=score_reduce,
+        min_channels=min_channels,
+        max_layer_ratio=max_layer_ratio,
+        round_to=round_to,
+        layer_ratios=dict(layer_ratios) if layer_ratios else None,
+    )
     result = build_plan(model, graph, keep, meta)
     result.readiness = cut_readiness(scores, keep)
     if result.readiness.in_bulk:
@@ -142,12 +189,16 @@ def _copy_for_cut(model: nn.Module, plan: PruningPlan) -> tuple[nn.Module, _Shar
 @functools.cache
 def _plain_module(cls: type) -> bool:
     """True if ``cls`` deep-copies the default way: ``__getstate__`` state, then ``__setstate__``."""
-    return (getattr(cls, "__deepcopy__", None) is None and cls.__reduce_ex__ is nn.Module.__reduce_ex__
-            and cls.__reduce__ is nn.Module.__reduce__)
+    return (
+        getattr(cls, "__deepcopy__", None) is None
+        and cls.__reduce_ex__ is nn.Module.__reduce_ex__
+        and cls.__reduce__ is nn.Module.__reduce__
+    )
 
 
-def _clone(m: nn.Module, fqn: str, memo: dict[int, Any], planned: dict[str, tuple[str, ...]],
-           replaced: _Shared) -> nn.Module:
+def _clone(
+    m: nn.Module, fqn: str, memo: dict[int, Any], planned: dict[str, tuple[str, ...]], replaced: _Shared
+) -> nn.Module:
     """What ``copy.deepcopy`` does for a module tree, without its generic per-object reduce machinery."""
     cls = type(m)
     if not _plain_module(cls):
@@ -161,9 +212,14 @@ def _clone(m: nn.Module, fqn: str, memo: dict[int, Any], planned: dict[str, tupl
     state = {}
     for key, value in old.items():
         if key == "_modules":
-            value = {name: None if c is None else memo[id(c)] if id(c) in memo else
-                     _clone(c, f"{fqn}.{name}" if fqn else name, memo, planned, replaced)
-                     for name, c in value.items()}
+            value = {
+                name: None
+                if c is None
+                else memo[id(c)]
+                if id(c) in memo
+                else _clone(c, f"{fqn}.{name}" if fqn else name, memo, planned, replaced)
+                for name, c in value.items()
+            }
         elif key == "_parameters" or key == "_buffers":
             store = {}
             for name, t in value.items():
@@ -190,8 +246,11 @@ def _unshare(replaced: _Shared) -> None:
         for m, key, name, t in replaced:
             store = getattr(m, key)
             if store.get(name) is t:
-                store[name] = nn.Parameter(t.detach().clone(), t.requires_grad) \
-                    if isinstance(t, nn.Parameter) else t.clone()
+                store[name] = (
+                    nn.Parameter(t.detach().clone(), t.requires_grad)
+                    if isinstance(t, nn.Parameter)
+                    else t.clone()
+                )
 
 
 @dataclass
@@ -228,17 +287,23 @@ class SlimResult:
     def summary(self) -> str:
         """A text table: per-layer widths before/after, then params and FLOPs before/after."""
         rows = [str(self.plan), ""]
-        for label, a, b in (("params", self.params_before, self.params_after),
-                            ("FLOPs", self.flops_before, self.flops_after)):
+        for label, a, b in (
+            ("params", self.params_before, self.params_after),
+            ("FLOPs", self.flops_before, self.flops_after),
+        ):
             pct = 100.0 * (1 - b / a) if a else 0.0
             rows.append(f"{label:<7} {a:>14,} -> {b:>14,}  ({pct:.1f}% removed)")
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable summary (plan plus sizes)."""
-        return {"plan": self.plan.to_dict(), "params_before": self.params_before,
-                "params_after": self.params_after, "flops_before": self.flops_before,
-                "flops_after": self.flops_after}
+        return {
+            "plan": self.plan.to_dict(),
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "flops_before": self.flops_before,
+            "flops_after": self.flops_after,
+        }
 
 
 def count(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
@@ -249,12 +314,21 @@ def count(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
     return num_params(model), 2 * count_costs(model, example_inputs, warn=False).macs
 
 
-_PLAN_DEFAULTS = {name: p.default for name, p in inspect.signature(plan).parameters.items()
-                  if p.kind is inspect.Parameter.KEYWORD_ONLY}
+_PLAN_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(plan).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
 
 
-def slim(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *, fold_beta: bool | str = True,
-         **plan_kwargs: Any) -> SlimResult:
+def slim(
+    model: nn.Module,
+    example_inputs: Any,
+    ratio: float = 0.7,
+    *,
+    fold_beta: bool | str = True,
+    **plan_kwargs: Any,
+) -> SlimResult:
     """Plan and apply Network Slimming in one call; returns a :class:`SlimResult` (input model untouched)."""
     kwargs = dict(_PLAN_DEFAULTS)
     unknown = sorted(set(plan_kwargs) - set(kwargs))
@@ -265,8 +339,10 @@ def slim(model: nn.Module, example_inputs: Any, ratio: float = 0.7, *, fold_beta
     new = apply(model, p, fold_beta=fold_beta)
     from netslim.measurement.params import num_params
 
-    flops = {"before": lambda: count(model, example_inputs)[1],
-             "after": lambda: count(new, example_inputs)[1]}
+    flops = {
+        "before": lambda: count(model, example_inputs)[1],
+        "after": lambda: count(new, example_inputs)[1],
+    }
     return SlimResult(new, p, num_params(model), num_params(new), flops)
 
 

@@ -124,8 +124,10 @@ def _names(model: nn.Module, layers: Iterable[Any] | None) -> set[str]:
     for item in layers:
         name = by_module.get(item) if isinstance(item, nn.Module) else item
         if not isinstance(name, str) or name not in known:
-            raise PruningError(f"ignored layer {item!r} is not a module of this model; pass modules or FQNs "
-                               "as listed by model.named_modules()")
+            raise PruningError(
+                f"ignored layer {item!r} is not a module of this model; pass modules or FQNs "
+                "as listed by model.named_modules()"
+            )
         names.update(n for n in known if n == name or n.startswith(name + ".") or name == "")
     return names
 
@@ -164,8 +166,10 @@ def analyze(model: nn.Module, example_inputs: Any, ignored_layers: Iterable[Any]
         _, n, owner = tr.spaces[gid]
         groups[gid] = ChannelGroup(index=-1, name=owner, size=n)
     for gid in _irregular_spaces(space_of, space_label, sizes, chan_of_var):
-        _fix(groups[gid], "irregular channel coupling (channels of one layer tied to several channels of "
-                          "another)")
+        _fix(
+            groups[gid],
+            "irregular channel coupling (channels of one layer tied to several channels of another)",
+        )
     for desc, reason in tr.pins:
         for gid in torch.unique(space_label[space_of[desc]]).tolist():
             _fix(groups[gid], reason)
@@ -177,8 +181,9 @@ def analyze(model: nn.Module, example_inputs: Any, ignored_layers: Iterable[Any]
     return Graph(ordered, tr, tr.modules, kinds, split, labels, space_label[space_of], chan_of_var)
 
 
-def _irregular_spaces(space_of: torch.Tensor, space_label: torch.Tensor, sizes: torch.Tensor,
-                      chan_of_var: torch.Tensor) -> list[int]:
+def _irregular_spaces(
+    space_of: torch.Tensor, space_label: torch.Tensor, sizes: torch.Tensor, chan_of_var: torch.Tensor
+) -> list[int]:
     """Group labels (in space order) of spaces that are not a permutation of their group's channels."""
     if space_of.numel() == 0:
         return []
@@ -202,8 +207,13 @@ def _split_by_group(gl: torch.Tensor, single: bool) -> list[tuple[int, torch.Ten
     return [(gid, torch.nonzero(gl == gid).flatten()) for gid in torch.unique(gl).tolist()]
 
 
-def _add_members(tr: Trace, groups: dict[int, ChannelGroup], split: set[str], group_of_var: torch.Tensor,
-                 chan_of_var: torch.Tensor) -> None:
+def _add_members(
+    tr: Trace,
+    groups: dict[int, ChannelGroup],
+    split: set[str],
+    group_of_var: torch.Tensor,
+    chan_of_var: torch.Tensor,
+) -> None:
     for g in groups.values():
         g.scorable = True
     recs = [tr.modules[f] for f in tr.order]
@@ -214,17 +224,19 @@ def _add_members(tr: Trace, groups: dict[int, ChannelGroup], split: set[str], gr
     flat = torch.cat(descs) if descs else torch.zeros(0, dtype=torch.long)
     gl_all, ch_all = group_of_var[flat], chan_of_var[flat]
     seg = torch.repeat_interleave(torch.arange(len(descs)), torch.tensor(lens, dtype=torch.long))
-    lo = torch.full((len(descs),), -1, dtype=torch.long).scatter_reduce_(0, seg, gl_all, "amin",
-                                                                         include_self=False)
-    hi = torch.full((len(descs),), -1, dtype=torch.long).scatter_reduce_(0, seg, gl_all, "amax",
-                                                                         include_self=False)
+    lo = torch.full((len(descs),), -1, dtype=torch.long).scatter_reduce_(
+        0, seg, gl_all, "amin", include_self=False
+    )
+    hi = torch.full((len(descs),), -1, dtype=torch.long).scatter_reduce_(
+        0, seg, gl_all, "amax", include_self=False
+    )
     single = (lo == hi).tolist()
     aranges: dict[int, torch.Tensor] = {}
     off = 0
     for k, rec in enumerate(recs):
         n_out, n_in = lens[2 * k], lens[2 * k + 1]
-        gl_out, ch_out = gl_all[off:off + n_out], ch_all[off:off + n_out]
-        gl_in, ch_in = gl_all[off + n_out:off + n_out + n_in], ch_all[off + n_out:off + n_out + n_in]
+        gl_out, ch_out = gl_all[off : off + n_out], ch_all[off : off + n_out]
+        gl_in, ch_in = gl_all[off + n_out : off + n_out + n_in], ch_all[off + n_out : off + n_out + n_in]
         off += n_out + n_in
         fqn = rec.fqn
         if rec.kind == "gconv" or n_out == 0:
@@ -263,8 +275,9 @@ def _add_members(tr: Trace, groups: dict[int, ChannelGroup], split: set[str], gr
                 _fix(groups[gid], f"read through a channel selection by {fqn}")
 
 
-def build_groups(model: nn.Module, example_inputs: Any, ignored_layers: Iterable[Any] | None = None
-                 ) -> list[ChannelGroup]:
+def build_groups(
+    model: nn.Module, example_inputs: Any, ignored_layers: Iterable[Any] | None = None
+) -> list[ChannelGroup]:
     """Trace ``model`` on ``example_inputs`` and return its coupled channel groups in model order.
 
     ``ignored_layers`` (modules or FQNs; containers include their children) keep their input and output

@@ -53,9 +53,13 @@ class PruningPlan:
     # ---- serialization --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable deep copy of the plan."""
-        out = {"version": PLAN_VERSION, "layers": _copy_json(self.layers),
-               "folds": _copy_json(self.folds), "added_bias": list(self.added_bias),
-               "meta": _copy_json(self.meta)}
+        out = {
+            "version": PLAN_VERSION,
+            "layers": _copy_json(self.layers),
+            "folds": _copy_json(self.folds),
+            "added_bias": list(self.added_bias),
+            "meta": _copy_json(self.meta),
+        }
         if self.readiness is not None:
             out["readiness"] = self.readiness.to_dict()
         return out
@@ -64,14 +68,20 @@ class PruningPlan:
     def from_dict(cls, data: dict[str, Any]) -> PruningPlan:
         """Rebuild a plan from :meth:`to_dict` output; raises CorruptFileError for malformed input."""
         if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
-            raise CorruptFileError("not a netslim pruning plan (expected a dict with 'layers'); pass "
-                                   "the output of PruningPlan.to_dict()")
+            raise CorruptFileError(
+                "not a netslim pruning plan (expected a dict with 'layers'); pass "
+                "the output of PruningPlan.to_dict()"
+            )
         if data.get("version", PLAN_VERSION) > PLAN_VERSION:
             raise CorruptFileError(f"pruning plan version {data['version']} is newer than this netslim")
         ready = data.get("readiness")  # absent from plans written before it existed
-        return cls(layers=_copy_json(data["layers"]), folds=_copy_json(data.get("folds", [])),
-                   added_bias=list(data.get("added_bias", [])), meta=_copy_json(data.get("meta", {})),
-                   readiness=CutReadiness.from_dict(ready) if isinstance(ready, dict) else None)
+        return cls(
+            layers=_copy_json(data["layers"]),
+            folds=_copy_json(data.get("folds", [])),
+            added_bias=list(data.get("added_bias", [])),
+            meta=_copy_json(data.get("meta", {})),
+            readiness=CutReadiness.from_dict(ready) if isinstance(ready, dict) else None,
+        )
 
     def to_json(self, indent: int | None = None) -> str:
         """The plan as a JSON string."""
@@ -88,10 +98,12 @@ class PruningPlan:
 
     def __str__(self) -> str:
         m = self.meta
-        head = (f"PruningPlan: ratio={m.get('ratio')} scope={m.get('scope')} "
-                f"threshold={_fmt(m.get('threshold'))} "
-                f"pruned {m.get('pruned_channels', 0)}/{m.get('total_channels', 0)} channels, "
-                f"largest safe ratio={_fmt(m.get('max_safe_ratio'))}")
+        head = (
+            f"PruningPlan: ratio={m.get('ratio')} scope={m.get('scope')} "
+            f"threshold={_fmt(m.get('threshold'))} "
+            f"pruned {m.get('pruned_channels', 0)}/{m.get('total_channels', 0)} channels, "
+            f"largest safe ratio={_fmt(m.get('max_safe_ratio'))}"
+        )
         rows = [f"  {'layer':<40} {'kind':<7} {'before':>7} -> {'after':<7}"]
         if self.readiness is not None:
             rows.insert(0, self.readiness.line())

@@ -19,8 +19,9 @@ from netslim.slimming.channel_groups import Graph, analyze
 from netslim.slimming.plan import PruningPlan
 
 
-def build_plan(model: nn.Module, graph: Graph, keep: Mapping[int, torch.Tensor], meta: dict[str, Any]
-               ) -> PruningPlan:
+def build_plan(
+    model: nn.Module, graph: Graph, keep: Mapping[int, torch.Tensor], meta: dict[str, Any]
+) -> PruningPlan:
     """Turn keep masks per group into a :class:`PruningPlan` (layer keep lists plus beta-fold records)."""
     mods = dict(model.named_modules())
     # masks only for the layers a pruned group touches; every other layer keeps all its channels
@@ -34,8 +35,11 @@ def build_plan(model: nn.Module, graph: Graph, keep: Mapping[int, torch.Tensor],
             gone = m.positions[~mask[m.channels]]
             if gone.numel() == 0:
                 continue
-            masks, desc = (in_masks, graph.modules[m.fqn].in_desc) if m.role == "in" else \
-                (out_masks, graph.modules[m.fqn].out_desc)
+            masks, desc = (
+                (in_masks, graph.modules[m.fqn].in_desc)
+                if m.role == "in"
+                else (out_masks, graph.modules[m.fqn].out_desc)
+            )
             if m.fqn not in masks:
                 masks[m.fqn] = torch.ones(desc.numel(), dtype=torch.bool)
             masks[m.fqn][gone] = False
@@ -44,12 +48,14 @@ def build_plan(model: nn.Module, graph: Graph, keep: Mapping[int, torch.Tensor],
         om, im = out_masks.get(f), in_masks.get(f)
         kind = rec.kind
         plan.layers[f] = {
-            "kind": kind, "type": type(mods[f]).__name__,
+            "kind": kind,
+            "type": type(mods[f]).__name__,
             "out_before": int(rec.out_desc.numel()),
             "in_before": int(rec.in_desc.numel()) if kind in ("conv", "linear") else None,
             "out_keep": None if om is None else torch.nonzero(om).flatten().tolist(),
-            "in_keep": None if im is None or kind not in ("conv", "linear") else
-            torch.nonzero(im).flatten().tolist(),
+            "in_keep": None
+            if im is None or kind not in ("conv", "linear")
+            else torch.nonzero(im).flatten().tolist(),
             "select": f in graph.split_bns and om is not None,
         }
     for lp in plan.layers.values():  # width of the pruned dimension, for reports
@@ -58,8 +64,11 @@ def build_plan(model: nn.Module, graph: Graph, keep: Mapping[int, torch.Tensor],
         lp["before"] = lp[f"{side}_before"]
         lp["after"] = lp["before"] if lp[f"{side}_keep"] is None else len(lp[f"{side}_keep"])
     plan.folds = _folds(graph, in_masks)
-    plan.meta["groups"] = [{"name": g.name, "size": g.size, "kept": int(keep[g.index].sum())
-                            if g.index in keep else g.size} for g in graph.groups if g.prunable]
+    plan.meta["groups"] = [
+        {"name": g.name, "size": g.size, "kept": int(keep[g.index].sum()) if g.index in keep else g.size}
+        for g in graph.groups
+        if g.prunable
+    ]
     return plan
 
 
@@ -94,9 +103,17 @@ def _folds(graph: Graph, in_masks: dict[str, torch.Tensor]) -> list[dict[str, An
         target = None
         if len(readers) == 1 and graph.kinds.get(readers[0]) == "bn" and readers[0] not in graph.split_bns:
             target = readers[0]
-        folds.append({"consumer": f, "positions": pos.tolist(), "exprs": exprs,
-                      "expr_of": torch.cat(expr_of).tolist(), "bn_index": bn_index, "target_bn": target,
-                      "in_spatial": list(rec.in_spatial)})
+        folds.append(
+            {
+                "consumer": f,
+                "positions": pos.tolist(),
+                "exprs": exprs,
+                "expr_of": torch.cat(expr_of).tolist(),
+                "bn_index": bn_index,
+                "target_bn": target,
+                "in_spatial": list(rec.in_spatial),
+            }
+        )
     return folds
 
 
@@ -110,8 +127,9 @@ def _leaves(expr: Any) -> set[str]:
     return out
 
 
-def plan_from_keep_on_graph(model: nn.Module, graph: Graph, keep: Mapping[int | str, Sequence[int]]
-                            ) -> PruningPlan:
+def plan_from_keep_on_graph(
+    model: nn.Module, graph: Graph, keep: Mapping[int | str, Sequence[int]]
+) -> PruningPlan:
     """:func:`plan_from_keep` on an analysed graph."""
     by_name = {g.name: g for g in graph.groups}
     masks: dict[int, torch.Tensor] = {}
@@ -121,8 +139,10 @@ def plan_from_keep_on_graph(model: nn.Module, graph: Graph, keep: Mapping[int | 
             raise PruningError(f"no channel group {key!r}; use an index or name from build_groups()")
         idx = torch.as_tensor(list(kept), dtype=torch.long)
         if idx.numel() == 0 or bool((idx < 0).any()) or bool((idx >= g.size).any()):
-            raise PruningError(f"group {g.name!r} (size {g.size}): keep must list 1..{g.size} indices in "
-                               f"[0, {g.size}), got {list(kept)[:10]}")
+            raise PruningError(
+                f"group {g.name!r} (size {g.size}): keep must list 1..{g.size} indices in "
+                f"[0, {g.size}), got {list(kept)[:10]}"
+            )
         if idx.numel() == g.size and torch.unique(idx).numel() == g.size:
             continue
         if not g.prunable:
@@ -136,8 +156,12 @@ def plan_from_keep_on_graph(model: nn.Module, graph: Graph, keep: Mapping[int | 
     return build_plan(model, graph, masks, meta)
 
 
-def plan_from_keep(model: nn.Module, example_inputs: Any, keep: Mapping[int | str, Sequence[int]],
-                   ignored_layers: Iterable[Any] | None = None) -> PruningPlan:
+def plan_from_keep(
+    model: nn.Module,
+    example_inputs: Any,
+    keep: Mapping[int | str, Sequence[int]],
+    ignored_layers: Iterable[Any] | None = None,
+) -> PruningPlan:
     """Build a :class:`PruningPlan` that keeps, for each group (by index or name), the given channels.
 
     Groups not in ``keep`` keep all channels. Raises PruningError for a fixed group, an out-of-range or

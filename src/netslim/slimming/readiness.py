@@ -61,26 +61,36 @@ class CutReadiness:
         """One line for summaries."""
         ratio = "n/a" if self.threshold_ratio is None else f"{self.threshold_ratio:.3g}"
         verdict = "reaches into the bulk" if self.in_bulk else "clean"
-        return (f"cut readiness: {self.near_zero_share:.1%} of channels near zero, the cut removes "
-                f"{self.removed_share:.1%} of channels and {self.removed_mass:.2%} of |gamma| mass, "
-                f"threshold = {ratio} x the strongest 10%' mean |gamma| ({verdict})")
+        return (
+            f"cut readiness: {self.near_zero_share:.1%} of channels near zero, the cut removes "
+            f"{self.removed_share:.1%} of channels and {self.removed_mass:.2%} of |gamma| mass, "
+            f"threshold = {ratio} x the strongest 10%' mean |gamma| ({verdict})"
+        )
 
     def advice(self, ratio: float | None) -> str:
         """The one-line warning text for a cut in the bulk."""
         r = "" if ratio is None else f" at ratio {ratio}"
-        return (f"netslim: the cut{r} reaches into the bulk of the BatchNorm scales (threshold = "
-                f"{self.threshold_ratio:.2g} x the strongest 10%' mean |gamma|, only "
-                f"{self.near_zero_share:.0%} of channels near zero); train longer with sparsity, use "
-                f"--l1 auto (BNSparsity(model, 'auto', target=...)) or a lower ratio")
+        return (
+            f"netslim: the cut{r} reaches into the bulk of the BatchNorm scales (threshold = "
+            f"{self.threshold_ratio:.2g} x the strongest 10%' mean |gamma|, only "
+            f"{self.near_zero_share:.0%} of channels near zero); train longer with sparsity, use "
+            f"--l1 auto (BNSparsity(model, 'auto', target=...)) or a lower ratio"
+        )
 
 
-def cut_readiness(scores: Mapping[int, torch.Tensor], keep: Mapping[int, torch.Tensor],
-                  near_zero: float = NEAR_ZERO) -> CutReadiness:
+def cut_readiness(
+    scores: Mapping[int, torch.Tensor], keep: Mapping[int, torch.Tensor], near_zero: float = NEAR_ZERO
+) -> CutReadiness:
     """How clean the cut ``keep`` is against the channel ``scores`` (see :class:`CutReadiness`)."""
     groups = sorted(scores)
     all_s = torch.cat([scores[gi].double() for gi in groups]) if groups else torch.zeros(0)
-    kept = torch.cat([keep[gi] if gi in keep else torch.ones(scores[gi].numel(), dtype=torch.bool)
-                      for gi in groups]) if groups else torch.zeros(0, dtype=torch.bool)
+    kept = (
+        torch.cat(
+            [keep[gi] if gi in keep else torch.ones(scores[gi].numel(), dtype=torch.bool) for gi in groups]
+        )
+        if groups
+        else torch.zeros(0, dtype=torch.bool)
+    )
     share, ref = near_zero_stats(all_s, near_zero)
     removed = all_s[~kept]
     total = float(all_s.sum())
@@ -91,7 +101,13 @@ def cut_readiness(scores: Mapping[int, torch.Tensor], keep: Mapping[int, torch.T
     if threshold is not None:
         ratio = threshold / ref if ref > 0 else (0.0 if threshold == 0 else math.inf)
     return CutReadiness(
-        near_zero_share=share, removed_share=removed.numel() / n if n else 0.0,
-        removed_mass=float(removed.sum()) / total if total > 0 else 0.0, threshold=threshold,
-        threshold_ratio=ratio, reference=ref, median_kept=median_kept, near_zero=near_zero,
-        in_bulk=ratio is not None and ratio > READY_THRESHOLD_RATIO)
+        near_zero_share=share,
+        removed_share=removed.numel() / n if n else 0.0,
+        removed_mass=float(removed.sum()) / total if total > 0 else 0.0,
+        threshold=threshold,
+        threshold_ratio=ratio,
+        reference=ref,
+        median_kept=median_kept,
+        near_zero=near_zero,
+        in_bulk=ratio is not None and ratio > READY_THRESHOLD_RATIO,
+    )

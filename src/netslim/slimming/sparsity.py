@@ -139,8 +139,10 @@ def sparsity_parameters(
     Today: the ``weight`` (gamma) of every norm layer of ``norm_types`` that ``exclude`` does not rule
     out. This is the one place that decides what is penalised.
     """
-    return [(f"{name}.weight" if name else "weight", m.weight)
-            for name, m in _select_norms(model, tuple(norm_types), exclude)]
+    return [
+        (f"{name}.weight" if name else "weight", m.weight)
+        for name, m in _select_norms(model, tuple(norm_types), exclude)
+    ]
 
 
 class BNSparsity(Callback):
@@ -199,8 +201,9 @@ class BNSparsity(Callback):
         if not self.auto and not (
             isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
         ):
-            raise NetslimError(f"sparsity s must be a number >= 0 or 'auto', got {s!r} "
-                               "(the paper uses 1e-5..1e-4)")
+            raise NetslimError(
+                f"sparsity s must be a number >= 0 or 'auto', got {s!r} (the paper uses 1e-5..1e-4)"
+            )
         if mode not in ("subgradient", "proximal"):
             raise UnknownNameError(
                 f"unknown sparsity mode {mode!r}; use 'subgradient' (SGD) or 'proximal' (Adam)"
@@ -316,8 +319,10 @@ class BNSparsity(Callback):
             batches = [(float(lr), self.weights)]
         else:  # gammas not in any group are not being optimised: nothing moves them, nothing to shrink
             assert optimizer is not None
-            batches = [(float(g["lr"]), [p for p in g["params"] if id(p) in self._ids])
-                       for g in optimizer.param_groups]
+            batches = [
+                (float(g["lr"]), [p for p in g["params"] if id(p) in self._ids])
+                for g in optimizer.param_groups
+            ]
         for group_lr, ws in batches:
             if not ws:
                 continue
@@ -343,8 +348,9 @@ class BNSparsity(Callback):
         / (0.5 * lr * steps)`` (0.5: the mean of a decaying schedule), with ``ref`` the current scale.
         """
         if steps < 1 or not lr > 0 or not 0.0 <= momentum < 1.0:
-            raise NetslimError(f"set_budget needs steps >= 1, lr > 0 and momentum in [0, 1); got {steps}, "
-                               f"{lr}, {momentum}")
+            raise NetslimError(
+                f"set_budget needs steps >= 1, lr > 0 and momentum in [0, 1); got {steps}, {lr}, {momentum}"
+            )
         ref = self.near_zero_share()[1] or 1.0
         self._base = ref * (1.0 - momentum) / (0.5 * lr * steps)
         self._momentum = float(momentum)
@@ -467,8 +473,10 @@ class BNSparsity(Callback):
         config = getattr(trainer, "config", None)
         epochs = self.epochs if self.epochs is not None else getattr(config, "epochs", None)
         if not isinstance(epochs, int) or epochs < 1:
-            raise NetslimError("BNSparsity(s='auto') needs the number of sparsity epochs: pass epochs= "
-                               "or use it as a callback of a Trainer")
+            raise NetslimError(
+                "BNSparsity(s='auto') needs the number of sparsity epochs: pass epochs= "
+                "or use it as a callback of a Trainer"
+            )
         self._epochs = epochs
         loader = getattr(trainer, "train_loader", None)
         spe: int | None = None
@@ -489,8 +497,9 @@ class BNSparsity(Callback):
         sgd = getattr(config, "optimizer", "sgd") == "sgd"
         self._lr = lr if lr > 0 else None
         if self._base is None:  # a resumed run keeps the budget it started with
-            self.set_budget(total, lr if lr > 0 else 0.1,
-                            momentum if sgd and self.mode == "subgradient" else 0.0)
+            self.set_budget(
+                total, lr if lr > 0 else 0.1, momentum if sgd and self.mode == "subgradient" else 0.0
+            )
         if self._steps == 0:  # the first strength, before the first step (a resumed run keeps its own)
             self.update_strength(self._progress(trainer))
 
@@ -514,8 +523,11 @@ class BNSparsity(Callback):
             if self._step_in_epoch > 1:  # trainer.loss is still the previous batch's loss here
                 self._add_loss(trainer)
             if self._steps % self._every == 0:
-                lrs = [float(g["lr"]) for g in trainer.optimizer.param_groups
-                       if any(id(p) in self._ids for p in g["params"])]
+                lrs = [
+                    float(g["lr"])
+                    for g in trainer.optimizer.param_groups
+                    if any(id(p) in self._ids for p in g["params"])
+                ]
                 self._lr = max(lrs) if lrs else None
                 loss = None
                 if self._loss_sum is not None and self._loss_n:
@@ -560,13 +572,22 @@ class BNSparsity(Callback):
         """Schedule progress, the controller's state and the per-epoch histograms (plain Python values)."""
         state: dict[str, Any] = {"s": self.s, "progress": self.progress, "history": list(self.history)}
         if self.auto:
-            state["auto"] = {"integral": self._integral, "steps": self._steps,
-                             "last_progress": self._last_progress, "goal": self._goal,
-                             "base": self._base, "lr": self._lr, "momentum": self._momentum,
-                             "loss_sum": None if self._loss_sum is None else float(self._loss_sum),
-                             "loss_n": self._loss_n, "loss_ema": self._loss_ema,
-                             "loss_best": self._loss_best if math.isfinite(self._loss_best) else None,
-                             "share": self._share, "ref": self._ref, "target": self.target}
+            state["auto"] = {
+                "integral": self._integral,
+                "steps": self._steps,
+                "last_progress": self._last_progress,
+                "goal": self._goal,
+                "base": self._base,
+                "lr": self._lr,
+                "momentum": self._momentum,
+                "loss_sum": None if self._loss_sum is None else float(self._loss_sum),
+                "loss_n": self._loss_n,
+                "loss_ema": self._loss_ema,
+                "loss_best": self._loss_best if math.isfinite(self._loss_best) else None,
+                "share": self._share,
+                "ref": self._ref,
+                "target": self.target,
+            }
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -593,11 +614,14 @@ class BNSparsity(Callback):
             self._ref = auto.get("ref")
 
 
-def _check_auto(target: Any, epochs: Any, s_min: float, s_max: float | None,
-                update_every: Any, ramp: float, schedule: Any) -> None:
+def _check_auto(
+    target: Any, epochs: Any, s_min: float, s_max: float | None, update_every: Any, ramp: float, schedule: Any
+) -> None:
     if target is None:
-        raise NetslimError("BNSparsity(s='auto') needs target=, the share of prunable channels you intend "
-                           "to prune (e.g. target=0.7 for ratio 0.7)")
+        raise NetslimError(
+            "BNSparsity(s='auto') needs target=, the share of prunable channels you intend "
+            "to prune (e.g. target=0.7 for ratio 0.7)"
+        )
     if not (isinstance(target, int | float) and 0.0 < target < 1.0):
         raise NetslimError(f"target must be a share in (0, 1), got {target!r} (e.g. 0.7)")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):

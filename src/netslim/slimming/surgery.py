@@ -123,8 +123,14 @@ class BatchNormHandler(Handler):
     """BatchNorm: gamma, beta and running statistics."""
 
     def prune_out(self, m: nn.Module, idx: torch.Tensor) -> None:
-        _put(m, weight=_param(m.weight, idx), bias=_param(m.bias, idx), num_features=idx.numel(),
-             running_mean=_buffer(m.running_mean, idx), running_var=_buffer(m.running_var, idx))
+        _put(
+            m,
+            weight=_param(m.weight, idx),
+            bias=_param(m.bias, idx),
+            num_features=idx.numel(),
+            running_mean=_buffer(m.running_mean, idx),
+            running_var=_buffer(m.running_var, idx),
+        )
 
     prune_in = prune_out
 
@@ -140,27 +146,41 @@ def _eval_expr(expr: Any, leaf: Callable[[str], torch.Tensor]) -> torch.Tensor:
     if op == "affine":
         return expr[1] * _eval_expr(expr[3], leaf) + expr[2]
     a, b = _eval_expr(expr[1], leaf), _eval_expr(expr[2], leaf)
-    return {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "maximum": torch.maximum,
-            "minimum": torch.minimum}[op](a, b)
+    return {
+        "add": torch.add,
+        "sub": torch.sub,
+        "mul": torch.mul,
+        "maximum": torch.maximum,
+        "minimum": torch.minimum,
+    }[op](a, b)
 
 
 def index_tensor(values: list[int]) -> torch.Tensor:
     """A LongTensor of the plan's index list (through ``array``: several times faster than torch.tensor)."""
     try:
-        return torch.frombuffer(array.array("q", values), dtype=torch.long) if values else \
-            torch.zeros(0, dtype=torch.long)
+        return (
+            torch.frombuffer(array.array("q", values), dtype=torch.long)
+            if values
+            else torch.zeros(0, dtype=torch.long)
+        )
     except (TypeError, OverflowError):
         return torch.tensor(values, dtype=torch.long)  # raises its own error for a malformed plan
 
 
-def _beta(mods: dict[str, nn.Module], bn_index: dict[str, list[int]], rows: torch.Tensor,
-          like: torch.Tensor, bn: str) -> torch.Tensor:
+def _beta(
+    mods: dict[str, nn.Module],
+    bn_index: dict[str, list[int]],
+    rows: torch.Tensor,
+    like: torch.Tensor,
+    bn: str,
+) -> torch.Tensor:
     idx = index_tensor(bn_index[bn])[rows].to(like.device)
     return mods[bn].bias.detach().to(like.dtype).index_select(0, idx)
 
 
-def fold_consts(mods: dict[str, nn.Module], plan: PruningPlan, mean_fold: bool = True
-                ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+def fold_consts(
+    mods: dict[str, nn.Module], plan: PruningPlan, mean_fold: bool = True
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     """Per consumer layer: (removed input positions, the constant act(beta) each carries, tap coverage)."""
     out = {}
     with torch.no_grad():
@@ -237,12 +257,16 @@ def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> list[str]
     for fqn, lp in plan.layers.items():
         m = mods.get(fqn)
         if m is None or type(m).__name__ != lp.get("type"):
-            raise PruningError(f"the plan does not fit this model: layer {fqn!r} is missing or not a "
-                               f"{lp.get('type')}; apply a plan to the architecture it was made for")
+            raise PruningError(
+                f"the plan does not fit this model: layer {fqn!r} is missing or not a "
+                f"{lp.get('type')}; apply a plan to the architecture it was made for"
+            )
         size = m.weight.shape[0] if getattr(m, "weight", None) is not None else getattr(m, "num_features", 0)
         if lp.get("out_keep") is not None and size != lp["out_before"]:
-            raise PruningError(f"the plan does not fit this model: {fqn} has {size} channels, the plan "
-                               f"expects {lp['out_before']}")
+            raise PruningError(
+                f"the plan does not fit this model: {fqn} has {size} channels, the plan "
+                f"expects {lp['out_before']}"
+            )
     consts = fold_consts(mods, plan, mean_fold=fold_beta != "interior") if fold_beta else {}
     deltas = {}
     with torch.no_grad():

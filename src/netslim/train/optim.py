@@ -59,8 +59,11 @@ def split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
         if id(param) in seen:
             continue
         seen.add(id(param))
-        if isinstance(module, _NORM_TYPES) or getattr(module, "netslim_channel_scale", False) \
-                or name.endswith("bias"):
+        if (
+            isinstance(module, _NORM_TYPES)
+            or getattr(module, "netslim_channel_scale", False)
+            or name.endswith("bias")
+        ):
             no_decay.append(param)
         else:
             decay.append(param)

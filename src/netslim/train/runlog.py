@@ -42,7 +42,7 @@ class MetricsLog:
             writer.writerow([_csv_cell(row.get(c, "")) for c in columns])
         _write_text(self.run_dir / "metrics.csv", buf.getvalue())
         if self._tb is not None:
-            for row in history[self._tb_written:]:
+            for row in history[self._tb_written :]:
                 for key, value in row.items():
                     if key != "epoch" and isinstance(value, int | float) and not isinstance(value, bool):
                         self._tb.add_scalar(key, value, row.get("epoch", 0))

@@ -191,8 +191,12 @@ class Trainer:
             cb.on_epoch_start(self)
         lr = self.optimizer.param_groups[0]["lr"]
         train_loss, train_acc = self._train_epoch()
-        metrics: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr, "train_loss": train_loss,
-                                   "train_acc": train_acc}
+        metrics: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "lr": lr,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+        }
         if self.val_loader is not None:
             val = evaluate(self.model, self.val_loader, self.device, amp=self.config.amp)
             metrics.update(val_loss=val["loss"], val_acc=val["accuracy"])
@@ -212,8 +216,13 @@ class Trainer:
         total = len(loader) if hasattr(loader, "__len__") else None
         if cfg.max_batches is not None:
             total = cfg.max_batches if total is None else min(total, cfg.max_batches)
-        bar = tqdm(total=total, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and self.is_main), dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not (cfg.progress and self.is_main),
+            dynamic_ncols=True,
+        )
         self.net.train()
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
         for i, (x, y) in enumerate(loader):
@@ -228,8 +237,12 @@ class Trainer:
             # divide by the GLOBAL batch size: DDP averages gradients over ranks, so this makes the update
             # equal to a single process's mean loss even when the last batch splits unevenly. The same
             # reduction tells every rank whether any rank's loss is non-finite, so all stop together.
-            counts = torch.stack([torch.tensor(float(y.numel()), device=self.device),
-                                  (~torch.isfinite(loss_sum.detach())).float()])
+            counts = torch.stack(
+                [
+                    torch.tensor(float(y.numel()), device=self.device),
+                    (~torch.isfinite(loss_sum.detach())).float(),
+                ]
+            )
             distributed.all_reduce_sum(counts)
             if counts[1].item() > 0:
                 bar.close()
@@ -239,13 +252,20 @@ class Trainer:
             n_global = counts[0]
             self._step(loss_sum * self.world_size / n_global.clamp(min=1))
             self.loss = loss_sum.detach() / max(y.numel(), 1)
-            sums += torch.stack([loss_sum.detach().double(), (logits.argmax(1) == y).sum().double(),
-                                 torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)])
+            sums += torch.stack(
+                [
+                    loss_sum.detach().double(),
+                    (logits.argmax(1) == y).sum().double(),
+                    torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device),
+                ]
+            )
             bar.update(1)
             if not bar.disable and (i % 10 == 0 or i + 1 == total):
-                bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}",
-                                acc=f"{sums[1].item() / max(sums[2].item(), 1):.4f}",
-                                lr=f"{self.optimizer.param_groups[0]['lr']:.3g}")
+                bar.set_postfix(
+                    loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}",
+                    acc=f"{sums[1].item() / max(sums[2].item(), 1):.4f}",
+                    lr=f"{self.optimizer.param_groups[0]['lr']:.3g}",
+                )
         bar.close()
         distributed.all_reduce_sum(sums)
         loss_sum, correct, n = sums.tolist()
@@ -331,8 +351,12 @@ class Trainer:
             "epoch": self.epoch if completed_epochs is None else completed_epochs,
             "global_step": self.global_step,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "model_meta": json.dumps({"recipe": getattr(self.model, "netslim_recipe", None),
-                                      "plans": list(getattr(self.model, "netslim_plans", []))}),
+            "model_meta": json.dumps(
+                {
+                    "recipe": getattr(self.model, "netslim_recipe", None),
+                    "plans": list(getattr(self.model, "netslim_plans", [])),
+                }
+            ),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -348,14 +372,18 @@ class Trainer:
         names = [type(cb).__name__ for cb in self.callbacks]
         saved = [c["name"] for c in state["callbacks"]]
         if names != saved:
-            raise NetslimError(f"the checkpoint was written with callbacks {saved}, this run has {names}; "
-                               "resume with the same options as the original run")
+            raise NetslimError(
+                f"the checkpoint was written with callbacks {saved}, this run has {names}; "
+                "resume with the same options as the original run"
+            )
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
-            raise NetslimError(f"the checkpoint's weights do not fit this model ({first}); "
-                               "resume with the same model options as the original run") from None
+            raise NetslimError(
+                f"the checkpoint's weights do not fit this model ({first}); "
+                "resume with the same model options as the original run"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"] is not None:

@@ -41,8 +41,10 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     dtype = _TYPES[data[2]]
     ndim = data[3]
     if not 1 <= ndim <= _MAX_DIMS:
-        raise CorruptFileError(f"{name}: the IDX header declares {ndim} dimensions (1 to {_MAX_DIMS} "
-                               "expected); the file is damaged or not an IDX file")
+        raise CorruptFileError(
+            f"{name}: the IDX header declares {ndim} dimensions (1 to {_MAX_DIMS} "
+            "expected); the file is damaged or not an IDX file"
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
         raise CorruptFileError(f"{name}: file ends inside the IDX header ({len(data)} bytes, need {header})")
@@ -82,4 +84,3 @@ def read_idx_pair(images_path: Path, labels_path: Path, num_classes: int) -> tup
         )
     check_labels(labels, num_classes, labels_path)
     return images[:, None, :, :].copy(), labels.astype(np.int64)
-

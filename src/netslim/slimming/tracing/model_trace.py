@@ -38,8 +38,12 @@ def _leaf_kind(m: nn.Module) -> str | None:
 
 def _record_module(tr: ChannelRecorder, fqn: str, kind: str, m: nn.Module, x: Any, out: Any) -> None:
     if not isinstance(x, torch.Tensor) or not isinstance(out, torch.Tensor) or x.dim() < 2:
-        tr.unknown(type(m).__name__, [x] if isinstance(x, torch.Tensor) else [],
-                   [out] if isinstance(out, torch.Tensor) else [], " (unexpected input)")
+        tr.unknown(
+            type(m).__name__,
+            [x] if isinstance(x, torch.Tensor) else [],
+            [out] if isinstance(out, torch.Tensor) else [],
+            " (unexpected input)",
+        )
         return
     tr.read([x], fqn)
     inf = tr.info(x)
@@ -106,8 +110,9 @@ def _flat_inputs(example_inputs: Any) -> tuple[tuple, dict]:
     return tuple(example_inputs), {}
 
 
-def trace_model(model: nn.Module, example_inputs: Any, ignored: set[str] | None = None,
-                shapes_only: bool = True) -> Trace:
+def trace_model(
+    model: nn.Module, example_inputs: Any, ignored: set[str] | None = None, shapes_only: bool = True
+) -> Trace:
     """Run ``model`` once on ``example_inputs`` (eval mode, no grad) and record its channel flow.
 
     ``example_inputs`` is a tensor, a tuple of positional inputs or a dict of keyword inputs. The model's
@@ -159,8 +164,13 @@ def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shap
             tr.taint([t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)])
             for t in tree_flatten((args, kwargs))[0]:
                 if isinstance(t, torch.Tensor) and t.dim() >= 2:
-                    tr.set_info(t, Info(tr.new_space(t.shape[1], "<input>", pin="model input"),
-                                        [(0, t.shape[1], False, None)]))
+                    tr.set_info(
+                        t,
+                        Info(
+                            tr.new_space(t.shape[1], "<input>", pin="model input"),
+                            [(0, t.shape[1], False, None)],
+                        ),
+                    )
             with tr:
                 output = model(*args, **kwargs)
     except Exception as exc:
@@ -180,5 +190,6 @@ def _trace(model: nn.Module, example_inputs: Any, ignored: set[str] | None, shap
                 tr.pins.append((inf.desc, "model output"))
                 tr.read([t], "<output>")
     tr.branch_pins()
-    return Trace(tr.n_vars, tr.spaces, tr.edges, tr.pins, tr.modules, tr.infos, tr.readers, tr.order,
-                 tr.conversions)
+    return Trace(
+        tr.n_vars, tr.spaces, tr.edges, tr.pins, tr.modules, tr.infos, tr.readers, tr.order, tr.conversions
+    )

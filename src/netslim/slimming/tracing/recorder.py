@@ -38,10 +38,17 @@ from netslim.slimming.tracing.shapes import HEAVY, zeros_like_result
 
 # turning a tensor's value into a Python value: what Python control flow (if/while/range) is built on
 _TO_PYTHON = {
-    torch.Tensor.__bool__: "bool", torch.Tensor.item: "number (.item())", torch.Tensor.__int__: "int",
-    torch.Tensor.__float__: "float", torch.Tensor.__index__: "index", torch.Tensor.tolist: "list (.tolist())",
-    torch.Tensor.__complex__: "complex", torch.Tensor.numpy: "NumPy array", torch.equal: "bool (torch.equal)",
-    torch.allclose: "bool (torch.allclose)", torch.is_nonzero: "bool (torch.is_nonzero)",
+    torch.Tensor.__bool__: "bool",
+    torch.Tensor.item: "number (.item())",
+    torch.Tensor.__int__: "int",
+    torch.Tensor.__float__: "float",
+    torch.Tensor.__index__: "index",
+    torch.Tensor.tolist: "list (.tolist())",
+    torch.Tensor.__complex__: "complex",
+    torch.Tensor.numpy: "NumPy array",
+    torch.equal: "bool (torch.equal)",
+    torch.allclose: "bool (torch.allclose)",
+    torch.is_nonzero: "bool (torch.is_nonzero)",
 }
 # torch and netslim.slimming (this package included): frames skipped when naming the model's code
 _OWN_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
@@ -128,7 +135,9 @@ class ChannelRecorder(TorchFunctionMode):
             warnings.warn(
                 f"netslim: {text}: control flow there may depend on the input's values, and a path the "
                 "example inputs did not take could need other channels; the channels in use from that "
-                "point on are not pruned (make the forward shape-only to prune them)", stacklevel=3)
+                "point on are not pruned (make the forward shape-only to prune them)",
+                stacklevel=3,
+            )
 
     def branch_pins(self) -> None:
         """Pin every variable created after the first data-dependent conversion (call once, at the end)."""
@@ -157,8 +166,10 @@ class ChannelRecorder(TorchFunctionMode):
             return self.new_space(desc.numel(), owner)  # one source space (spaces are ranges of ids)
         src = torch.searchsorted(torch.tensor(self.starts), desc, right=True) - 1
         cuts = [0, *(torch.nonzero(src[1:] != src[:-1]).flatten() + 1).tolist(), desc.numel()]
-        parts = [self.new_space(b - a, owner if k == 0 else f"{owner}[{a}:{b}]")
-                 for k, (a, b) in enumerate(itertools.pairwise(cuts))]
+        parts = [
+            self.new_space(b - a, owner if k == 0 else f"{owner}[{a}:{b}]")
+            for k, (a, b) in enumerate(itertools.pairwise(cuts))
+        ]
         return torch.cat(parts)
 
     def set_info(self, t: torch.Tensor, info: Info) -> None:
@@ -172,8 +183,10 @@ class ChannelRecorder(TorchFunctionMode):
         got = self.infos.get(id(t))
         if got is None or got.desc.numel() != t.shape[1]:
             where = self.where()
-            got = Info(self.new_space(t.shape[1], f"tensor@{where}", pin="created inside forward"),
-                       [(0, t.shape[1], False, None)])
+            got = Info(
+                self.new_space(t.shape[1], f"tensor@{where}", pin="created inside forward"),
+                [(0, t.shape[1], False, None)],
+            )
             self.set_info(t, got)
         return got
 
@@ -194,15 +207,22 @@ class ChannelRecorder(TorchFunctionMode):
             self.warned.add((name, where))
             warnings.warn(
                 f"netslim: op '{name}' in module '{where}' is not understood{why}; the channels flowing "
-                "through it are not pruned", stacklevel=2)
+                "through it are not pruned",
+                stacklevel=2,
+            )
         for t in ins:
             inf = self.info(t)
             if inf is not None:
                 self.pins.append((inf.desc, f"unknown op {name} in {where}"))
         for t in outs:
             if t.dim() >= 2:
-                self.set_info(t, Info(self.new_space(t.shape[1], f"{name}@{where}", pin=f"unknown op {name}"),
-                                      [(0, t.shape[1], False, None)]))
+                self.set_info(
+                    t,
+                    Info(
+                        self.new_space(t.shape[1], f"{name}@{where}", pin=f"unknown op {name}"),
+                        [(0, t.shape[1], False, None)],
+                    ),
+                )
 
     # ---- torch function mode ---------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -307,16 +327,20 @@ class ChannelRecorder(TorchFunctionMode):
             segs = const_map(inf.segs, True, (lambda e: e) if consts else None)
         else:
             params = [a for a in args[1:] if a is None or isinstance(a, int | float | str | bool)]
-            kw = {k: v for k, v in kwargs.items()
-                  if k != "inplace" and isinstance(v, int | float | str | bool)}
+            kw = {
+                k: v for k, v in kwargs.items() if k != "inplace" and isinstance(v, int | float | str | bool)
+            }
             if name == "hardtanh":
                 lo = params[0] if params else kw.get("min_val", -1.0)
                 hi = params[1] if len(params) > 1 else kw.get("max_val", 1.0)
                 zero_ok = lo <= 0 <= hi
             elif name.startswith(("clamp", "clip")):
                 lo = params[0] if params and name != "clamp_max" else kw.get("min")
-                hi = params[-1] if params and name != "clamp_min" and len(params) > (name != "clamp_max") \
+                hi = (
+                    params[-1]
+                    if params and name != "clamp_min" and len(params) > (name != "clamp_max")
                     else kw.get("max")
+                )
                 zero_ok = (lo is None or lo <= 0) and (hi is None or hi >= 0)
             else:
                 zero_ok = name in ZERO_ACTS
@@ -328,8 +352,16 @@ class ChannelRecorder(TorchFunctionMode):
 
     def binary(self, name: str, args: tuple, out: torch.Tensor) -> bool:
         reflected = name in ("radd", "rsub", "rmul", "rtruediv")
-        base = {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "div", "truediv": "div",
-                "radd": "add", "rmul": "mul", "rtruediv": "rdiv"}.get(name, name)
+        base = {
+            "iadd": "add",
+            "isub": "sub",
+            "imul": "mul",
+            "itruediv": "div",
+            "truediv": "div",
+            "radd": "add",
+            "rmul": "mul",
+            "rtruediv": "rdiv",
+        }.get(name, name)
         if out.dim() < 2 or len(args) < 2:
             return False
         c = out.shape[1]
@@ -386,8 +418,10 @@ class ChannelRecorder(TorchFunctionMode):
             infos = [self.info(t) for t in tensors]
             for other in infos[1:]:
                 self.edges.append((infos[0].desc, other.desc))
-            self.set_info(out, Info(infos[0].desc, const_map(infos[0].segs, all(
-                s[2] for i in infos for s in i.segs), None)))
+            self.set_info(
+                out,
+                Info(infos[0].desc, const_map(infos[0].segs, all(s[2] for i in infos for s in i.segs), None)),
+            )
             return True
         descs, segs, off = [], [], 0
         for t in tensors:
@@ -411,7 +445,7 @@ class ChannelRecorder(TorchFunctionMode):
         off = 0
         for t in outs:
             n = t.shape[1]
-            self.set_info(t, Info(inf.desc[off:off + n], slice_segs(inf.segs, off, off + n)))
+            self.set_info(t, Info(inf.desc[off : off + n], slice_segs(inf.segs, off, off + n)))
             off += n
         return off == inf.desc.numel()
 
@@ -430,8 +464,9 @@ class ChannelRecorder(TorchFunctionMode):
         if x.dim() == 2 and out.shape[1] and x.shape[1] % out.shape[1] == 0:
             block = x.shape[1] // out.shape[1]
             blocks = inf.desc.view(-1, block)
-            if bool((blocks == blocks[:, :1]).all()) and all(s % block == 0 and e % block == 0
-                                                              for s, e, _, _ in inf.segs):
+            if bool((blocks == blocks[:, :1]).all()) and all(
+                s % block == 0 and e % block == 0 for s, e, _, _ in inf.segs
+            ):
                 segs = [(s // block, e // block, d, e_) for s, e, d, e_ in inf.segs]
                 self.set_info(out, Info(blocks[:, 0].clone(), segs))
                 return True

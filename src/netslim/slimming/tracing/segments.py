@@ -14,8 +14,9 @@ from netslim.slimming.tracing.records import Seg
 def const_map(segs: list[Seg], dead_keep: bool, expr_fn: Any) -> list[Seg]:
     """Segments after an element-wise op: dead stays dead if ``dead_keep``; ``expr_fn`` maps each expr
     (None: the op's output is not a known function of the betas)."""
-    return [(s, e, d and dead_keep, None if x is None or expr_fn is None else expr_fn(x))
-            for s, e, d, x in segs]
+    return [
+        (s, e, d and dead_keep, None if x is None or expr_fn is None else expr_fn(x)) for s, e, d, x in segs
+    ]
 
 
 def slice_segs(segs: list[Seg], a: int, b: int) -> list[Seg]:

@@ -34,8 +34,10 @@ def _conv_shape(args: tuple, kwargs: dict) -> list[int] | None:
     groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
     if type(groups) is not int or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
         return None  # let torch raise its error
-    out = [(size + 2 * p - d * (k - 1) - 1) // s + 1
-           for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
+    out = [
+        (size + 2 * p - d * (k - 1) - 1) // s + 1
+        for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)
+    ]
     return [x.shape[0], w.shape[0], *out] if min(out, default=1) > 0 else None
 
 
@@ -47,8 +49,13 @@ def zeros_like_result(func: Any, args: tuple, kwargs: dict) -> torch.Tensor:
         shape = _conv_shape(args, kwargs)
     elif func is F.linear:
         w = args[1] if len(args) > 1 else kwargs.get("weight")
-        if isinstance(w, torch.Tensor) and w.dim() == 2 and x.dim() >= 1 and x.shape[-1] == w.shape[1] \
-                and x.dtype == w.dtype:
+        if (
+            isinstance(w, torch.Tensor)
+            and w.dim() == 2
+            and x.dim() >= 1
+            and x.shape[-1] == w.shape[1]
+            and x.dtype == w.dtype
+        ):
             shape = [*x.shape[:-1], w.shape[0]]
     elif x.dim() >= 2 and all(a.numel() == x.shape[1] for a in args[1:5] if isinstance(a, torch.Tensor)):
         shape = list(x.shape)  # batch norm keeps the shape

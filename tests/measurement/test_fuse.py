@@ -29,12 +29,23 @@ def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def _net() -> nn.Module:
     torch.manual_seed(0)
-    return _randomize_bn(nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 5, 3, padding=1, groups=1, bias=True), nn.BatchNorm2d(5), nn.ReLU(),
-        nn.ConvTranspose2d(5, 4, 2, stride=2), nn.BatchNorm2d(4),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3),
-    ))
+    return _randomize_bn(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 5, 3, padding=1, groups=1, bias=True),
+            nn.BatchNorm2d(5),
+            nn.ReLU(),
+            nn.ConvTranspose2d(5, 4, 2, stride=2),
+            nn.BatchNorm2d(4),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 6),
+            nn.BatchNorm1d(6),
+            nn.Linear(6, 3),
+        )
+    )
 
 
 def test_fused_matches_unfused_and_removes_every_bn() -> None:

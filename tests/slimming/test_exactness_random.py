@@ -86,12 +86,17 @@ def _one_thread():
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(spec=st.lists(st.sampled_from(OPS), min_size=1, max_size=5),
-       widths=st.lists(st.integers(2, 6), min_size=5, max_size=5),
-       head=st.sampled_from(["flatten", "gap"]), ratio=st.floats(0.05, 0.9),
-       reduce=st.sampled_from(["max", "mean", "sum"]), seed=st.integers(0, 1000))
-def test_random_architectures_exact(spec: list[str], widths: list[int], head: str, ratio: float,
-                                    reduce: str, seed: int) -> None:
+@given(
+    spec=st.lists(st.sampled_from(OPS), min_size=1, max_size=5),
+    widths=st.lists(st.integers(2, 6), min_size=5, max_size=5),
+    head=st.sampled_from(["flatten", "gap"]),
+    ratio=st.floats(0.05, 0.9),
+    reduce=st.sampled_from(["max", "mean", "sum"]),
+    seed=st.integers(0, 1000),
+)
+def test_random_architectures_exact(
+    spec: list[str], widths: list[int], head: str, ratio: float, reduce: str, seed: int
+) -> None:
     torch.manual_seed(seed)
     model = randomize_bn(RandomNet(spec, widths, head), seed=seed)
     x = torch.randn(2, 3, 8, 8)

@@ -22,17 +22,22 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class TinyVGG(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
-        self.features = nn.Sequential(*conv_bn(3, 8), *conv_bn(8, 12), nn.MaxPool2d(2), *conv_bn(12, 16),
-                                      nn.AdaptiveAvgPool2d(2))
-        self.classifier = nn.Sequential(nn.Linear(16 * 4, 20), nn.BatchNorm1d(20), nn.ReLU(),
-                                        nn.Linear(20, num_classes))
+        self.features = nn.Sequential(
+            *conv_bn(3, 8), *conv_bn(8, 12), nn.MaxPool2d(2), *conv_bn(12, 16), nn.AdaptiveAvgPool2d(2)
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(16 * 4, 20), nn.BatchNorm1d(20), nn.ReLU(), nn.Linear(20, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
@@ -144,9 +149,15 @@ class InvertedResidual(nn.Module):
         hidden = cin * expand
         self.use_res = stride == 1 and cin == cout
         self.conv = nn.Sequential(
-            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
-            nn.ReLU6(inplace=True), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            nn.Conv2d(cin, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(x) if self.use_res else self.conv(x)
@@ -156,8 +167,9 @@ class TinyMobileNetV2(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.stem = nn.Sequential(*conv_bn(3, 8))
-        self.blocks = nn.Sequential(InvertedResidual(8, 8), InvertedResidual(8, 12, stride=2),
-                                    InvertedResidual(12, 12))
+        self.blocks = nn.Sequential(
+            InvertedResidual(8, 8), InvertedResidual(8, 12, stride=2), InvertedResidual(12, 12)
+        )
         self.head = nn.Sequential(*conv_bn(12, 24, 1))
         self.drop = nn.Dropout(0.2)
         self.fc = nn.Linear(24, num_classes)
@@ -196,5 +208,11 @@ class TinySENet(nn.Module):
         return self.fc(F.adaptive_max_pool2d(x, 2).flatten(1))
 
 
-REPLICAS = {"vgg": TinyVGG, "preresnet": TinyPreResNet, "resnet": TinyResNet, "densenet": TinyDenseNet,
-            "mobilenetv2": TinyMobileNetV2, "senet": TinySENet}
+REPLICAS = {
+    "vgg": TinyVGG,
+    "preresnet": TinyPreResNet,
+    "resnet": TinyResNet,
+    "densenet": TinyDenseNet,
+    "mobilenetv2": TinyMobileNetV2,
+    "senet": TinySENet,
+}

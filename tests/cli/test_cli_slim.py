@@ -21,8 +21,19 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def common(data: Path) -> list[str]:
-    return ["--dataset", "mnist", "--data-dir", str(data), "--val-size", "64", "--batch-size", "32",
-            "--no-progress", "--device", "cpu"]
+    return [
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--val-size",
+        "64",
+        "--batch-size",
+        "32",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +42,28 @@ def slim_run(data_dir, tmp_path_factory) -> tuple[Path, str]:
     run = tmp_path_factory.mktemp("runs") / "slim"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = main(["slim", "--model", "vgg11", "--width", "0.125", *common(data_dir), "--epochs", "1",
-                     "--lr", "0.05", "--sparsity", "1e-4", "--ratio", "0.5", "--finetune-epochs", "1",
-                     "--run-dir", str(run)])
+        code = main(
+            [
+                "slim",
+                "--model",
+                "vgg11",
+                "--width",
+                "0.125",
+                *common(data_dir),
+                "--epochs",
+                "1",
+                "--lr",
+                "0.05",
+                "--sparsity",
+                "1e-4",
+                "--ratio",
+                "0.5",
+                "--finetune-epochs",
+                "1",
+                "--run-dir",
+                str(run),
+            ]
+        )
     assert code == 0
     return run, buf.getvalue()
 
@@ -41,8 +71,16 @@ def slim_run(data_dir, tmp_path_factory) -> tuple[Path, str]:
 def test_slim_writes_the_run_folder(slim_run, data_dir) -> None:
     run, _ = slim_run
     names = {p.name for p in run.iterdir()}
-    assert {"config.json", "plan.json", "sparse.pt", "pruned.pt", "finetuned.pt", "results.json",
-            "sparsity", "finetune"} <= names
+    assert {
+        "config.json",
+        "plan.json",
+        "sparse.pt",
+        "pruned.pt",
+        "finetuned.pt",
+        "results.json",
+        "sparsity",
+        "finetune",
+    } <= names
     assert (run / "sparsity" / "gamma_hist.jsonl").is_file()
     config = json.loads((run / "config.json").read_text())
     assert config["ratio"] == 0.5 and config["train"]["epochs"] == 1 and config["finetune"]["lr"] == 0.01
@@ -74,8 +112,14 @@ def test_slim_saved_models_load_and_match_the_report(slim_run) -> None:
 
 def test_slim_prints_the_before_after_table(slim_run) -> None:
     run, out = slim_run
-    for row in ("| test accuracy |", "| params |", "| FLOPs |", "| CPU latency, batch 1 |",
-                "right after the cut", "plain cut"):
+    for row in (
+        "| test accuracy |",
+        "| params |",
+        "| FLOPs |",
+        "| CPU latency, batch 1 |",
+        "right after the cut",
+        "plain cut",
+    ):
         assert row in out
     assert str(run) in out
 
@@ -83,9 +127,27 @@ def test_slim_prints_the_before_after_table(slim_run) -> None:
 def test_slim_from_checkpoint_multipass(slim_run, data_dir, tmp_path, capsys) -> None:
     run, _ = slim_run
     out_dir = tmp_path / "again"
-    code = main(["slim", "--checkpoint", str(run / "sparse.pt"), *common(data_dir), "--epochs", "1",
-                 "--ratio", "0.3", "--passes", "2", "--finetune-epochs", "1", "--no-latency",
-                 "--no-plain-cut", "--no-plots", "--run-dir", str(out_dir)])
+    code = main(
+        [
+            "slim",
+            "--checkpoint",
+            str(run / "sparse.pt"),
+            *common(data_dir),
+            "--epochs",
+            "1",
+            "--ratio",
+            "0.3",
+            "--passes",
+            "2",
+            "--finetune-epochs",
+            "1",
+            "--no-latency",
+            "--no-plain-cut",
+            "--no-plots",
+            "--run-dir",
+            str(out_dir),
+        ]
+    )
     assert code == 0
     names = {p.name for p in out_dir.iterdir()}
     assert "sparsity" not in names and "sparsity-pass2" in names and "finetune-pass2" in names
@@ -104,8 +166,19 @@ def test_prune_cli(slim_run, data_dir, tmp_path, capsys) -> None:
     assert main(["prune", str(run / "sparse.pt"), "--dry-run", "--ratio", "0.6"]) == 0
     assert "PruningPlan" in capsys.readouterr().out and not out.exists()
 
-    code = main(["prune", str(run / "sparse.pt"), "--ratio", "0.6", "-o", str(out), "--plan-out",
-                 str(tmp_path / "plan.json"), *common(data_dir)[:6]])
+    code = main(
+        [
+            "prune",
+            str(run / "sparse.pt"),
+            "--ratio",
+            "0.6",
+            "-o",
+            str(out),
+            "--plan-out",
+            str(tmp_path / "plan.json"),
+            *common(data_dir)[:6],
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and out.is_file() and (tmp_path / "plan.json").is_file()
     assert "test accuracy" in text and "params" in text

@@ -86,8 +86,9 @@ def test_weight_decay_excludes_bn_and_bias():
     assert len(one.param_groups) == 1 and len(one.param_groups[0]["params"]) == 5
 
 
-@pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
-                                       ("adamw", torch.optim.AdamW)])
+@pytest.mark.parametrize(
+    "name, cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
+)
 def test_build_optimizer_kinds(name, cls):
     opt = build_optimizer(_Net(), TrainConfig(optimizer=name, lr=0.01, nesterov=False))
     assert type(opt) is cls and opt.param_groups[0]["lr"] == 0.01
@@ -109,6 +110,7 @@ def test_rebuild_optimizer_after_replacing_a_layer(name):
     model.conv, model.bn, model.fc = nn.Conv2d(1, 5, 3, bias=False), nn.BatchNorm2d(5), nn.Linear(5, 3)
     new = netslim.rebuild_optimizer(opt, model)
     assert type(new) is type(opt)
+
     def settings(group):
         return {k: v for k, v in group.items() if k != "params"}
 
@@ -130,11 +132,22 @@ def test_rebuild_rejects_hand_made_groups():
     assert len(single.param_groups[0]["params"]) == 5 and single.param_groups[0]["momentum"] == 0.5
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"epochs": 0}, {"lr": 0.0}, {"optimizer": "rmsprop"}, {"schedule": "linear"}, {"milestones": (0.5, 1.5)},
-    {"momentum": -0.1}, {"weight_decay": -1.0}, {"nesterov": True, "optimizer": "adam"}, {"max_batches": 0},
-    {"grad_clip": 0.0}, {"checkpoint_every": -1},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"epochs": 0},
+        {"lr": 0.0},
+        {"optimizer": "rmsprop"},
+        {"schedule": "linear"},
+        {"milestones": (0.5, 1.5)},
+        {"momentum": -0.1},
+        {"weight_decay": -1.0},
+        {"nesterov": True, "optimizer": "adam"},
+        {"max_batches": 0},
+        {"grad_clip": 0.0},
+        {"checkpoint_every": -1},
+    ],
+)
 def test_bad_config_values_raise_netslim_error(kwargs):
     with pytest.raises(NetslimError):
         TrainConfig(**kwargs)

@@ -11,11 +11,28 @@ from netslim.cli import main
 def test_demo_runs_end_to_end_and_writes_report(tmp_path, capsys):
     data = write_tiny_mnist(tmp_path / "data", n_train=320, n_test=64)
     run_dir = tmp_path / "run"
-    code = main([
-        "demo", "--dataset", "fashion-mnist", "--data-dir", str(data), "--epochs", "1",
-        "--finetune-epochs", "1", "--max-batches", "3", "--val-size", "64", "--batch-size", "32",
-        "--run-dir", str(run_dir), "--no-progress",
-    ])
+    code = main(
+        [
+            "demo",
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "1",
+            "--finetune-epochs",
+            "1",
+            "--max-batches",
+            "3",
+            "--val-size",
+            "64",
+            "--batch-size",
+            "32",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     for row in ("test accuracy", "params", "FLOPs", "CPU latency"):

@@ -15,7 +15,9 @@ from netslim.slimming.api import masked_model
 def _net() -> nn.Module:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
         nn.Conv2d(8, 5, 3, padding=1, stride=2),
     )
     bn = net[1]

@@ -17,10 +17,18 @@ X = torch.randn(1, 1, 8, 8)
 def net(seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3),
+        nn.Conv2d(1, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 3),
     )
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -67,8 +75,14 @@ def test_train_fn_phases_evaluations_and_hooks() -> None:
         return {"plain": params(netslim.apply(before, plan, fold_beta=False)) == params(pruned)}
 
     result = multipass_slim(
-        net(), X, passes=2, ratio_per_pass=[0.3, 0.2], max_layer_ratio=None, train_fn=train_fn,
-        evaluate_fn=lambda m: 0.5, after_prune=after_prune,
+        net(),
+        X,
+        passes=2,
+        ratio_per_pass=[0.3, 0.2],
+        max_layer_ratio=None,
+        train_fn=train_fn,
+        evaluate_fn=lambda m: 0.5,
+        after_prune=after_prune,
     )
     expected = [(0, "sparsity"), (0, "finetune"), (1, "sparsity"), (1, "finetune")]
     assert [(i, p) for i, p, _ in calls] == expected
@@ -79,8 +93,14 @@ def test_train_fn_phases_evaluations_and_hooks() -> None:
         assert entry["trained"] == entry["pruned"] == entry["finetuned"] == {"accuracy": 0.5}
 
     skipped: list[str] = []
-    multipass_slim(net(), X, passes=1, ratio_per_pass=0.3, skip_first_sparsity=True,
-                   train_fn=lambda m, i, p: skipped.append(p))
+    multipass_slim(
+        net(),
+        X,
+        passes=1,
+        ratio_per_pass=0.3,
+        skip_first_sparsity=True,
+        train_fn=lambda m, i, p: skipped.append(p),
+    )
     assert skipped == ["finetune"]
 
 
@@ -90,8 +110,9 @@ def test_train_fn_may_return_a_replacement_model() -> None:
     def train_fn(m: nn.Module, index: int, phase: str) -> nn.Module:
         return replacement if phase == "sparsity" else m
 
-    result = multipass_slim(net(), X, passes=1, ratio_per_pass=0.3, train_fn=train_fn,
-                            evaluate_fn=lambda m: {"id": id(m)})
+    result = multipass_slim(
+        net(), X, passes=1, ratio_per_pass=0.3, train_fn=train_fn, evaluate_fn=lambda m: {"id": id(m)}
+    )
     assert result.history[0]["trained"] == {"id": id(replacement)}
 
 

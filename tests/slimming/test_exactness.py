@@ -50,9 +50,17 @@ def test_replicas_structure_exact(name: str, ratio: float) -> None:
     check_structure(model, torch.randn(2, 3, 16, 16), ratio)
 
 
-ZOO_SMALL = {"vgg11": {"width": 0.25}, "vgg13": {"width": 0.25}, "vgg16": {"width": 0.25},
-             "vgg19": {"width": 0.25}, "vgg16_fc": {"width": 0.25}, "preresnet": {"depth": 20},
-             "densenet": {"depth": 13, "growth": 4}, "resnet": {"depth": 8}, "mobilenetv2": {"width": 0.25}}
+ZOO_SMALL = {
+    "vgg11": {"width": 0.25},
+    "vgg13": {"width": 0.25},
+    "vgg16": {"width": 0.25},
+    "vgg19": {"width": 0.25},
+    "vgg16_fc": {"width": 0.25},
+    "preresnet": {"depth": 20},
+    "densenet": {"depth": 13, "growth": 4},
+    "resnet": {"depth": 8},
+    "mobilenetv2": {"width": 0.25},
+}
 
 
 def _zoo() -> list[str]:

@@ -201,8 +201,9 @@ def test_epoch_stats_histogram_file_and_state(tmp_path) -> None:
         w = net[1].weight
         w.copy_(torch.tensor([0.0, 5e-4, 5e-3, 0.05, 0.5, -0.5, 20.0, 1.0]))
     sp = BNSparsity(net, s=1e-4, schedule="linear_decay")
-    trainer = SimpleNamespace(run_dir=tmp_path, is_main=True, epoch=0, config=SimpleNamespace(epochs=2),
-                              optimizer=None)
+    trainer = SimpleNamespace(
+        run_dir=tmp_path, is_main=True, epoch=0, config=SimpleNamespace(epochs=2), optimizer=None
+    )
     metrics: dict = {"epoch": 1}
     sp.on_fit_start(trainer)  # type: ignore[arg-type]
     sp.on_epoch_start(trainer)  # type: ignore[arg-type]
@@ -253,8 +254,9 @@ def test_as_trainer_callback_with_adam_proximal(tmp_path) -> None:
     batches = [batch(seed=i, n=16) for i in range(4)]
     sp = BNSparsity(net, s=5.0, mode="proximal", schedule="linear_decay", final_factor=0.5)
     config = TrainConfig(epochs=2, lr=0.01, optimizer="adam", schedule="constant", progress=False)
-    history = Trainer(net, batches, batches[:1], config=config, callbacks=[sp], run_dir=tmp_path,
-                      device="cpu").fit()
+    history = Trainer(
+        net, batches, batches[:1], config=config, callbacks=[sp], run_dir=tmp_path, device="cpu"
+    ).fit()
     assert [h["sparsity_s"] for h in history] == [5.0, 3.75]
     assert history[-1]["gamma_frac_below_1e-3"] > 0.3
     assert (torch.cat([w.detach().flatten() for w in bn_weights(net)]) == 0).any()

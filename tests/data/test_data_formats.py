@@ -63,7 +63,7 @@ def test_idx_truncated_raw_and_gz(tmp_path, cut):
         read_idx(raw)
     assert "raw" in str(info.value)
     gz = tmp_path / "cut.gz"
-    gz.write_bytes(gzip.compress(data)[:-cut - 8])
+    gz.write_bytes(gzip.compress(data)[: -cut - 8])
     with pytest.raises(CorruptFileError, match=r"cut\.gz"):
         read_idx(gz)
 

@@ -40,8 +40,9 @@ def _assert_same_positions(out: torch.Tensor, ref: torch.Tensor) -> None:
 @given(tensor=sparse_tensors(), index_bits=st.integers(1, 16), huffman=st.booleans())
 def test_float32_round_trip_is_exact(tensor: torch.Tensor, index_bits: int, huffman: bool) -> None:
     state = {"w": tensor, "bias": torch.randn(3)}
-    blob = compress_state_dict(state, {"k": 1}, index_bits_fc=index_bits, index_bits_conv=index_bits,
-                               huffman=huffman)
+    blob = compress_state_dict(
+        state, {"k": 1}, index_bits_fc=index_bits, index_bits_conv=index_bits, huffman=huffman
+    )
     out, meta = decompress(blob)
     assert meta == {"k": 1}
     assert torch.equal(out["w"], tensor)  # -0.0 == 0.0; non-zeros bit-exact
@@ -55,8 +56,15 @@ def test_float32_round_trip_is_exact(tensor: torch.Tensor, index_bits: int, huff
 def test_quantized_round_trip_uses_codebook_values(
     tensor: torch.Tensor, bits: int, index_bits: int, huffman: bool
 ) -> None:
-    blob = compress_state_dict({"w": tensor}, index_bits_fc=index_bits, index_bits_conv=index_bits,
-                               quantize=True, bits_fc=bits, bits_conv=bits, huffman=huffman)
+    blob = compress_state_dict(
+        {"w": tensor},
+        index_bits_fc=index_bits,
+        index_bits_conv=index_bits,
+        quantize=True,
+        bits_fc=bits,
+        bits_conv=bits,
+        huffman=huffman,
+    )
     out, _ = decompress(blob)
     record = size_report(blob).layers[0]
     if record.kind == "raw":
@@ -194,14 +202,18 @@ def _with_header(text: bytes, version: int = FORMAT_VERSION) -> bytes:
 
 
 def test_malformed_header_with_valid_crc() -> None:
-    blob = _with_header(b'{"meta": {}, "tensors": [{"name": "w", "kind": "weird", "dtype": "float32", '
-                        b'"shape": [2], "sections": [], "crc": 0}], "data_bytes": 0}')
+    blob = _with_header(
+        b'{"meta": {}, "tensors": [{"name": "w", "kind": "weird", "dtype": "float32", '
+        b'"shape": [2], "sections": [], "crc": 0}], "data_bytes": 0}'
+    )
     with pytest.raises(CorruptFileError, match="unknown encoding kind"):
         decompress(blob)
     with pytest.raises(CorruptFileError, match="malformed header"):
         decompress(_with_header(b"not json"))
-    blob = _with_header(b'{"meta": {}, "tensors": [{"name": "w", "kind": "raw", "dtype": "float32", '
-                        b'"shape": [1], "sections": [["data", 4]], "crc": 0}], "data_bytes": 0}')
+    blob = _with_header(
+        b'{"meta": {}, "tensors": [{"name": "w", "kind": "raw", "dtype": "float32", '
+        b'"shape": [1], "sections": [["data", 4]], "crc": 0}], "data_bytes": 0}'
+    )
     with pytest.raises(CorruptFileError, match="add up"):
         decompress(blob)
 

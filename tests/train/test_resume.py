@@ -20,9 +20,32 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs PO
 
 
 def _train_cmd(data: Path, run: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "netslim", "train", "--model", "lenet300_100", "--dataset", "mnist",
-            "--data-dir", str(data), "--val-size", "100", "--batch-size", "8", "--epochs", "3",
-            "--lr", "0.05", "--deterministic", "--device", "cpu", "--run-dir", str(run), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "netslim",
+        "train",
+        "--model",
+        "lenet300_100",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--val-size",
+        "100",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.05",
+        "--deterministic",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(run),
+        *extra,
+    ]
 
 
 def _kill_during_epoch_2(cmd: list[str], checkpoint: Path, timeout: float = 120.0) -> int:
@@ -61,15 +84,21 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     env = subprocess_env()
     # the uninterrupted run goes on alongside the one that gets killed
-    uninterrupted = subprocess.Popen(_train_cmd(data, full, "--no-progress"), env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    uninterrupted = subprocess.Popen(
+        _train_cmd(data, full, "--no-progress"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         code = _kill_during_epoch_2(_train_cmd(data, cut), cut / "checkpoint.pt")
         assert code == -signal.SIGKILL
         assert torch.load(cut / "checkpoint.pt", weights_only=True)["epoch"] == 1, "kill landed after epoch 2"
         assert not (cut / "model.pt").exists()
-        done = subprocess.run(_train_cmd(data, cut, "--resume", "--no-progress"), env=env,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            _train_cmd(data, cut, "--resume", "--no-progress"), env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         output = uninterrupted.communicate(timeout=300)[0]
         assert uninterrupted.returncode == 0, output

@@ -112,9 +112,11 @@ def test_escape_record_with_packed_index_is_corrupt() -> None:
 
     from netslim.compression.fileformat import FORMAT_VERSION, MAGIC
 
-    text = (b'{"meta": {}, "tensors": [{"name": "w", "kind": "sparse-float32", "dtype": "float32", '
-            b'"shape": [2, 2], "nnz": 1, "count": 1, "index_bits": 5, "scan": "row", "fillers": "escape", '
-            b'"enc": {"index": "packed"}, "sections": [], "crc": 0}], "data_bytes": 0}')
+    text = (
+        b'{"meta": {}, "tensors": [{"name": "w", "kind": "sparse-float32", "dtype": "float32", '
+        b'"shape": [2, 2], "nnz": 1, "count": 1, "index_bits": 5, "scan": "row", "fillers": "escape", '
+        b'"enc": {"index": "packed"}, "sections": [], "crc": 0}], "data_bytes": 0}'
+    )
     header = zlib.compress(text)
     blob = struct.pack("<8sHHII", MAGIC, FORMAT_VERSION, 0, len(header), zlib.crc32(header)) + header
     with pytest.raises(CorruptFileError, match="escaped fillers need a Huffman"):

@@ -18,8 +18,10 @@ import torch.distributed as dist
 from helpers import subprocess_env, write_tiny_mnist
 from netslim.io import read_checkpoint
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="needs torch.distributed with the Gloo backend")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(),
+    reason="needs torch.distributed with the Gloo backend",
+)
 
 
 def _free_port() -> int:
@@ -30,16 +32,52 @@ def _free_port() -> int:
 
 def test_two_process_ddp_matches_one_process(tmp_path):
     data = write_tiny_mnist(tmp_path / "data", n_train=320, n_test=50)
-    train = ["-m", "netslim", "train", "--model", "lenet300_100", "--dataset", "mnist",
-             "--data-dir", str(data), "--val-size", "64", "--batch-size", "16", "--epochs", "2",
-             "--lr", "0.05", "--no-augment", "--no-progress", "--device", "cpu"]
+    train = [
+        "-m",
+        "netslim",
+        "train",
+        "--model",
+        "lenet300_100",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--val-size",
+        "64",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.05",
+        "--no-augment",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     env = subprocess_env()
-    single = subprocess.Popen([sys.executable, *train, "--run-dir", str(tmp_path / "one")], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
-    double = subprocess.run([*torchrun, *train, "--run-dir", str(tmp_path / "two")], env=env,
-                            capture_output=True, text=True, timeout=300)
+    single = subprocess.Popen(
+        [sys.executable, *train, "--run-dir", str(tmp_path / "one")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+    ]
+    double = subprocess.run(
+        [*torchrun, *train, "--run-dir", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     single_out = single.communicate(timeout=300)[0]
     assert single.returncode == 0, single_out
     assert double.returncode == 0, double.stdout + double.stderr
@@ -51,8 +89,10 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     # one test image may flip its argmax under rounding differences
     acc_one, acc_two = one.meta["extra"]["test"]["accuracy"], two.meta["extra"]["test"]["accuracy"]
     assert acc_two == pytest.approx(acc_one, abs=0.021)
-    rows = [[json.loads(line) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
-            for r in ("one", "two")]
+    rows = [
+        [json.loads(line) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+        for r in ("one", "two")
+    ]
     for a, b in zip(*rows):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
@@ -66,13 +106,41 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 def test_two_process_divergence_stops_every_rank(tmp_path):
     """A NaN loss under torchrun stops both ranks with the one-line error (no rank left waiting)."""
     data = write_tiny_mnist(tmp_path / "data", n_train=128, n_test=16)
-    train = ["-m", "netslim", "train", "--model", "lenet300_100", "--dataset", "mnist",
-             "--data-dir", str(data), "--val-size", "32", "--batch-size", "16", "--epochs", "2",
-             "--lr", "1e12", "--no-progress", "--device", "cpu", "--run-dir", str(tmp_path / "run")]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
-    done = subprocess.run([*torchrun, *train], env=subprocess_env(), capture_output=True, text=True,
-                          timeout=300)
+    train = [
+        "-m",
+        "netslim",
+        "train",
+        "--model",
+        "lenet300_100",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--val-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e12",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+    ]
+    done = subprocess.run(
+        [*torchrun, *train], env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode != 0
     assert (done.stdout + done.stderr).count("training diverged in epoch 1") == 2, done.stdout + done.stderr
     assert not (tmp_path / "run" / "model.pt").exists()

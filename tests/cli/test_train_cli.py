@@ -37,11 +37,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_config_from_args_maps_every_option():
-    args = _parser().parse_args([
-        "--model", "vgg11", "--epochs", "4", "--optimizer", "sgd", "--momentum", "0.8", "--nesterov",
-        "--weight-decay", "5e-4", "--no-decay-bn-bias", "--schedule", "cosine", "--amp", "--seed", "3",
-        "--deterministic", "--max-batches", "5", "--no-progress", "--milestones", "0.3", "0.6", "--sync-bn",
-    ])
+    args = _parser().parse_args(
+        [
+            "--model",
+            "vgg11",
+            "--epochs",
+            "4",
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0.8",
+            "--nesterov",
+            "--weight-decay",
+            "5e-4",
+            "--no-decay-bn-bias",
+            "--schedule",
+            "cosine",
+            "--amp",
+            "--seed",
+            "3",
+            "--deterministic",
+            "--max-batches",
+            "5",
+            "--no-progress",
+            "--milestones",
+            "0.3",
+            "0.6",
+            "--sync-bn",
+        ]
+    )
     cfg = config_from_args(args, stage="baseline")
     assert (cfg.epochs, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay) == (4, 0.02, 0.8, True, 5e-4)
     assert not cfg.decay_bn_and_bias and cfg.schedule == "cosine" and cfg.amp and cfg.seed == 3
@@ -81,13 +105,35 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     """train writes the run folder and prints a table; eval reproduces the stored test accuracy."""
     data = write_tiny_mnist(tmp_path / "data")
     run = tmp_path / "run"
-    code = main(["train", "--model", "lenet300_100", "--dataset", "mnist", "--data-dir", str(data),
-                 "--val-size", "64", "--batch-size", "32", "--epochs", "2", "--lr", "0.05", "--no-progress",
-                 "--run-dir", str(run), "--device", "cpu"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "lenet300_100",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(data),
+            "--val-size",
+            "64",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.05",
+            "--no-progress",
+            "--run-dir",
+            str(run),
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert {"config.json", "metrics.csv", "metrics.jsonl", "checkpoint.pt", "model.pt"} <= {
-        p.name for p in run.iterdir()}
+        p.name for p in run.iterdir()
+    }
     assert "test loss / acc" in out and str(run) in out
     extra = read_checkpoint(run / "model.pt").meta["extra"]
     assert extra["dataset"] == "mnist" and extra["final_epoch"]["epoch"] == 2
@@ -95,8 +141,21 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["train"]["extra"]["model"] == "lenet300_100"
 
     report = tmp_path / "eval.json"
-    assert main(["eval", str(run / "model.pt"), "--data-dir", str(data), "--val-size", "64",
-                 "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run / "model.pt"),
+                "--data-dir",
+                str(data),
+                "--val-size",
+                "64",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     assert "accuracy" in capsys.readouterr().out
     result = json.loads(report.read_text())
     assert result["dataset"] == "mnist" and result["n"] == 64
@@ -105,8 +164,17 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
 
 def test_unknown_names_are_one_line_errors(tmp_path, capsys):
     data = write_tiny_mnist(tmp_path / "data", n_train=80, n_test=16)
-    common = ["--data-dir", str(data), "--val-size", "16", "--epochs", "1", "--no-progress",
-              "--run-dir", str(tmp_path / "run")]
+    common = [
+        "--data-dir",
+        str(data),
+        "--val-size",
+        "16",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
     assert main(["train", "--model", "no-such-net", "--dataset", "mnist", *common]) == 2
     err = capsys.readouterr().err
     assert err.startswith("netslim train: error:") and "lenet300_100" in err and "Traceback" not in err

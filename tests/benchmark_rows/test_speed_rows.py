@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+
 from benchmarks import rows_speed
 from benchmarks.suite import RowContext
 

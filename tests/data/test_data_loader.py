@@ -124,8 +124,10 @@ def _loader(n=40, **kw):
 def test_sharding_two_ranks_equal_one():
     spec = AugmentSpec(pad=2, flip=True)
     one = _loader(batch_size=8, shuffle=True, drop_last=True, augment=spec, seed=5)
-    ranks = [_loader(batch_size=8, shuffle=True, drop_last=True, augment=spec, seed=5, rank=r, world_size=2)
-             for r in (0, 1)]
+    ranks = [
+        _loader(batch_size=8, shuffle=True, drop_last=True, augment=spec, seed=5, rank=r, world_size=2)
+        for r in (0, 1)
+    ]
     for loader in (one, *ranks):
         loader.set_epoch(2)
     assert len(one) == len(ranks[0]) == len(ranks[1]) == 5
@@ -178,8 +180,9 @@ def test_augmentation_moves_pixels():
 
 def test_get_loaders_on_tiny_idx(tmp_path, isolated):
     write_idx_dataset(tmp_path / "fashion-mnist", n_train=60, n_test=20)
-    bundle = get_loaders("fashion-mnist", data_dir=tmp_path, batch_size=8, eval_batch_size=16, val_size=10,
-                         limit=32)
+    bundle = get_loaders(
+        "fashion-mnist", data_dir=tmp_path, batch_size=8, eval_batch_size=16, val_size=10, limit=32
+    )
     assert (bundle.num_classes, bundle.in_channels, bundle.image_size) == (10, 1, 28)
     assert bundle.train.num_samples == 32 and bundle.val.num_samples == 10 and bundle.test.num_samples == 20
     x, y = next(iter(bundle.train))

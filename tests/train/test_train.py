@@ -33,7 +33,7 @@ class TensorLoader:
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.x), generator=gen) if self.shuffle else torch.arange(len(self.x))
         for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size][self.rank::self.world_size]
+            rows = order[start : start + self.batch_size][self.rank :: self.world_size]
             yield self.x[rows], self.y[rows]
 
 
@@ -48,8 +48,14 @@ def make_data(n=192, seed=0):
 
 def make_model(seed=0, dropout=0.0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                         nn.Dropout(dropout), nn.Linear(144, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(144, 3),
+    )
 
 
 def cfg(**kw):
@@ -94,8 +100,13 @@ class Recorder(Callback):
 def test_fit_learns_and_writes_run_files(tmp_path):
     """Metrics per epoch in history, metrics.csv/jsonl and config.json; loss goes down."""
     x, y = make_data()
-    trainer = Trainer(make_model(), TensorLoader(x, y), TensorLoader(x[:64], y[:64], shuffle=False),
-                      cfg(epochs=3, schedule="constant"), run_dir=tmp_path)
+    trainer = Trainer(
+        make_model(),
+        TensorLoader(x, y),
+        TensorLoader(x[:64], y[:64], shuffle=False),
+        cfg(epochs=3, schedule="constant"),
+        run_dir=tmp_path,
+    )
     history = trainer.fit()
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert set(history[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "time"}
@@ -115,8 +126,18 @@ def test_hooks_run_in_order_and_may_add_metrics(tmp_path):
     rec = Recorder()
     history = Trainer(make_model(), TensorLoader(x, y), None, cfg(epochs=2, max_batches=2), [rec]).fit()
     step = ["after_backward", "after_step"]
-    assert rec.events == ["fit_start", "epoch_start:0", *step, *step, "epoch_end",
-                          "epoch_start:1", *step, *step, "epoch_end", "fit_end"]
+    assert rec.events == [
+        "fit_start",
+        "epoch_start:0",
+        *step,
+        *step,
+        "epoch_end",
+        "epoch_start:1",
+        *step,
+        *step,
+        "epoch_end",
+        "fit_end",
+    ]
     assert [h["recorder_steps"] for h in history] == [2, 4]
     assert "val_loss" not in history[0]
 
@@ -200,8 +221,18 @@ def test_checkpoint_loads_with_weights_only_and_holds_every_part(tmp_path):
     x, y = make_data(64)
     Trainer(make_model(), TensorLoader(x, y), None, cfg(epochs=2), [Recorder()], run_dir=tmp_path).fit()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "global_step", "history", "callbacks",
-            "rng", "config"} <= set(state)
+    assert {
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "epoch",
+        "global_step",
+        "history",
+        "callbacks",
+        "rng",
+        "config",
+    } <= set(state)
     assert state["epoch"] == 2 and state["global_step"] == 4
     assert state["callbacks"] == [{"name": "Recorder", "state": {"steps": 4}}]
     assert state["scheduler"]["last_epoch"] == 2
@@ -255,10 +286,14 @@ class Crash(Callback):
 def _run(tmp_path, crash_at=None, resume=False):
     x, y = make_data(160)
     rec = Recorder()
-    trainer = Trainer(make_model(dropout=0.2), TensorLoader(x, y, batch_size=32),
-                      TensorLoader(x[:64], y[:64], shuffle=False),
-                      cfg(epochs=3, milestones=(0.5,), lr=0.1, weight_decay=1e-3),
-                      [rec, Crash(crash_at)], run_dir=tmp_path)
+    trainer = Trainer(
+        make_model(dropout=0.2),
+        TensorLoader(x, y, batch_size=32),
+        TensorLoader(x[:64], y[:64], shuffle=False),
+        cfg(epochs=3, milestones=(0.5,), lr=0.1, weight_decay=1e-3),
+        [rec, Crash(crash_at)],
+        run_dir=tmp_path,
+    )
     return trainer, trainer.fit(resume=resume), rec
 
 
@@ -273,8 +308,10 @@ def test_resume_matches_an_uninterrupted_run_exactly(tmp_path):
     for key, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     momentum = [s["momentum_buffer"] for s in full.optimizer.state_dict()["state"].values()]
-    assert all(torch.equal(a, s["momentum_buffer"])
-               for a, s in zip(momentum, resumed.optimizer.state_dict()["state"].values()))
+    assert all(
+        torch.equal(a, s["momentum_buffer"])
+        for a, s in zip(momentum, resumed.optimizer.state_dict()["state"].values())
+    )
     drop_time = [{k: v for k, v in h.items() if k != "time"} for h in res_hist]
     assert drop_time == [{k: v for k, v in h.items() if k != "time"} for h in full_hist]
     assert res_rec.steps == full_rec.steps == resumed.global_step
@@ -293,7 +330,8 @@ def test_resume_errors_say_what_to_do(tmp_path):
         Trainer(other, TensorLoader(x, y), None, cfg(epochs=2), run_dir=tmp_path).fit(resume=True)
     with pytest.raises(NetslimError, match="callbacks"):
         Trainer(make_model(), TensorLoader(x, y), None, cfg(epochs=2), [Recorder()], run_dir=tmp_path).fit(
-            resume=True)
+            resume=True
+        )
 
 
 def test_evaluate_counts_loss_and_accuracy():
@@ -316,8 +354,9 @@ def test_cuda_fp16_uses_a_grad_scaler_and_resumes(tmp_path):
     """On CUDA, amp means fp16 autocast with a GradScaler whose state goes into the checkpoint."""
     x, y = make_data(64)
     config = cfg(epochs=2, amp=True, deterministic=False)
-    trainer = Trainer(make_model(), TensorLoader(x, y), TensorLoader(x, y), config, run_dir=tmp_path,
-                      device="cuda")
+    trainer = Trainer(
+        make_model(), TensorLoader(x, y), TensorLoader(x, y), config, run_dir=tmp_path, device="cuda"
+    )
     history = trainer.fit()
     assert isinstance(trainer.scaler, torch.amp.GradScaler)
     assert all(math.isfinite(h["train_loss"]) for h in history)

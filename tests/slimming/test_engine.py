@@ -175,7 +175,8 @@ def test_apply_copies_records_and_replays(tmp_path) -> None:
     text = json.dumps(small.netslim_plans)
     replayed = apply(REPLICAS["preresnet"](), PruningPlan.from_dict(json.loads(text)[0]), fold_beta=False)
     assert {k: v.shape for k, v in replayed.state_dict().items()} == {
-        k: v.shape for k, v in small.state_dict().items()}
+        k: v.shape for k, v in small.state_dict().items()
+    }
     replayed.load_state_dict(small.state_dict())
     assert close(small, replayed)
     inplace = apply(model, p, inplace=True)
@@ -250,4 +251,5 @@ def test_top_level_names() -> None:
     model = randomize_bn(REPLICAS["mobilenetv2"]())
     result = netslim.slim(model, X, 0.3)
     assert isinstance(result.plan, netslim.PruningPlan) and close(
-        masked_model(model, result.plan, zero_beta=False), result.model)
+        masked_model(model, result.plan, zero_beta=False), result.model
+    )

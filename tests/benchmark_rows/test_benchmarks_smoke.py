@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from benchmarks import render, run
 from benchmarks.suite import ROWS
-
 from helpers import idx_bytes
 
 
@@ -138,7 +138,7 @@ def test_render_names_a_failed_row(smoke: tuple[Path, Path, int], tmp_path: Path
 @pytest.mark.parametrize("first", ["benchmarks.render_standard", "benchmarks.render_common"])
 def test_render_modules_import_on_their_own(first: str) -> None:
     """No import cycle: the standard suite's renderer and the shared formatters never import the page."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [
             sys.executable,
