@@ -398,8 +398,8 @@ def bench_cell(
         timer = Timer(repeats=reps, warmup=1, retries=1)
         t_dense, t_conv, t_csr = timer.measure([_call(dense, x), _call(converted.model, x), _call(csr, x)])
     csr_wins = t_csr.median_ms <= 0.9 * t_dense.median_ms  # clearly: by the selection's own margin
-    # a layer kept dense is a plain nn.Linear with the same weights: the same kernel as the unconverted one, so
-    # its ratio is 1 by construction and any measured difference is timer noise (recorded, not judged)
+    # a layer kept dense is a plain nn.Linear with the same weights: the same kernel as the unconverted one,
+    # so its ratio is 1 by construction and a measured difference is timer noise (recorded, not judged)
     kept_dense = type(converted.model[0]) is nn.Linear
     measured = t_conv.median_ms / t_dense.median_ms
     return {
