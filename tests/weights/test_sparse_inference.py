@@ -163,3 +163,16 @@ def test_cli_measure_sparse_times_the_converted_model(tmp_path, capsys) -> None:
     assert "pruned.pt (sparse)" in text and " ms ±" in text
     assert text.count("sparse: classifier.") == 3
     assert main([*args, "--compare", "lenet5"]) == 2
+
+
+def test_a_median_win_with_overlapping_quartiles_is_borderline() -> None:
+    """Such a cell gets a second, longer look instead of staying dense on one noisy measurement."""
+    from netslim.weights.sparse_inference import _borderline
+
+    dense = Timing(1.0, 0.8, 1.2, 30)
+    clear = {"dense": dense, "torch_csr": Timing(0.5, 0.45, 0.55, 30)}
+    noisy_win = {"dense": dense, "torch_csr": Timing(0.85, 0.7, 1.0, 30)}
+    loses = {"dense": dense, "torch_csr": Timing(0.95, 0.7, 1.0, 30)}
+    assert not _borderline(clear, ["torch_csr"], 0.1), "a clear win needs no second look"
+    assert _borderline(noisy_win, ["torch_csr"], 0.1)
+    assert not _borderline(loses, ["torch_csr"], 0.1), "a median inside the margin stays dense"
