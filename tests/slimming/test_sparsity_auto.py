@@ -301,3 +301,43 @@ def test_multipass_gives_each_sparsity_phase_its_own_target() -> None:
     assert all("readiness" in h and "near_zero_share" in h["readiness"] for h in result.history)
     with pytest.raises(NetslimError, match="entries"):
         pass_ratios([0.5], passes=2)
+
+
+@pytest.mark.parametrize("mode", ["subgradient", "proximal"])
+def test_release_penalises_only_the_silenced_channels(mode: str) -> None:
+    """Once released, the L1 term keeps the near-zero channels silent and leaves the survivors alone."""
+    net = wide_net()
+    sp = BNSparsity(net, "auto", target=0.5, mode=mode, release=True, hist_file=None)
+    sp.s = 0.5
+    w = sp.weights[0]
+    with torch.no_grad():
+        w.copy_(torch.linspace(0.0, 1.0, w.numel()))
+    before = w.detach().clone()
+    sp._hold = [(x.detach() < 0.3).float() for x in sp.weights]  # what update_strength sets once released
+    if mode == "subgradient":
+        for x in sp.weights:
+            x.grad = torch.zeros_like(x)
+        sp.apply_()
+        moved = w.grad != 0
+    else:
+        sp.step(lr=0.1)
+        moved = w.detach() != before
+    held = before < 0.3
+    assert bool(moved[held & (before > 0)].all()), "silenced channels keep their penalty"
+    assert not bool(moved[~held].any()), "survivors are released"
+
+
+def test_release_engages_after_the_ramp_and_is_resumable() -> None:
+    net = wide_net()
+    sp = BNSparsity(net, "auto", target=0.5, release=True, hist_file=None)
+    sp.set_budget(steps=100, lr=0.1)
+    with torch.no_grad():
+        for x in sp.weights:
+            x.copy_(torch.linspace(0.0, 1.0, x.numel()) ** 12)  # two thirds near zero
+    sp.update_strength(0.2)
+    assert sp._hold is None, "not before the ramp ends"
+    sp.update_strength(0.8)
+    assert sp._hold is not None and 0 < float(sp._hold[0].sum()) < sp.weights[0].numel()
+    clone = BNSparsity(copy.deepcopy(net), "auto", target=0.5, release=True, hist_file=None)
+    clone.load_state_dict(sp.state_dict())
+    assert clone._hold is not None and torch.equal(clone._hold[0], sp._hold[0])

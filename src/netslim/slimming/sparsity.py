@@ -164,6 +164,10 @@ class BNSparsity(Callback):
             updates over the sparsity epochs).
         ramp: with ``s="auto"``, the fraction of the sparsity epochs over which the required near-zero
             share rises to the target (it holds afterwards).
+        release: with ``s="auto"``, once the ramp is over and the target share is near zero, penalise only
+            the near-zero channels (they stay silent) and release the survivors from the L1 term, so the
+            rest of the sparsity epochs train the network that the cut will keep; the full penalty returns
+            whenever the share falls below the target.
         near_zero: the relative bound of "near zero" (see :func:`near_zero_stats`).
         norm_types: module types whose ``weight`` is penalised.
         exclude: BNs to leave alone: a module, a qualified name (``"classifier.1"``; a prefix such as
@@ -189,6 +193,7 @@ class BNSparsity(Callback):
         s_max: float | None = None,
         update_every: int | None = None,
         ramp: float = 0.5,
+        release: bool = False,
         near_zero: float = NEAR_ZERO,
         norm_types: Sequence[type[nn.Module]] = (nn.BatchNorm1d, nn.BatchNorm2d),
         exclude: Exclude = None,
@@ -225,6 +230,8 @@ class BNSparsity(Callback):
         self.s_max = float(s_max) if s_max is not None else None
         self.update_every = update_every
         self.ramp = float(ramp)
+        self.release = bool(release)
+        self._hold: list[torch.Tensor] | None = None  # release: per weight, the channels still penalised
         self.near_zero = float(near_zero)
         self.mode = mode
         self.schedule = schedule
@@ -301,6 +308,9 @@ class BNSparsity(Callback):
             return
         grads = [g for g, _ in pairs]
         signs = torch._foreach_sign([w for _, w in pairs])
+        if self._hold is not None:  # released survivors: only the silenced channels keep the sign term
+            held = {id(w): m for w, m in zip(self.weights, self._hold, strict=True)}
+            torch._foreach_mul_(signs, [held[id(w)] for _, w in pairs])
         torch._foreach_add_(grads, signs, alpha=s)
 
     @torch.no_grad()
@@ -329,6 +339,9 @@ class BNSparsity(Callback):
             t = group_lr * s
             # w - clamp(w, -t, t) == sign(w) * max(|w| - t, 0), one fused update per group
             inside = torch._foreach_clamp_min(torch._foreach_clamp_max(ws, t), -t)
+            if self._hold is not None:  # released survivors: only the silenced channels are shrunk
+                held = {id(w): m for w, m in zip(self.weights, self._hold, strict=True)}
+                torch._foreach_mul_(inside, [held[id(w)] for w in ws])
             torch._foreach_sub_(ws, inside)
 
     # -- the controller (s="auto") -------------------------------------------------------------------
@@ -415,6 +428,11 @@ class BNSparsity(Callback):
         log_s = min(max(base + self._integral + _KP * error, lo), hi)
         log_s = _broadcast_from_rank0(log_s, self.weights[0].device)
         self.s = math.exp(log_s)
+        if self.release and progress >= self.ramp and share >= self.target:
+            line = self.near_zero * ref  # every rank holds the same gammas, so the same channels
+            self._hold = [(w.detach().abs() < line).to(w.dtype) for w in self.weights]
+        else:
+            self._hold = None
         self._last_progress, self._goal, self._share, self._ref = float(progress), goal, share, ref
         if self.trace is not None:
             self.trace.append((progress, share, ref, goal, error, self._integral, self.s))
@@ -587,6 +605,7 @@ class BNSparsity(Callback):
                 "share": self._share,
                 "ref": self._ref,
                 "target": self.target,
+                "hold": None if self._hold is None else [m.bool().tolist() for m in self._hold],
             }
         return state
 
@@ -612,6 +631,15 @@ class BNSparsity(Callback):
             self._loss_best = math.inf if best is None else float(best)
             self._share = auto.get("share")
             self._ref = auto.get("ref")
+            hold = auto.get("hold")
+            self._hold = (
+                None
+                if hold is None
+                else [
+                    torch.tensor(h, dtype=w.dtype, device=w.device)
+                    for h, w in zip(hold, self.weights, strict=True)
+                ]
+            )
 
 
 def _check_auto(
