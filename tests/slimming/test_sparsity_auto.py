@@ -307,7 +307,7 @@ def test_multipass_gives_each_sparsity_phase_its_own_target() -> None:
 def test_release_penalises_only_the_silenced_channels(mode: str) -> None:
     """Once released, the L1 term keeps the near-zero channels silent and leaves the survivors alone."""
     net = wide_net()
-    sp = BNSparsity(net, "auto", target=0.5, mode=mode, release=True, hist_file=None)
+    sp = BNSparsity(net, "auto", target=0.5, mode=mode, hist_file=None)  # release is the default
     sp.s = 0.5
     w = sp.weights[0]
     with torch.no_grad():

@@ -38,6 +38,11 @@ The controller updates the strength every few optimizer steps (about 100 updates
 * feedback: ``log(s) = log(start) + I + 3 e`` with ``e`` the shortfall of the share against the schedule
   (relative to the target; 0 inside a 5-point band above it, negative past the band) and ``I`` its
   integral (gain 40 per unit of progress; not integrated while a bound holds the strength);
+* release (default): once the ramp is over and the target share is near zero, only the near-zero channels
+  keep the penalty (so they stay silent) and the survivors are released from it, so the second half of the
+  sparsity epochs trains the network the cut will keep (VGG-11 w0.25, 15 epochs: 9.04% test error before
+  and after the 70% cut, against 11.15% / 11.14% when every gamma stays penalised); the full penalty
+  returns whenever the share falls below the target;
 * accuracy guard: while the smoothed training loss is more than 10% (+0.02) above its lowest, the
   controller pushes no harder (a positive error counts as 0);
 * bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
@@ -164,10 +169,10 @@ class BNSparsity(Callback):
             updates over the sparsity epochs).
         ramp: with ``s="auto"``, the fraction of the sparsity epochs over which the required near-zero
             share rises to the target (it holds afterwards).
-        release: with ``s="auto"``, once the ramp is over and the target share is near zero, penalise only
-            the near-zero channels (they stay silent) and release the survivors from the L1 term, so the
-            rest of the sparsity epochs train the network that the cut will keep; the full penalty returns
-            whenever the share falls below the target.
+        release: with ``s="auto"`` (default True), once the ramp is over and the target share is near
+            zero, penalise only the near-zero channels (they stay silent) and release the survivors from the
+            L1 term, so the rest of the sparsity epochs train the network that the cut will keep; the full
+            penalty returns whenever the share falls below the target.
         near_zero: the relative bound of "near zero" (see :func:`near_zero_stats`).
         norm_types: module types whose ``weight`` is penalised.
         exclude: BNs to leave alone: a module, a qualified name (``"classifier.1"``; a prefix such as
@@ -193,7 +198,7 @@ class BNSparsity(Callback):
         s_max: float | None = None,
         update_every: int | None = None,
         ramp: float = 0.5,
-        release: bool = False,
+        release: bool = True,
         near_zero: float = NEAR_ZERO,
         norm_types: Sequence[type[nn.Module]] = (nn.BatchNorm1d, nn.BatchNorm2d),
         exclude: Exclude = None,
