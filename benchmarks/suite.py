@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -95,6 +96,10 @@ def run_rows(
         if path.exists() and not force and _stored_status(path) == "ok":
             print(f"[skip] {r.name}: stored in {path}")
             continue
+        scratch = ctx.work_dir / r.name
+        if force and path.exists() and scratch.is_dir():
+            # a forced re-run starts over: its trainers would otherwise resume the stored run's checkpoints
+            shutil.rmtree(scratch)
         print(f"[run ] {r.name} ({r.group})", flush=True)
         start = time.perf_counter()
         try:
