@@ -81,10 +81,10 @@ def test_cli_export_checkpoint(tmp_path, capsys) -> None:
 
     ckpt = netslim.save(create("lenet300_100", in_channels=1, input_size=28), tmp_path / "m.pt")
     out = tmp_path / "m.onnx"
-    assert main(["export", str(ckpt), "--onnx", str(out), "--input-size", "1x28x28"]) == 0
+    assert main(["export", str(ckpt), "--onnx", str(out), "--input-shape", "1", "28", "28"]) == 0
     text = capsys.readouterr().out
     assert out.is_file() and "max |torch - onnxruntime|" in text and "inference form: " in text
-    assert main(["export", str(ckpt), "--onnx", str(out), "--input-size", "1x28x28", "--int8"]) == 2
+    assert main(["export", str(ckpt), "--onnx", str(out), "--input-shape", "1", "28", "28", "--int8"]) == 2
     assert "--calib-dataset" in capsys.readouterr().err
 
 

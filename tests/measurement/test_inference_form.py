@@ -63,7 +63,7 @@ def test_measure_times_the_inference_form_but_counts_the_model() -> None:
 
 
 def test_cli_measure_says_latency_is_in_inference_form(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["measure", "lenet5", "--input-size", "1x28x28", "--batch-sizes", "1", "--repeats", "3"]
+    args = ["measure", "lenet5", "--input-shape", "1", "28", "28", "--batch-sizes", "1", "--repeats", "3"]
     assert main([*args, "--no-onnxruntime"]) == 0
     assert "lenet5: latency measured in inference form: " in capsys.readouterr().out
     assert main([*args, "--no-onnxruntime", "--no-inference-form"]) == 0

@@ -202,8 +202,10 @@ def test_cli_measure_table_and_json(tmp_path, capsys) -> None:
             "lenet5",
             "--compare",
             str(ckpt),
-            "--input-size",
-            "1x28x28",
+            "--input-shape",
+            "1",
+            "28",
+            "28",
             "--batch-sizes",
             "1",
             "4",
@@ -232,9 +234,12 @@ def test_cli_measure_table_and_json(tmp_path, capsys) -> None:
     assert data["a"]["macs"] > 0
 
 
-def test_cli_measure_bad_input_size_is_a_clean_error(capsys) -> None:
-    assert main(["measure", "lenet5", "--input-size", "big", "--no-latency"]) == 2
-    assert "CxHxW" in capsys.readouterr().err
+def test_cli_measure_bad_input_shape_is_a_clean_error(capsys) -> None:
+    assert main(["measure", "lenet5", "--input-shape", "1", "0", "28", "--no-latency"]) == 2
+    err = capsys.readouterr().err
+    assert "C H W" in err and len(err.strip().splitlines()) == 1
+    assert main(["measure", "lenet5", "--input-size", "big", "--no-latency"]) == 2  # the older spelling
+    assert "C H W" in capsys.readouterr().err
 
 
 def test_measure_with_onnxruntime_latency() -> None:

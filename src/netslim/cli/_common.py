@@ -275,11 +275,28 @@ def add_sensitivity_args(parser: argparse.ArgumentParser) -> None:
         g.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
 
 
+class _InputShape(argparse.Action):
+    """``--input-shape C H W`` stored as the ``"CxHxW"`` text the model resolver reads."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, "x".join(str(v) for v in values))
+
+
 def add_model_file_args(parser: argparse.ArgumentParser, *, input_size_default: str) -> None:
-    """``MODEL_OR_CHECKPOINT`` (a zoo name, factory spec or netslim checkpoint) and ``--input-size CxHxW``
-    (``measure``, ``export``); ``input_size_default`` says where the size comes from otherwise."""
+    """``MODEL_OR_CHECKPOINT`` (a zoo name, factory spec or netslim checkpoint) and ``--input-shape C H W``
+    (``measure``, ``export``; the same flag as the training commands); ``input_size_default`` says where the
+    shape comes from otherwise. ``--input-size CxHxW`` is kept as a hidden older spelling."""
     parser.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
-    parser.add_argument("--input-size", metavar="CxHxW", help=f"e.g. 1x28x28 (default: {input_size_default})")
+    parser.add_argument(
+        "--input-shape",
+        dest="input_size",
+        type=int,
+        nargs=3,
+        metavar=("C", "H", "W"),
+        action=_InputShape,
+        help=f"the model's input, e.g. 1 28 28 (default: {input_size_default})",
+    )
+    parser.add_argument("--input-size", dest="input_size", metavar="CxHxW", help=argparse.SUPPRESS)
 
 
 def add_timing_args(parser: argparse.ArgumentParser, *, repeats_help: str, inference_form_help: str) -> None:

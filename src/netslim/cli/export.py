@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if data.in_channels != x.shape[1]:
         raise NetslimError(
             f"{args.calib_dataset} has {data.in_channels} channels but the model takes {x.shape[1]}; "
-            "pass a matching --input-size or dataset"
+            "pass a matching --input-shape or dataset"
         )
     int8_path = Path(str(path).removesuffix(".onnx") + ".int8.onnx")
     quantize_int8(path, int8_path, calibration_batches(data.train, args.calib_batches))

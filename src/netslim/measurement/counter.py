@@ -211,7 +211,7 @@ def count(model: nn.Module, example_inputs: Any, *, warn: bool = True) -> CountR
         raise
     except Exception as exc:
         raise TracingError(
-            f"the model failed on the example inputs ({type(exc).__name__}: {exc}); check --input-size "
+            f"the model failed on the example inputs ({type(exc).__name__}: {exc}); check --input-shape "
             "and the number of input channels"
         ) from exc
     finally:

@@ -18,7 +18,7 @@ def parse_input_size(text: str) -> tuple[int, ...]:
     except ValueError:
         dims = ()
     if len(dims) < 2 or any(d < 1 for d in dims):
-        raise NetslimError(f"--input-size must look like CxHxW, e.g. 3x32x32 or 1x28x28; got {text!r}")
+        raise NetslimError(f"the input shape must be C H W (or CxHxW), e.g. 1 28 28; got {text!r}")
     return dims
 
 
