@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
         description="MODEL is a zoo name (e.g. vgg19) or a checkpoint written by netslim.save. "
         "FLOPs = 2 x MACs of conv/linear layers (the Network Slimming paper's convention).",
     )
-    add_model_file_args(p, input_size_default="from the model recipe, else 3x32x32")
+    add_model_file_args(p, input_size_default="from the model recipe, else 3 32 32")
     p.add_argument("--compare", metavar="OTHER", help="a second model; the ratio column is OTHER / MODEL")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], metavar="B")
     add_timing_args(
