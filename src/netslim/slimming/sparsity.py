@@ -314,9 +314,14 @@ class BNSparsity(Callback):
         grads = [g for g, _ in pairs]
         signs = torch._foreach_sign([w for _, w in pairs])
         if self._hold is not None:  # released survivors: only the silenced channels keep the sign term
-            held = {id(w): m for w, m in zip(self.weights, self._hold, strict=True)}
-            torch._foreach_mul_(signs, [held[id(w)] for _, w in pairs])
+            torch._foreach_mul_(signs, self._held_masks([w for _, w in pairs]))
         torch._foreach_add_(grads, signs, alpha=s)
+
+    def _held_masks(self, weights: list[nn.Parameter]) -> list[torch.Tensor]:
+        """The release masks (1: still penalised) of ``weights``, a subset of :attr:`weights` in any order."""
+        assert self._hold is not None
+        held = {id(w): m for w, m in zip(self.weights, self._hold, strict=True)}
+        return [held[id(w)] for w in weights]
 
     @torch.no_grad()
     def step(self, optimizer: torch.optim.Optimizer | None = None, *, lr: float | None = None) -> None:
@@ -345,8 +350,7 @@ class BNSparsity(Callback):
             # w - clamp(w, -t, t) == sign(w) * max(|w| - t, 0), one fused update per group
             inside = torch._foreach_clamp_min(torch._foreach_clamp_max(ws, t), -t)
             if self._hold is not None:  # released survivors: only the silenced channels are shrunk
-                held = {id(w): m for w, m in zip(self.weights, self._hold, strict=True)}
-                torch._foreach_mul_(inside, [held[id(w)] for w in ws])
+                torch._foreach_mul_(inside, self._held_masks(ws))
             torch._foreach_sub_(ws, inside)
 
     # -- the controller (s="auto") -------------------------------------------------------------------
