@@ -75,9 +75,9 @@ def slimming_section(results: Results, img: Path) -> list[str]:
         "",
         "Errors are test errors in %. *sparse*: trained from scratch with the L1 term on the BN scales "
         "(same schedule as the baseline); *cut*: right after the global-threshold cut with beta folded; "
-        "*fine-tuned*: after fine-tuning the cut model. Recipe *paper*: the paper's fixed L1 strength and "
-        "plain fine-tuning; *auto*: netslim's budget-aware strength aimed at the ratio, and fine-tuning with "
-        "distillation from the sparse model.",
+        "*fine-tuned*: after fine-tuning the cut model (plain cross-entropy, cosine from the learning rate "
+        "shown). Recipe *paper*: the paper's fixed L1 strength; *auto*: netslim's budget-aware strength "
+        '(`s="auto"`, survivors released after the ramp) aimed at the family\'s largest ratio.',
         "",
     ]
     rows, figures = [], []
@@ -94,7 +94,7 @@ def slimming_section(results: Results, img: Path) -> list[str]:
             [
                 f"{res['model']} ({key})",
                 f"{round(res['ratio'] * 100)}%",
-                f"{res['recipe']}{' + KD' if res.get('distill') else ''}",
+                f"{res['recipe']}{' + KD' if res.get('distill') else ''}, ft lr {_ft_lr(res)}",
                 f2(base_err),
                 f2(res["test_error_sparse"]),
                 "-" if near_zero is None else f"{100 * near_zero:.0f}%",
@@ -205,6 +205,11 @@ def sparsity_study_section(results: Results) -> list[str]:
     return out
 
 
+def _ft_lr(res: dict[str, Any]) -> str:
+    """The fine-tuning rate of a slimming row (rows stored before it was recorded fine-tuned at 0.01)."""
+    return f"{res.get('finetune_lr', 0.01):g}"
+
+
 def _train_minutes(res: dict[str, Any]) -> str:
     """Training wall time of a slimming row: its sparsity epochs plus its fine-tuning epochs (the sparse
     phase is shared by the rows that cut one sparsity-trained model, and counted in each)."""
@@ -233,7 +238,9 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         rows.append(
             [
                 f"{res['recipe']} ({', '.join(f'{k}={v}' for k, v in recipe.items())}), "
-                f"{round(100 * res['ratio'])}% cut" + (" + KD" if res.get("distill") else ""),
+                f"{round(100 * res['ratio'])}% cut"
+                + (" + KD" if res.get("distill") else "")
+                + f", ft lr {_ft_lr(res)}",
                 "-" if ready.get("near_zero_share") is None else f"{100 * ready['near_zero_share']:.0f}%",
                 f2(res["test_error_sparse"]),
                 f"{f2(res['test_error_pruned'])} / {f2(res['test_error_plain_cut'])}",

@@ -341,3 +341,21 @@ def test_release_engages_after_the_ramp_and_is_resumable() -> None:
     clone = BNSparsity(copy.deepcopy(net), "auto", target=0.5, release=True, hist_file=None)
     clone.load_state_dict(sp.state_dict())
     assert clone._hold is not None and torch.equal(clone._hold[0], sp._hold[0])
+
+
+def test_layer_cap_keeps_a_layer_from_being_emptied() -> None:
+    """A layer at the cap keeps the penalty only on its near-zero channels; layers under it keep all of it."""
+    net = wide_net()
+    sp = BNSparsity(net, "auto", target=0.5, layer_cap=0.5, release=False, hist_file=None)
+    sp.set_budget(steps=100, lr=0.1)
+    first, second = sp.weights
+    with torch.no_grad():
+        first.copy_(torch.linspace(0.0, 1.0, first.numel()) ** 12)  # most of the layer near zero
+        second.copy_(torch.linspace(0.5, 1.0, second.numel()))  # none near zero
+    sp.update_strength(0.2)
+    assert sp._hold is not None
+    _, ref = near_zero_stats(torch.cat([first.detach(), second.detach()]))
+    assert torch.equal(sp._hold[0].bool(), first.detach().abs() < 1e-2 * ref), "capped: only silenced ones"
+    assert bool(sp._hold[1].all()), "under the cap: the whole layer keeps the penalty"
+    with pytest.raises(NetslimError, match="layer_cap"):
+        BNSparsity(net, "auto", target=0.5, layer_cap=1.5)

@@ -173,6 +173,9 @@ class BNSparsity(Callback):
             zero, penalise only the near-zero channels (they stay silent) and release the survivors from the
             L1 term, so the rest of the sparsity epochs train the network that the cut will keep; the full
             penalty returns whenever the share falls below the target.
+        layer_cap: with ``s="auto"``, the largest share of one layer's channels the penalty may bring near
+            zero (e.g. 0.8): a layer at the cap keeps the penalty only on its near-zero channels, so no layer
+            is emptied while the controller reaches the global target on the others (``None``: no cap).
         near_zero: the relative bound of "near zero" (see :func:`near_zero_stats`).
         norm_types: module types whose ``weight`` is penalised.
         exclude: BNs to leave alone: a module, a qualified name (``"classifier.1"``; a prefix such as
@@ -199,6 +202,7 @@ class BNSparsity(Callback):
         update_every: int | None = None,
         ramp: float = 0.5,
         release: bool = True,
+        layer_cap: float | None = None,
         near_zero: float = NEAR_ZERO,
         norm_types: Sequence[type[nn.Module]] = (nn.BatchNorm1d, nn.BatchNorm2d),
         exclude: Exclude = None,
@@ -224,6 +228,8 @@ class BNSparsity(Callback):
             )
         if not 0.0 <= final_factor <= 1.0:
             raise NetslimError(f"final_factor must be in [0, 1], got {final_factor}")
+        if layer_cap is not None and not (isinstance(layer_cap, int | float) and 0.0 < layer_cap <= 1.0):
+            raise NetslimError(f"layer_cap must be in (0, 1] or None, got {layer_cap!r} (e.g. 0.8)")
         if not (isinstance(near_zero, int | float) and 0.0 < near_zero < 1.0):
             raise NetslimError(f"near_zero must be in (0, 1), got {near_zero!r} (default 1e-2)")
         if self.auto:
@@ -236,6 +242,7 @@ class BNSparsity(Callback):
         self.update_every = update_every
         self.ramp = float(ramp)
         self.release = bool(release)
+        self.layer_cap = None if layer_cap is None else float(layer_cap)
         self._hold: list[torch.Tensor] | None = None  # release: per weight, the channels still penalised
         self.near_zero = float(near_zero)
         self.mode = mode
@@ -437,15 +444,33 @@ class BNSparsity(Callback):
         log_s = min(max(base + self._integral + _KP * error, lo), hi)
         log_s = _broadcast_from_rank0(log_s, self.weights[0].device)
         self.s = math.exp(log_s)
-        if self.release and progress >= self.ramp and share >= self.target:
-            line = self.near_zero * ref  # every rank holds the same gammas, so the same channels
-            self._hold = [(w.detach().abs() < line).to(w.dtype) for w in self.weights]
-        else:
-            self._hold = None
+        self._hold = self._hold_masks(progress >= self.ramp and share >= self.target, ref)
         self._last_progress, self._goal, self._share, self._ref = float(progress), goal, share, ref
         if self.trace is not None:
             self.trace.append((progress, share, ref, goal, error, self._integral, self.s))
         return self.s
+
+    def _hold_masks(self, released: bool, ref: float) -> list[torch.Tensor] | None:
+        """Per weight, the channels that keep the penalty (1) after this update; ``None``: all of them.
+
+        Released (``release`` and the target reached after the ramp): only the near-zero channels, in every
+        layer. Otherwise, with ``layer_cap``: only the near-zero channels of layers at the cap. Every rank
+        holds the same gammas, so every rank computes the same masks.
+        """
+        if not (self.release and released) and self.layer_cap is None:
+            return None
+        line = self.near_zero * ref
+        near = [w.detach().abs() < line for w in self.weights]
+        if self.release and released:
+            return [n.to(w.dtype) for n, w in zip(near, self.weights, strict=True)]
+        assert self.layer_cap is not None
+        capped = [bool(n.float().mean() >= self.layer_cap) for n in near]
+        if not any(capped):
+            return None
+        return [
+            (n if c else torch.ones_like(n)).to(w.dtype)
+            for n, c, w in zip(near, capped, self.weights, strict=True)
+        ]
 
     def _progress(self, trainer: Trainer) -> float:
         spe = self._steps_per_epoch or max(self._step_in_epoch, 1)
