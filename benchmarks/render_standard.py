@@ -276,6 +276,47 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
     return out + table(header, rows) + [""]
 
 
+def multipass_section(results: Results) -> list[str]:
+    """Multi-pass slimming of VGG-19 in the paper's Table 4 layout (row ``std_vgg19_multipass``)."""
+    name = "std_vgg19_multipass"
+    out = ["### Multi-pass Network Slimming (paper Table 4 layout)", ""]
+    res = ok(results, name)
+    if res is None:
+        return [*out, absent(SUITE, results, name), ""]
+    base = _baseline(results, "vgg19")
+    out += [
+        f"Start: {res['start']}. Each pass cuts {round(100 * res['ratio_per_pass'])}% of the channels left "
+        f"(at most {round(100 * res['max_layer_ratio'])}% of any layer), fine-tunes "
+        f"{res['epochs_per_phase']} epochs (lr {res['finetune_lr']:g}, cosine), and before each later cut "
+        f"trains {res['epochs_per_phase']} epochs with the auto L1 strength aimed at 50% of what is left. "
+        "Baseline: " + ("not run yet" if base is None else f2(base["test_error"], "%")) + ". "
+        f"Reproduce: `{command(SUITE, name)}`.",
+        "",
+    ]
+    rows = [
+        [
+            str(p["pass"]),
+            f2(p["test_error_trained"]),
+            f2(p["test_error_pruned"]),
+            f2(p["test_error_finetuned"]),
+            f"{p['channels_pruned_pct']:.1f}%",
+            f"{p['params_pruned_pct']:.1f}%",
+            f"{p['flops_pruned_pct']:.1f}%",
+        ]
+        for p in res["passes"]
+    ]
+    header = [
+        "pass",
+        "trained",
+        "right after the cut",
+        "fine-tuned",
+        "channels pruned",
+        "params pruned",
+        "FLOPs pruned",
+    ]
+    return out + table(header, rows) + [""]
+
+
 def weights_section(results: Results) -> list[str]:
     """Han et al.'s Table 1 layout for the LeNets (rows ``std_<lenet>_han12x``)."""
     out = ["### Learning both Weights and Connections (Han et al. Table 1 layout)", ""]
@@ -317,6 +358,22 @@ def summary(results: Results) -> list[dict[str, Any]]:
                 "final_error": res["test_error_finetuned"],
                 "epochs": res["epochs"] + res["finetune_epochs"],
                 "command": command(SUITE, name),
+            }
+        )
+    multipass = ok(results, "std_vgg19_multipass")
+    if multipass:
+        base = _baseline(results, "vgg19")
+        last = multipass["passes"][-1]
+        out.append(
+            {
+                "table": "slimming",
+                "model": multipass["model"],
+                "ratio": round(last["channels_pruned_pct"] / 100.0, 4),
+                "recipe": f"multipass x{len(multipass['passes'])}",
+                "baseline_error": base["test_error"] if base else None,
+                "final_error": last["test_error_finetuned"],
+                "epochs": multipass["epochs"],
+                "command": command(SUITE, "std_vgg19_multipass"),
             }
         )
     for key in ("lenet300_100", "lenet5"):
@@ -362,6 +419,7 @@ def standard_section(results_dir: Path, results: Results, img: Path) -> list[str
         "",
         *baselines_section(results),
         *slimming_section(results, img),
+        *multipass_section(results),
         *sparsity_study_section(results),
         *weights_section(results),
     ]

@@ -459,3 +459,81 @@ for _key in ("lenet300_100", "lenet5"):
     row(f"std_{_key}_han12x", "standard_weights", suites=("standard",))(
         lambda ctx, s=STANDARD_MODELS[_key]: _han_row(ctx, s)
     )
+
+
+# --------------------------------------------------------------------------- multi-pass (paper Table 4)
+
+MULTIPASS_PASSES = 3
+MULTIPASS_EPOCHS = 10  # per phase: sparsity training before each later cut, fine-tuning after every cut
+
+
+def _multipass_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
+    """Paper Table 4 layout: from the auto sparsity-trained net, passes of a 50% cut (at most 50% of any
+    layer), fine-tuning, and (before the next cut) sparsity training aimed at 50% of what is left."""
+    from dataclasses import replace
+
+    import netslim
+    from netslim.slimming.multipass import multipass_slim
+    from netslim.slimming.sparsity import BNSparsity
+
+    smoke = ctx.suite == "smoke"
+    data = standard_data(ctx, spec.augment)
+    sparse_path, _ = sparse_checkpoint(ctx, spec, "auto")
+    folder = work_dir(ctx) / spec.key / "multipass"
+    phase_config = replace(finetune_config(spec, ctx), epochs=1 if smoke else MULTIPASS_EPOCHS)
+
+    def train_fn(model: torch.nn.Module, index: int, phase: str) -> None:
+        callbacks = [BNSparsity(model, "auto", target=0.5, mode="proximal")] if phase == "sparsity" else []
+        train_resumable(model, data, phase_config, folder / f"pass{index + 1}-{phase}", callbacks)
+
+    start = time.perf_counter()
+    result = multipass_slim(
+        netslim.load(sparse_path),
+        torch.zeros(1, *data.input_shape),
+        passes=1 if smoke else MULTIPASS_PASSES,
+        ratio_per_pass=0.5,
+        max_layer_ratio=0.5,
+        train_fn=train_fn,
+        evaluate_fn=lambda m: {"test_error": test_error(m, data)},
+        skip_first_sparsity=True,
+    )
+    first = result.history[0]
+    passes = [
+        {
+            "pass": h["pass"],
+            "test_error_trained": h["trained"]["test_error"],
+            "test_error_pruned": h["pruned"]["test_error"],
+            "test_error_finetuned": h["finetuned"]["test_error"],
+            "params": h["params_after"],
+            "flops": h["flops_after"],
+            "params_pruned_pct": 100.0 * (1.0 - h["params_after"] / first["params_before"]),
+            "flops_pruned_pct": 100.0 * (1.0 - h["flops_after"] / first["flops_before"]),
+            "channels_pruned_pct": 100.0
+            * (1.0 - (h["total_channels"] - h["pruned_channels"]) / first["total_channels"]),
+            "readiness": h.get("readiness"),
+        }
+        for h in result.history
+    ]
+    return {
+        "model": spec.model,
+        "model_kwargs": spec.kwargs,
+        "dataset": ctx.dataset,
+        "start": f"the sparsity-trained net of std_{spec.key}_{round(100 * max(spec.ratios))}_auto",
+        "passes": passes,
+        "ratio_per_pass": 0.5,
+        "max_layer_ratio": 0.5,
+        "epochs_per_phase": phase_config.epochs,
+        "finetune_lr": phase_config.lr,
+        "sparsity_recipe": {"s": "auto", "mode": "proximal", "target": 0.5},
+        "epochs": baseline_config(spec, ctx).epochs + phase_config.epochs * (2 * len(passes) - 1),
+        "seconds_this_run": round(time.perf_counter() - start, 1),
+        "threads": torch.get_num_threads(),
+        "seed": 0,
+        "git_commit": git_commit(),
+        "baseline_row": f"std_{spec.key}_baseline",
+    }
+
+
+row("std_vgg19_multipass", "standard_multipass", suites=("standard",))(
+    lambda ctx: _multipass_row(ctx, STANDARD_MODELS["vgg19"])
+)
