@@ -10,10 +10,12 @@
   is measured faster than the fused NCHW model at every batch size asked for, interleaved in one process
   (:class:`netslim.measurement.latency.Timer`); oneDNN's NHWC convolutions usually win on slimmed models,
   whose odd channel counts are poorly served by the blocked NCHW kernels;
-* channel counts rounded up to a multiple of 8 or 16 (zero filters appended to a conv, zero input weights
-  to the conv that reads it; outputs unchanged) only where that is measured faster at every batch size
-  asked for, in the chosen memory format: oneDNN's kernels run odd channel counts (a slimmed layer keeping
-  45 of 64 channels) slower than the next multiple of 8, so the extra zero FLOPs can pay. Only conv pairs
+* channel counts rounded up (zero filters appended to a conv, zero input weights to the conv that reads it;
+  outputs unchanged) only where that is measured faster at every batch size asked for, in the chosen memory
+  format: every conv to a multiple of 8, of 16, or each conv to the width that runs it and its consumer
+  fastest in isolation (:func:`fit_channel_widths`), whichever of these wins on the whole model. oneDNN's
+  kernels run some odd channel counts (a slimmed layer keeping 47 of 64 channels) much slower than the
+  next multiple of 8, so the extra zero FLOPs can pay, but not everywhere. Only conv pairs
   in one ``nn.Sequential`` with nothing but zero-preserving layers (ReLU, pooling, dropout, identity)
   between them are padded.
 
@@ -67,7 +69,7 @@ class InferenceForm:
     fused_bn: int = 0
     channels_last: bool = False
     rounded_channels: bool = False
-    round_to: int = 1
+    round_to: int = 1  # the multiple the channel counts were rounded to; 0: each conv its own width
     decisions: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,7 +82,11 @@ class InferenceForm:
         parts = [f"fused BN ({self.fused_bn} layers)" if self.fused_bn else "no BN to fuse"]
         parts.append("channels_last" if self.channels_last else "NCHW")
         if self.rounded_channels:
-            parts.append(f"channels rounded to multiples of {self.round_to}")
+            parts.append(
+                "channels rounded per layer"
+                if self.round_to == 0
+                else f"channels rounded to multiples of {self.round_to}"
+            )
         return ", ".join(parts)
 
 
@@ -187,17 +193,29 @@ def _resized_conv(conv: nn.Conv2d, out_ch: int, in_ch: int) -> nn.Conv2d:
     return new.eval()
 
 
-def round_channels(model: nn.Module, multiple: int) -> tuple[nn.Module, int]:
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def round_channels(
+    model: nn.Module, multiple: int, widths: dict[str, int] | None = None
+) -> tuple[nn.Module, int]:
     """Pad conv outputs feeding another conv (see :func:`_conv_chains`) up to ``multiple``, in place.
 
-    Returns the model and the number of convs whose output was padded; outputs are unchanged.
+    ``widths`` (qualified conv name -> channels) pads only the convs it names, each to its own width
+    (``multiple`` is then ignored). Returns the model and the number of convs whose output was padded;
+    outputs are unchanged.
     """
     pairs = _conv_chains(model)
+    names = {id(m): name for name, m in model.named_modules()}
     out_pad: dict[int, int] = {}
     in_pad: dict[int, int] = {}
     for seq, prod, cons in pairs:
         producer, consumer = seq._modules[prod], seq._modules[cons]
-        rounded = -(-producer.out_channels // multiple) * multiple
+        if widths is None:
+            rounded = _round_up(producer.out_channels, multiple)
+        else:
+            rounded = max(widths.get(names[id(producer)], producer.out_channels), producer.out_channels)
         if rounded != producer.out_channels:
             out_pad[id(producer)] = rounded
             in_pad[id(consumer)] = rounded
@@ -211,6 +229,94 @@ def round_channels(model: nn.Module, multiple: int) -> tuple[nn.Module, int]:
 
 
 ROUND_CANDIDATES = (8, 16)
+
+
+def _conv_input_shapes(model: nn.Module, inputs: tuple[Any, ...]) -> dict[int, torch.Size]:
+    """``id(conv) -> input shape`` of every Conv2d in one forward pass (convs called twice: the first)."""
+    shapes: dict[int, torch.Size] = {}
+
+    def record(module: nn.Module, args: tuple[Any, ...], _out: Any) -> None:
+        if args and isinstance(args[0], torch.Tensor):
+            shapes.setdefault(id(module), args[0].shape)
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        _outputs(model, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def _pair_fn(
+    producer: nn.Conv2d, consumer: nn.Conv2d, cin: int, width: int, shapes: tuple[Any, Any], batch: int,
+    channels_last: bool,
+) -> Any:  # fmt: skip
+    """A call running a ``cin -> width`` copy of ``producer`` and a ``width ->`` copy of ``consumer`` on
+    random inputs of their real spatial sizes (weights random: only the time matters)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    p = _resized_conv(producer, width, cin).to(memory_format=fmt)
+    c = _resized_conv(consumer, consumer.out_channels, width).to(memory_format=fmt)
+    dtype, device = producer.weight.dtype, producer.weight.device
+    xp = torch.randn(batch, cin, *shapes[0][2:], dtype=dtype, device=device).contiguous(memory_format=fmt)
+    xc = torch.randn(batch, width, *shapes[1][2:], dtype=dtype, device=device).contiguous(memory_format=fmt)
+
+    def run() -> None:
+        with torch.inference_mode():
+            p(xp)
+            c(xc)
+
+    return run
+
+
+def fit_channel_widths(
+    model: nn.Module,
+    example_inputs: Any,
+    batch_sizes: Sequence[int] = (1, 64),
+    *,
+    threads: int | None = None,
+    timer: Any = None,
+    channels_last: bool = False,
+    margin: float = 0.03,
+) -> dict[str, int]:
+    """Per conv feeding another conv, the output width (kept, or rounded up to 8 or 16) that runs the pair
+    fastest, timed in isolation at every batch size; a rounding is kept only if it wins by ``margin`` at
+    each. Pairs are decided in order, each with the input width its producer was given.
+
+    oneDNN's convolutions run some channel counts much slower per FLOP than the next multiple of 8 (measured,
+    NHWC, batch 64, 32x32: 51 -> 47 channels 32.8 ms, 51 -> 48 channels 26.1 ms) while a padded *input* costs
+    its FLOPs, so the best width depends on the layer. Returns ``qualified conv name -> width`` for the
+    convs to pad (:func:`round_channels`' ``widths``).
+    """
+    inputs = _as_tuple(example_inputs)
+    shapes = _conv_input_shapes(model, inputs)
+    names = {id(m): name for name, m in model.named_modules()}
+    timer = timer or Timer(repeats=15, warmup=2, retries=1)
+    widths: dict[str, int] = {}
+    in_width: dict[int, int] = {}
+    with num_threads(threads):
+        for seq, prod, cons in _conv_chains(model):
+            producer, consumer = seq._modules[prod], seq._modules[cons]
+            if id(producer) not in shapes or id(consumer) not in shapes:
+                continue
+            cin = in_width.get(id(producer), producer.in_channels)
+            kept = producer.out_channels
+            options = [kept, *dict.fromkeys(w for m in ROUND_CANDIDATES if (w := _round_up(kept, m)) != kept)]
+            if len(options) == 1:
+                continue
+            worst = dict.fromkeys(options[1:], 0.0)
+            for b in dict.fromkeys(int(b) for b in batch_sizes):
+                pair = (shapes[id(producer)], shapes[id(consumer)])
+                fns = [_pair_fn(producer, consumer, cin, w, pair, b, channels_last) for w in options]  # type: ignore[arg-type]
+                base, *rest = timer.measure(fns)
+                for w, t in zip(options[1:], rest):
+                    worst[w] = max(worst[w], t.median_ms / base.median_ms)
+            winners = [w for w, r in worst.items() if r < 1 - margin]
+            if winners:
+                best = min(winners, key=lambda w: worst[w])
+                widths[names[id(producer)]] = best
+                in_width[id(consumer)] = best
+    return widths
 
 
 def _decide_rounding(
@@ -227,6 +333,14 @@ def _decide_rounding(
         padded, count = round_channels(copy.deepcopy(form.model), m)
         if count:
             candidates[m] = padded
+    # per layer: each conv's width chosen by timing it with its consumer (0 = "fitted per layer")
+    fitted = fit_channel_widths(
+        form.model, inputs, batch_sizes, threads=threads, timer=timer, channels_last=form.channels_last
+    )
+    if fitted:
+        padded, _ = round_channels(copy.deepcopy(form.model), 1, widths=fitted)
+        if not any(_same_widths(padded, other) for other in candidates.values()):
+            candidates[0] = padded
     if not candidates:
         form.decisions["round_channels"] = "every conv feeding a conv has a multiple of 8/16 channels: kept"
         return
@@ -239,23 +353,36 @@ def _decide_rounding(
             fns = [forward_fn(form.model, batch)] + [forward_fn(candidates[m], batch) for m in keys]
             base, *rest = timer.measure(fns)
             timings[b] = {"kept": base.to_dict()}
-            timings[b].update({f"round_to_{m}": t.to_dict() for m, t in zip(keys, rest)})
+            timings[b].update(
+                {f"round_to_{m}" if m else "per_layer": t.to_dict() for m, t in zip(keys, rest)}
+            )
             for m, t in zip(keys, rest):
                 ratios[m][b] = t.median_ms / base.median_ms
     form.decisions["round_timings"] = timings
     winners = [m for m in keys if len(ratios[m]) == len(timings) and max(ratios[m].values()) < 1 - margin]
     if not winners:
         form.decisions["round_channels"] = "rounding not faster at every batch size: " + "; ".join(
-            f"to {m}: " + ", ".join(f"b{b} {r:.2f}x" for b, r in ratios[m].items()) for m in keys
+            f"{_rounding_name(m)}: " + ", ".join(f"b{b} {r:.2f}x" for b, r in ratios[m].items()) for m in keys
         )
         return
     best = min(winners, key=lambda m: max(ratios[m].values()))
     form.model, form.rounded_channels, form.round_to = candidates[best], True, best
     form.decisions["round_channels"] = (
-        f"rounded to multiples of {best}: "
+        f"{_rounding_name(best)}: "
         + ", ".join(f"b{b} {r:.2f}x" for b, r in ratios[best].items())
         + " of the unrounded model"
     )
+
+
+def _rounding_name(multiple: int) -> str:
+    return "rounded per layer where timed faster" if multiple == 0 else f"rounded to multiples of {multiple}"
+
+
+def _same_widths(a: nn.Module, b: nn.Module) -> bool:
+    widths = [
+        [(m.in_channels, m.out_channels) for m in x.modules() if isinstance(m, nn.Conv2d)] for x in (a, b)
+    ]
+    return widths[0] == widths[1]
 
 
 def channels_last_wins(timings: dict[int, tuple[Timing, Timing]], margin: float = 0.0) -> tuple[bool, str]:

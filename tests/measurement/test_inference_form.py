@@ -121,3 +121,36 @@ def test_channels_are_rounded_only_where_measured_faster_and_outputs_stay() -> N
     assert [m.out_channels for m in forced.model.modules() if isinstance(m, nn.Conv2d)] == [16, 32, 6]
     kept = netslim.inference_form(model, x, channels_last=False)  # layout forced: counts not measured
     assert not kept.rounded_channels and "round_channels" not in kept.decisions
+
+
+class ScriptedTimer:
+    """Returns the next scripted medians on each ``measure`` call (in ms, one per function)."""
+
+    def __init__(self, *calls: tuple[float, ...]) -> None:
+        self.calls = list(calls)
+
+    def measure(self, fns: Sequence[Callable[[], Any]]) -> list[Timing]:
+        medians = self.calls.pop(0)
+        assert len(medians) == len(fns)
+        for fn in fns:
+            fn()
+        return [Timing(m, 0.99 * m, 1.01 * m, 15) for m in medians]
+
+
+def test_channels_can_be_rounded_per_layer_where_each_pair_is_timed_faster() -> None:
+    """Each conv feeding a conv gets its own width when that wins; the whole model is timed last."""
+    model, x = _odd_slimmed()
+    timer = ScriptedTimer(
+        (1.0, 0.9),  # layout: channels_last wins
+        (1.0, 0.8),  # pair 13 -> 21: the conv at 16 channels (8 and 16 agree) runs the pair faster
+        (1.0, 1.0, 1.0),  # pair 21 -> 6: neither 24 nor 32 pays
+        (1.0, 0.95, 0.95, 0.8),  # whole model: kept, all to 8, all to 16, per layer
+    )
+    form = netslim.inference_form(model, x, batch_sizes=(1,), timer=timer)
+    assert not timer.calls
+    convs = [m for m in form.model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 21, 6] and [c.in_channels for c in convs] == [3, 16, 21]
+    assert form.rounded_channels and form.round_to == 0 and "rounded per layer" in form.describe()
+    assert "per layer" in form.decisions["round_channels"]
+    with torch.no_grad():
+        torch.testing.assert_close(form.model(x), model(x), atol=1e-5, rtol=1e-5)
