@@ -176,6 +176,8 @@ class BNSparsity(Callback):
         layer_cap: with ``s="auto"``, the largest share of one layer's channels the penalty may bring near
             zero (e.g. 0.8): a layer at the cap keeps the penalty only on its near-zero channels, so no layer
             is emptied while the controller reaches the global target on the others (``None``: no cap).
+            On VGG-11 w0.25 (15 + 15 epochs, 70% cut) it changed little: cap 0.8 fine-tuned to 8.19% test
+            error against 8.22% without it; it is for nets where one layer would otherwise collapse.
         near_zero: the relative bound of "near zero" (see :func:`near_zero_stats`).
         norm_types: module types whose ``weight`` is penalised.
         exclude: BNs to leave alone: a module, a qualified name (``"classifier.1"``; a prefix such as
