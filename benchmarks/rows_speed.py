@@ -545,6 +545,10 @@ def inference_form_latency(ctx: RowContext) -> dict[str, Any]:
             "unpruned": forms[0].decisions.get("channels_last"),
             "slimmed": forms[1].decisions.get("channels_last"),
         },
+        "rounding_decisions": {
+            "unpruned": forms[0].decisions.get("round_channels"),
+            "slimmed": forms[1].decisions.get("round_channels"),
+        },
         "batches": cells,
         "target": "both models in their inference form: speedup / FLOP ratio >= 0.9 at batch 64 and >= 1.0 "
         "at batch 1",
