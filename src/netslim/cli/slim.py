@@ -113,7 +113,8 @@ def register(subparsers: Any) -> None:
         "--finetune-lr",
         type=float,
         default=0.01,
-        help="(default: 0.01; the paper re-runs 0.1 with steps, Rethinking uses 0.001 constant)",
+        help="(default: 0.01, best for short fine-tuning; with 15+ epochs the training rate recovers more: "
+        "VGG-11 70%% cut, 15 epochs: 8.22%% error at 0.1 vs 8.51%% at 0.01)",
     )
     f.add_argument(
         "--finetune-schedule",

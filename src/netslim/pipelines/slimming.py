@@ -27,8 +27,11 @@
 Fine-tuning defaults: lr 0.01 with a cosine schedule. The paper re-runs the full training schedule (lr 0.1,
 divided by 10 at 50% and 75%), and the Rethinking code fine-tunes 40 epochs at a constant 1e-3. For the short
 runs this function is mostly used for (a few epochs) 0.1 undoes much of what sparsity training learned and
-1e-3 recovers too slowly from a 70% cut; 0.01 decayed to 0 sits between them. Set ``finetune`` to
-``TrainConfig(epochs=160, lr=0.1, schedule="step")`` for the paper's schedule.
+1e-3 recovers too slowly from a 70% cut; 0.01 decayed to 0 sits between them. With 15 or more epochs,
+restarting at the training rate recovers more. Measured on VGG-11 w0.25, Fashion-MNIST, 70% cut of the
+auto-sparsified net (9.04% test error right after the cut): 5 epochs: lr 0.01 8.99%, lr 0.1 9.14%;
+15 epochs: lr 0.01 8.51%, 0.05 8.30%, 0.1 8.22% (the standard benchmark suite fine-tunes at the training
+rate). Set ``finetune`` to ``TrainConfig(epochs=160, lr=0.1, schedule="step")`` for the paper's schedule.
 """
 
 from __future__ import annotations
