@@ -273,7 +273,36 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         "training time (sparse + fine-tune)",
         "command",
     ]
-    return out + table(header, rows) + [""]
+    return out + table(header, rows) + [""] + _control_lines(results, key)
+
+
+def _control_lines(results: Results, key: str) -> list[str]:
+    """The from-scratch control of a study model (row ``std_<key>_<ratio>_scratch``), if registered."""
+    out = []
+    for name, r in ROWS.items():
+        if r.group != "standard_control" or not name.startswith(f"std_{key}_"):
+            continue
+        res = ok(results, name)
+        if res is None:
+            out.append(absent(SUITE, results, name))
+            continue
+        pruned = ok(results, res["architecture_of"])
+        versus = (
+            ""
+            if pruned is None
+            else (
+                f", against {f2(pruned['test_error_finetuned'], '%')} for the same architecture slimmed and "
+                f"fine-tuned (`{res['architecture_of']}`)"
+            )
+        )
+        mflops, err = res["flops"] / 1e6, f2(res["test_error"], "%")
+        out.append(
+            "Control (as in *Rethinking the Value of Network Pruning*): the architecture the auto recipe's "
+            f"{round(100 * res['ratio'])}% cut leaves ({mflops:.2f}M FLOPs), randomly initialised and "
+            f"trained {res['epochs']} epochs at lr {res['lr']:g} cosine: {err} test error{versus}. "
+            f"`{command(SUITE, name)}`"
+        )
+    return [*out, ""] if out else []
 
 
 def multipass_section(results: Results) -> list[str]:

@@ -407,6 +407,51 @@ for _spec in STUDY_MODELS.values():
     _register_study(_spec)
 
 
+def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float) -> dict[str, Any]:
+    """The control of "Rethinking the Value of Network Pruning": the architecture the auto recipe's cut
+    leaves, randomly initialised (seed 0) and trained with the baseline's schedule for as many epochs as
+    sparsity training and fine-tuning took together."""
+    from dataclasses import replace
+
+    import netslim
+
+    data = standard_data(ctx, spec.augment)
+    sparse_path, _ = sparse_checkpoint(ctx, spec, "auto")
+    sparse = netslim.load(sparse_path)
+    x = torch.zeros(1, *data.input_shape)
+    model = netslim.apply(sparse, netslim.plan(sparse, x, ratio))
+    torch.manual_seed(0)
+    for m in model.modules():
+        if m is not model and hasattr(m, "reset_parameters"):
+            m.reset_parameters()  # BatchNorm's also resets its running statistics
+    config = baseline_config(spec, ctx)
+    config = replace(config, epochs=config.epochs + finetune_config(spec, ctx).epochs)
+    folder = work_dir(ctx) / spec.key / f"scratch{round(ratio * 100)}-auto"
+    history = train_resumable(model, data, config, folder)
+    stats = netslim.measure(model.eval(), x, latency=False, file_size=False)
+    return {
+        "model": spec.model,
+        "model_kwargs": spec.kwargs,
+        "dataset": ctx.dataset,
+        "ratio": ratio,
+        "architecture_of": f"std_{spec.key}_{round(ratio * 100)}_auto_plain",
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "test_error": test_error(model, data),
+        "params": int(stats["params"]),
+        "flops": int(stats["flops"]),
+        "history": history,
+        "threads": torch.get_num_threads(),
+        "seed": 0,
+        "git_commit": git_commit(),
+    }
+
+
+row("std_vgg11_70_scratch", "standard_control", suites=("standard",))(
+    lambda ctx: _scratch_row(ctx, STUDY_MODELS["vgg11"], 0.7)
+)
+
+
 # --------------------------------------------------------------------------- Han et al. (Table 1 layout)
 
 HAN_ROUNDS = 3
