@@ -46,7 +46,7 @@ class StandardModel:
     accepted_error: float = 7.0  # the accepted test error in %, issue 10
     paper_l1: float | None = None  # the paper's fixed L1 strength for this family (slimming models only)
     ratios: tuple[float, ...] = ()  # the paper's channel ratios (Table 1)
-    finetune_epochs: int = 20
+    finetune_epochs: int = 30  # the paper fine-tunes with the full training schedule
 
 
 STANDARD_MODELS: dict[str, StandardModel] = {
