@@ -131,7 +131,32 @@ def slimming_section(results: Results, img: Path) -> list[str]:
         for name, r in ROWS.items()
         if r.group == "standard_slimming" and name not in done
     ]
-    return out + missing + ["", *figures]
+    return out + missing + ["", *_miss_lines(results), *figures]
+
+
+def _miss_lines(results: Results) -> list[str]:
+    """For each slimming row over the goal, where its points went: sparsity training, the cut, fine-tuning."""
+    lines = []
+    for name, res in _slim_rows(results):
+        base = _baseline(results, name.split("_")[1])
+        if base is None or res["test_error_finetuned"] - base["test_error"] <= TARGET_POINTS:
+            continue
+        sparse, cut, final = res["test_error_sparse"], res["test_error_pruned"], res["test_error_finetuned"]
+        lines.append(
+            f"- `{name}` ({final - base['test_error']:+.2f} points): sparsity training "
+            f"{sparse - base['test_error']:+.2f}, the cut {cut - sparse:+.2f}, fine-tuning "
+            f"({res['finetune_epochs']} epochs, lr {_ft_lr(res)}) {final - cut:+.2f}."
+        )
+    if not lines:
+        return []
+    return [
+        f"Rows over the {TARGET_POINTS}-point goal, where the points go (test error, points against the "
+        "baseline). The L1-strength study below compares recipes at equal epochs, and its from-scratch "
+        "control trains the cut architecture alone:",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def _dedupe_epochs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
