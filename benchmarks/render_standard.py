@@ -149,13 +149,15 @@ def _miss_lines(results: Results) -> list[str]:
         )
     if not lines:
         return []
+    controls = [line for key in STANDARD_MODELS for line in _control_lines(results, key)]
     return [
         f"Rows over the {TARGET_POINTS}-point goal, where the points go (test error, points against the "
-        "baseline). The L1-strength study below compares recipes at equal epochs, and its from-scratch "
-        "control trains the cut architecture alone:",
+        "baseline). The L1-strength study below compares recipes at equal epochs; the from-scratch "
+        "controls train the cut architecture alone:",
         "",
         *lines,
         "",
+        *controls,
     ]
 
 

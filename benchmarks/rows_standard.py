@@ -407,7 +407,7 @@ for _spec in STUDY_MODELS.values():
     _register_study(_spec)
 
 
-def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float) -> dict[str, Any]:
+def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row: str) -> dict[str, Any]:
     """The control of "Rethinking the Value of Network Pruning": the architecture the auto recipe's cut
     leaves, randomly initialised (seed 0) and trained with the baseline's schedule for as many epochs as
     sparsity training and fine-tuning took together."""
@@ -434,7 +434,7 @@ def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float) -> dict[str
         "model_kwargs": spec.kwargs,
         "dataset": ctx.dataset,
         "ratio": ratio,
-        "architecture_of": f"std_{spec.key}_{round(ratio * 100)}_auto_plain",
+        "architecture_of": slimmed_row,
         "epochs": config.epochs,
         "lr": config.lr,
         "test_error": test_error(model, data),
@@ -448,7 +448,10 @@ def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float) -> dict[str
 
 
 row("std_vgg11_70_scratch", "standard_control", suites=("standard",))(
-    lambda ctx: _scratch_row(ctx, STUDY_MODELS["vgg11"], 0.7)
+    lambda ctx: _scratch_row(ctx, STUDY_MODELS["vgg11"], 0.7, "std_vgg11_70_auto_plain")
+)
+row("std_vgg19_70_scratch", "standard_control", suites=("standard",))(
+    lambda ctx: _scratch_row(ctx, STANDARD_MODELS["vgg19"], 0.7, "std_vgg19_70_auto")
 )
 
 
