@@ -640,6 +640,11 @@ def _ms(d: dict[str, Any] | None) -> str:
     return format_latency(d).replace("|", "/")
 
 
+def _spread(values: list[float] | None) -> str:
+    """Per-process values, lowest first, or '-' for a one-process row."""
+    return "-" if not values else ", ".join(f"{v:.2f}" for v in sorted(values))
+
+
 def _noisy(flag: bool) -> str:
     return " (noisy)" if flag else ""
 
@@ -657,11 +662,19 @@ def form_table(res: dict[str, Any], suite: str) -> list[str]:
                 _ms(c["slimmed_form"]),
                 f2(c["plain_speedup_over_flop_ratio"]) + _noisy(c["noisy"]),
                 f2(c["form_speedup_over_flop_ratio"]) + _noisy(c["noisy"]),
+                _spread(c.get("form_speedup_over_flop_ratio_per_process")),
             ]
         )
+    runs = res.get("processes", 1)
+    how = (
+        f"median over {runs} fresh processes (timings shown: the median process)"
+        if runs > 1
+        else "one process"
+    )
     return [
         f"{res['model']}; FLOPs {n(res['flops_before'])} -> {n(res['flops_after'])} (ratio "
-        f"{res['flop_ratio']:.2f}x), {res['threads']} thread, all four timed interleaved. Inference form: "
+        f"{res['flop_ratio']:.2f}x), {res['threads']} thread, all four timed interleaved, {how}. "
+        "Inference form: "
         f"unpruned {res['forms']['unpruned']}, slimmed {res['forms']['slimmed']}. Target: {res['target']}: "
         f"{_verdict(res)}. {_load_line(res)} Command: `{command(suite, 'speed_inference_form')}`",
         "",
@@ -674,6 +687,7 @@ def form_table(res: dict[str, Any], suite: str) -> list[str]:
                 "slimmed inference form",
                 "plain speedup / FLOP ratio",
                 "inference form speedup / FLOP ratio",
+                "per process",
             ],
             rows,
         ),
@@ -693,7 +707,11 @@ def sparse_table(res: dict[str, Any], suite: str) -> list[str]:
             _ms(c["converted"]),
             _ms(c["torch_csr"]) if c["torch_csr"] else "-",
             f"{c['converted_over_unconverted']:.2f}x" + _noisy(c["noisy"]),
-            "-" if c["converted_over_torch_csr"] is None else f"{c['converted_over_torch_csr']:.2f}x",
+            "-"
+            if c["converted_over_torch_csr"] is None
+            else f"{c['converted_over_torch_csr']:.2f}x"
+            + (" (clearly slower)" if c.get("slower_than_torch_csr") else "")
+            + (" (re-timed 4x)" if c.get("second_look") else ""),
             "yes" if c.get("sparse_wins", c["backend"] != "dense") else "",
         ]
         for c in res["cells"]
@@ -705,7 +723,7 @@ def sparse_table(res: dict[str, Any], suite: str) -> list[str]:
         f"batch {w['batch']}, {w['threads']} thread(s), {w['backend']}); {res['cells_over_1_05']} of "
         f"{len(res['cells'])} cells over 1.05x; sparse chosen in {res['sparse_cells']} cells; sparse wins in "
         f"{res.get('sparse_win_cells', res['sparse_cells'])} cells, "
-        f"{res['sparse_cells_slower_than_torch_csr']} of them over 1.05x torch CSR. "
+        f"{res['sparse_cells_slower_than_torch_csr']} of them clearly slower than torch CSR. "
         f"Target: {res['target']}: {_verdict(res)}. {_load_line(res)} "
         f"Command: `{command(suite, 'speed_sparse_inference')}`",
         "",

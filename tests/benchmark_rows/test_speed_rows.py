@@ -68,3 +68,32 @@ def test_targets_summary_names_every_target_row() -> None:
     assert "skipped" in lines[0]
     assert "NOT met" in lines[1] and "UNDER LOAD" in lines[1]
     assert "FAILED" in lines[2] and "not run" in lines[3]
+
+
+def test_sparse_cell_verdicts_need_quartiles_apart() -> None:
+    """Two timings of the same kernel 6% apart in the median but overlapping are a tie, not a loss."""
+    from netslim.measurement.latency import Timing
+
+    def t(q1: float, med: float, q3: float) -> Timing:
+        return Timing(median_ms=med, q1_ms=q1, q3_ms=q3, n=30)
+
+    csr, conv_tie, conv_slow = t(4.6, 4.7, 5.0), t(4.8, 5.0, 5.1), t(5.4, 5.5, 5.6)
+    assert not rows_speed._clearly_faster(csr, conv_tie, 1 / rows_speed.TOLERANCE)
+    assert rows_speed._clearly_faster(csr, conv_slow, 1 / rows_speed.TOLERANCE)
+    dense = t(7.2, 7.4, 7.6)
+    assert rows_speed._undecided(dense, conv_tie, csr)  # a 6% median gap with overlap: re-timed
+    assert not rows_speed._undecided(dense, csr, csr)  # same timings: decided (a tie)
+    assert rows_speed._undecided(t(4.9, 5.3, 5.5), csr, csr)  # csr 10% faster in the median, overlapping
+
+
+def test_inference_form_runs_combine_to_the_median_process() -> None:
+    """Three processes' ratios: the row reports their median, the range, and the median process's timings."""
+    runs = [
+        {"forms": {"slimmed": f"form {i}"}, "batches": {"1": {"form_speedup_over_flop_ratio": r, "tag": i}}}
+        for i, r in enumerate((1.2, 0.8, 1.0))
+    ]
+    out = rows_speed.combine_form_runs(runs)
+    cell = out["batches"][1]
+    assert cell["form_speedup_over_flop_ratio"] == 1.0 and cell["tag"] == 2
+    assert cell["form_speedup_over_flop_ratio_per_process"] == [0.8, 1.0, 1.2] and cell["processes"] == 3
+    assert out["forms_per_process"] == [{"slimmed": "form 0"}, {"slimmed": "form 1"}, {"slimmed": "form 2"}]
