@@ -497,10 +497,30 @@ def _han_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
         "sizes_bytes": result.get("sizes_bytes"),
         "epochs": len(base_history) + config.rounds * config.retrain_epochs,
         "retrain": {"rounds": config.rounds, "epochs": config.retrain_epochs, "schedule": "constant lr/10"},
+        "rounds": [
+            {
+                "round": r["round"],
+                "weights_kept_pct": _kept_pct(spec, r.get("sparsity", {}), result.get("layers") or []),
+                "val_error_pruned": 100.0 * (1.0 - r["accuracy_pruned"]),
+                "val_error_retrained": 100.0 * (1.0 - r["accuracy"]),
+                "train_error_retrained": 100.0 * (1.0 - r["fit"]["train_acc"]) if r.get("fit") else None,
+            }
+            for r in result.get("rounds", [])
+            if "accuracy_pruned" in r and "accuracy" in r
+        ],
         "threads": torch.get_num_threads(),
         "seed": 0,
         "git_commit": git_commit(),
     }
+
+
+def _kept_pct(spec: StandardModel, sparsity: dict[str, float], layers: list[dict[str, Any]]) -> float | None:
+    """Share of the prunable weights kept after a round, from its per-layer sparsity and the layer sizes."""
+    sizes = {layer["name"]: layer["weights"] for layer in layers}
+    if not sparsity or not set(sparsity) <= set(sizes):
+        return None
+    total = sum(sizes.values())
+    return 100.0 * (total - sum(sizes[n] * s for n, s in sparsity.items())) / total
 
 
 for _key in ("lenet300_100", "lenet5"):

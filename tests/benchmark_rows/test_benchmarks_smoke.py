@@ -168,3 +168,28 @@ def test_unknown_row_is_refused(tmp_path: Path) -> None:
         ]
     )
     assert code == 2
+
+
+def test_weights_section_shows_storage_layers_and_where_a_miss_goes() -> None:
+    """Han's table carries Deep Compression's storage stages, the per-layer table, and per-round errors."""
+    from benchmarks import render_standard
+
+    res = {
+        "baseline_error": 10.0,
+        "final_error": 11.0,
+        "rate": 12.0,
+        "flops_kept_pct": 7.5,
+        "sizes_bytes": {"dense": 1000, "P": 100, "P+Q": 40, "P+Q+H": 25},
+        "layers": [
+            {"name": "fc1", "weights": 1000, "kept_pct": 8.0, "act_kept_pct": 100.0, "flops_kept_pct": 8.0}
+        ],
+        "rounds": [
+            {"round": 1, "weights_kept_pct": 35.0, "val_error_pruned": 30.0, "val_error_retrained": 10.5}
+        ],
+    }
+    text = "\n".join(
+        render_standard.weights_section({"std_lenet300_100_han12x": {"status": "ok", "result": res}})
+    )
+    assert "10.0x (0.1 KiB)" in text and "40.0x" in text  # dense / P, dense / P+Q+H
+    assert "| lenet300_100 | fc1 | 1.00K | 8.00% | 100.00% | 8.00% |" in text
+    assert "round 1 (35.00% of the weights kept): 30.00 right after pruning, 10.50 retrained" in text
