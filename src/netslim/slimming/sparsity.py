@@ -28,27 +28,15 @@ penalised channels (channels every cut up to 90% keeps; see :func:`near_zero_sta
 definition is used by :func:`netslim.plan`'s cut readiness. Each epoch's metrics carry ``l1_strength``
 (the strength applied at the end of the epoch) and ``near_zero_share``.
 
-The controller updates the strength every few optimizer steps (about 100 updates over the sparsity epochs):
-
-* start: the strength that, unopposed, would move a strong gamma (``ref``) to zero over the budget,
-  ``ref * (1 - momentum) / (0.5 * lr * steps)`` (read from the trainer's config at fit start);
-* schedule: the required near-zero share ramps linearly from 0 to ``target + 0.02`` over the first
-  ``ramp`` (50%) of the sparsity epochs, then holds, so channels are removed gradually, weakest first,
-  and the second half trains the survivors with the weak channels already silent;
-* feedback: ``log(s) = log(start) + I + 3 e`` with ``e`` the shortfall of the share against the schedule
-  (relative to the target; 0 inside a 5-point band above it, negative past the band) and ``I`` its
-  integral (gain 40 per unit of progress; not integrated while a bound holds the strength);
-* release (default): once the ramp is over and the target share is near zero, only the near-zero channels
-  keep the penalty (so they stay silent) and the survivors are released from it, so the second half of the
-  sparsity epochs trains the network the cut will keep (VGG-11 w0.25, 15 epochs: 9.04% test error before
-  and after the 70% cut, against 11.15% / 11.14% when every gamma stays penalised); the full penalty
-  returns whenever the share falls below the target;
-* accuracy guard: while the smoothed training loss is more than 10% (+0.02) above its lowest, the
-  controller pushes no harder (a positive error counts as 0);
-* bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
-  zero by about ``lr * s``, and a larger strength mostly shrinks all gammas of a layer alike, which
-  sparsifies nothing: BN layers followed by another BN are scale-free); in proximal mode one threshold
-  ``lr * s`` stays under 5% of ``ref``.
+The controller (:mod:`netslim.slimming.strength`) updates the strength every few optimizer steps: it
+starts from the strength that would spend the budget, ramps the required share up over the first half of
+the sparsity epochs, corrects with proportional + integral feedback on log(strength), pushes no harder
+while the push costs training loss, and stays under bounds that keep the penalty from only shrinking whole
+layers alike. :class:`BNSparsity` adds the *release* (default): once the ramp is over and the target
+share is near zero, only the near-zero channels keep the penalty (so they stay silent) and the survivors
+are released from it, so the second half of the sparsity epochs trains the network the cut will keep
+(VGG-11 w0.25, 15 epochs: 9.04% test error before and after the 70% cut, against 11.15% / 11.14% when
+every gamma stays penalised); the full penalty returns whenever the share falls below the target.
 
 Every rank of a DDP run computes the strength from its (replicated) gammas and rank 0's value is broadcast,
 so all ranks apply the same one. The controller's state is part of :meth:`BNSparsity.state_dict`, so a
@@ -79,6 +67,7 @@ import torch
 from torch import nn
 
 from netslim.errors import NetslimError, UnknownNameError
+from netslim.slimming.strength import UPDATES, StrengthController
 from netslim.train.callbacks import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,17 +86,6 @@ THRESHOLDS: tuple[float, ...] = (1e-2, 1e-3)
 
 NEAR_ZERO: float = 1e-2  # a gamma is near zero below this share of the strongest gammas' mean
 _TOP = 0.1  # the reference of "near zero": the mean |gamma| of the strongest 10% of the channels
-
-# the controller of s="auto" (see the module docstring); fractions are of the sparsity epochs
-_MARGIN = 0.02  # aim this far above the target share, so noise does not leave the end below it
-_BAND = 0.05  # shares up to (target + _MARGIN + _BAND) near zero are not pushed back
-_KP = 3.0  # proportional gain on log(strength) per unit of share error (relative to the target)
-_JITTER = 0.5  # subgradient mode: lr * s stays under this share of the near-zero line
-_PROX_STEP = 0.05  # proximal mode: lr * s stays under this share of the strongest gammas' mean
-_LOSS_TOL = 0.1  # push no harder while the smoothed training loss is this far above its best
-_LOSS_ABS = 0.02  # plus this much (nats), so noise on a near-zero loss does not count
-_KI = 40.0  # integral gain on log(strength) per unit of share error per unit of progress
-_UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
 
 
 def _threshold_key(t: float) -> str:
@@ -262,21 +240,17 @@ class BNSparsity(Callback):
         self.weights: list[nn.Parameter] = [w for _, w in sparsity_parameters(model, norm_types, exclude)]
         self._ids = {id(w) for w in self.weights}
         self._warned_adam = False
-        # controller state (s="auto"); plain Python numbers so a resumed run continues bit-identically
-        self._integral = 0.0  # log(strength / (base * ref)), integrated share error
-        self._base: float | None = None  # the strength that, unopposed, spends the budget
+        # s="auto": the controller's arithmetic and state (plain Python numbers: bit-identical resume)
+        self._controller = (
+            StrengthController(self.target, mode, self.ramp, self.near_zero, self.s_min, self.s_max)
+            if self.auto and self.target is not None
+            else None
+        )
         self._lr: float | None = None  # the gammas' current learning rate (trainer hooks)
-        self._momentum = 0.0
         self._loss_sum: torch.Tensor | None = None  # training loss summed since the last update
         self._loss_n = 0
-        self._loss_ema: float | None = None
-        self._loss_best = math.inf
         self.trace: list[tuple[float, ...]] | None = None  # set to [] to record every controller update
         self._steps = 0  # optimizer steps seen by after_step
-        self._last_progress = 0.0
-        self._goal = 0.0
-        self._share: float | None = None
-        self._ref: float | None = None
         # set at fit start from the trainer
         self._epochs = 1
         self._steps_per_epoch: int | None = None
@@ -365,10 +339,7 @@ class BNSparsity(Callback):
     # -- the controller (s="auto") -------------------------------------------------------------------
     def goal(self, progress: float) -> float:
         """The near-zero share the controller requires at ``progress`` (fraction of the sparsity epochs)."""
-        if not self.auto or self.target is None:
-            return 0.0
-        final = min(self.target + _MARGIN, 1.0)
-        return final * min(max(progress, 0.0) / self.ramp, 1.0) if self.ramp > 0 else final
+        return 0.0 if self._controller is None else self._controller.goal_at(progress)
 
     def set_budget(self, steps: int, lr: float, momentum: float = 0.0) -> None:
         """Tell the ``s="auto"`` controller the sparsity budget (the trainer hooks do this at fit start).
@@ -382,9 +353,8 @@ class BNSparsity(Callback):
             raise NetslimError(
                 f"set_budget needs steps >= 1, lr > 0 and momentum in [0, 1); got {steps}, {lr}, {momentum}"
             )
-        ref = self.near_zero_share()[1] or 1.0
-        self._base = ref * (1.0 - momentum) / (0.5 * lr * steps)
-        self._momentum = float(momentum)
+        if self._controller is not None:
+            self._controller.set_budget(steps, lr, momentum, self.near_zero_share()[1] or 1.0)
         if self._lr is None:
             self._lr = float(lr)
 
@@ -402,54 +372,21 @@ class BNSparsity(Callback):
         by-hand loop calls :meth:`set_budget` once and then this every few steps. Under DDP, rank 0's result
         is broadcast to every rank.
         """
-        if not self.auto or self.target is None:
+        ctl = self._controller
+        if ctl is None:
             return self.s
-        if self._base is None:
+        if ctl.base is None:
             raise NetslimError("BNSparsity(s='auto') by hand: call set_budget(steps, lr, momentum) first")
         if lr is not None:
             self._lr = float(lr)
-        hurting = False
-        if loss is not None and math.isfinite(loss):
-            self._loss_ema = loss if self._loss_ema is None else 0.7 * self._loss_ema + 0.3 * loss
-            self._loss_best = min(self._loss_best, self._loss_ema)
-            hurting = self._loss_ema > (1.0 + _LOSS_TOL) * self._loss_best + _LOSS_ABS
+        hurting = ctl.observe_loss(loss)
         share, ref = near_zero_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
-        final = min(self.target + _MARGIN, 1.0)
-        frac = min(max(progress, 0.0) / self.ramp, 1.0) if self.ramp > 0 else 1.0
-        goal = final * frac
-        top = min(goal + _BAND, 1.0)
-        if share < goal:  # behind the schedule
-            error = (goal - share) / final
-        elif share > top:  # past the band: push back
-            error = -min((share - top) / max(1.0 - self.target, 1e-6), 1.0)
-        else:
-            error = 0.0
-        if hurting:  # the push is costing accuracy: push no harder
-            error = min(error, 0.0)
-        lo = math.log(self.s_min)
-        hi = math.log(self.s_max) if self.s_max is not None else math.inf
-        if self._lr is not None and ref > 0:
-            if self.mode == "subgradient":
-                # the sign term makes a dead gamma jitter around zero by about lr * s: keep that under
-                # the near-zero line (a larger s also mostly shrinks every gamma alike, which sparsifies
-                # nothing, and the jitter would hide the channels it did kill)
-                hi = min(hi, math.log(_JITTER * self.near_zero * ref / max(self._lr, 1e-12)))
-            else:  # proximal: one soft threshold removes at most _PROX_STEP of a strong gamma
-                hi = min(hi, math.log(_PROX_STEP * ref / max(self._lr, 1e-12)))
-        dp = max(progress - self._last_progress, 0.0)
-        base = math.log(self._base)
-        integral = self._integral + _KI * error * dp
-        wanted = base + integral + _KP * error
-        # anti-windup: integrate only while the result is not held by a bound in the error's direction
-        if not ((wanted > hi and error > 0) or (wanted < lo and error < 0)):
-            self._integral = integral
-        log_s = min(max(base + self._integral + _KP * error, lo), hi)
-        log_s = _broadcast_from_rank0(log_s, self.weights[0].device)
-        self.s = math.exp(log_s)
+        log_s, error = ctl.update(progress, share, ref, self._lr, hurting)
+        self.s = math.exp(_broadcast_from_rank0(log_s, self.weights[0].device))
+        assert self.target is not None
         self._hold = self._hold_masks(progress >= self.ramp and share >= self.target, ref)
-        self._last_progress, self._goal, self._share, self._ref = float(progress), goal, share, ref
         if self.trace is not None:
-            self.trace.append((progress, share, ref, goal, error, self._integral, self.s))
+            self.trace.append((progress, share, ref, ctl.goal, error, ctl.integral, self.s))
         return self.s
 
     def _hold_masks(self, released: bool, ref: float) -> list[torch.Tensor] | None:
@@ -542,7 +479,7 @@ class BNSparsity(Callback):
         self._steps_per_epoch = max(spe, 1) if spe is not None else None
         total = epochs * (self._steps_per_epoch or 100)
         if self.update_every is None:
-            self._every = max(1, round(total / _UPDATES))
+            self._every = max(1, round(total / UPDATES))
         lr = float(getattr(config, "lr", 0.0) or 0.0)
         if lr <= 0 and getattr(trainer, "optimizer", None) is not None:
             group = trainer.optimizer.param_groups[0]
@@ -550,7 +487,7 @@ class BNSparsity(Callback):
         momentum = float(getattr(config, "momentum", 0.0) or 0.0)
         sgd = getattr(config, "optimizer", "sgd") == "sgd"
         self._lr = lr if lr > 0 else None
-        if self._base is None:  # a resumed run keeps the budget it started with
+        if self._controller is not None and self._controller.base is None:  # a resumed run keeps its budget
             self.set_budget(
                 total, lr if lr > 0 else 0.1, momentum if sgd and self.mode == "subgradient" else 0.0
             )
@@ -608,8 +545,8 @@ class BNSparsity(Callback):
         metrics["sparsity_s"] = self.current_s
         metrics["l1_strength"] = self.current_s
         metrics["near_zero_share"] = stats["near_zero_share"]
-        if self.auto:
-            metrics["near_zero_goal"] = self._goal
+        if self._controller is not None:
+            metrics["near_zero_goal"] = self._controller.goal
             metrics["near_zero_target"] = self.target
         self._record(trainer, {"epoch": epoch, "s": self.current_s, **stats})
 
@@ -625,21 +562,13 @@ class BNSparsity(Callback):
     def state_dict(self) -> dict[str, Any]:
         """Schedule progress, the controller's state and the per-epoch histograms (plain Python values)."""
         state: dict[str, Any] = {"s": self.s, "progress": self.progress, "history": list(self.history)}
-        if self.auto:
+        if self._controller is not None:
             state["auto"] = {
-                "integral": self._integral,
+                **self._controller.state_dict(),
                 "steps": self._steps,
-                "last_progress": self._last_progress,
-                "goal": self._goal,
-                "base": self._base,
                 "lr": self._lr,
-                "momentum": self._momentum,
                 "loss_sum": None if self._loss_sum is None else float(self._loss_sum),
                 "loss_n": self._loss_n,
-                "loss_ema": self._loss_ema,
-                "loss_best": self._loss_best if math.isfinite(self._loss_best) else None,
-                "share": self._share,
-                "ref": self._ref,
                 "target": self.target,
                 "hold": None if self._hold is None else [m.bool().tolist() for m in self._hold],
             }
@@ -651,22 +580,13 @@ class BNSparsity(Callback):
         self.progress = float(state.get("progress", 0.0))
         self.history = list(state.get("history", []))
         auto = state.get("auto")
-        if self.auto and isinstance(auto, dict):
-            self._integral = float(auto["integral"])
+        if self._controller is not None and isinstance(auto, dict):
+            self._controller.load_state_dict(auto)
             self._steps = int(auto["steps"])
-            self._last_progress = float(auto["last_progress"])
-            self._goal = float(auto.get("goal", 0.0))
-            self._base = auto.get("base", self._base)
             self._lr = auto.get("lr", self._lr)
-            self._momentum = float(auto.get("momentum", self._momentum))
             loss_sum = auto.get("loss_sum")
             self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=torch.float32)
             self._loss_n = int(auto.get("loss_n", 0))
-            self._loss_ema = auto.get("loss_ema")
-            best = auto.get("loss_best")
-            self._loss_best = math.inf if best is None else float(best)
-            self._share = auto.get("share")
-            self._ref = auto.get("ref")
             hold = auto.get("hold")
             self._hold = (
                 None
@@ -718,10 +638,6 @@ def _histogram(values: torch.Tensor, edges: Sequence[float]) -> tuple[int, list[
     idx = torch.bucketize(values, torch.tensor(edges, dtype=torch.float32), right=True)
     binned = torch.bincount(idx, minlength=len(edges) + 1)
     return int(binned[0]), [int(c) for c in binned[1 : len(edges)]], int(binned[len(edges)])
-
-
-def _lr_by_param(optimizer: torch.optim.Optimizer) -> dict[int, float]:
-    return {id(p): float(group["lr"]) for group in optimizer.param_groups for p in group["params"]}
 
 
 def _select_norms(
