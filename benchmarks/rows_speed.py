@@ -395,9 +395,9 @@ def bench_cell(
     x = torch.randn(batch, in_f, generator=torch.Generator().manual_seed(batch))
     with num_threads(threads):
         reps = _budget_repeats(_call(dense, x), 3, budget_s, min_repeats, repeats)
-        tune = Timer(repeats=reps, warmup=1, retries=0)
+        # the converter's own timer (warm-up, retries, a 4x second look when undecided), as users get it
         converted = to_sparse_inference(
-            dense, x, batch_sizes=[batch], threads=threads, repeats=reps, timer=tune, screen=True
+            dense, x, batch_sizes=[batch], threads=threads, repeats=reps, screen=True
         )
         choice = converted.choices[0] if converted.choices else {"backend": "dense", "reason": "not examined"}
         csr = nn.Sequential(convert_layer(dense[0], "torch_csr"))
