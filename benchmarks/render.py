@@ -711,6 +711,7 @@ def sparse_table(res: dict[str, Any], suite: str) -> list[str]:
             if c["converted_over_torch_csr"] is None
             else f"{c['converted_over_torch_csr']:.2f}x"
             + (" (clearly slower)" if c.get("slower_than_torch_csr") else "")
+            + (" (same kernel)" if c.get("same_kernel_as_torch_csr") else "")
             + (" (re-timed 4x)" if c.get("second_look") else ""),
             "yes" if c.get("sparse_wins", c["backend"] != "dense") else "",
         ]

@@ -410,6 +410,9 @@ def bench_cell(
     # a layer kept dense is a plain nn.Linear with the same weights: the same kernel as the unconverted one,
     # so its ratio is 1 by construction and a measured difference is timer noise (recorded, not judged)
     kept_dense = type(converted.model[0]) is nn.Linear
+    # likewise a layer converted to torch CSR runs the reference's own kernel: two instances of the same
+    # module differ by up to ~20% (memory placement), which says nothing about the selection
+    same_kernel = getattr(converted.model[0], "backend", None) == "torch_csr"
     measured = t_conv.median_ms / t_dense.median_ms
     return {
         "shape": f"{in_f}x{out_f}",
@@ -428,7 +431,8 @@ def bench_cell(
         "converted_over_torch_csr": t_conv.median_ms / t_csr.median_ms,
         "torch_csr_over_unconverted": t_csr.median_ms / t_dense.median_ms,
         "sparse_wins": csr_wins or choice["backend"] != "dense",
-        "slower_than_torch_csr": _clearly_faster(t_csr, t_conv, 1 / TOLERANCE),
+        "same_kernel_as_torch_csr": same_kernel,
+        "slower_than_torch_csr": not same_kernel and _clearly_faster(t_csr, t_conv, 1 / TOLERANCE),
         "second_look": second_look,
         "noisy": any(t.noisy for t in (t_dense, t_conv, t_csr)),
     }
@@ -482,7 +486,8 @@ def bench_grid(
         "target": "converted / unconverted <= 1.05 in every cell; converted not clearly slower than torch "
         "CSR (median over 1.05x with the quartiles apart) in every cell where sparse wins (torch CSR clearly "
         "faster than dense: median at most 0.9x, quartiles apart; or netslim chose a sparse kernel); a cell "
-        "whose verdict hangs on overlapping quartiles is re-timed with 4x the repeats",
+        "whose verdict hangs on overlapping quartiles is re-timed with 4x the repeats; a layer converted to "
+        "torch CSR runs the reference's kernel (a measured gap is placement noise, shown, not judged)",
         "target_met_vs_unconverted": not over,
         "target_met_vs_torch_csr": not slower_than_csr,
         "target_met": not over and not slower_than_csr,

@@ -99,6 +99,10 @@ def test_sparse_is_chosen_when_clearly_faster_at_every_batch_size() -> None:
     }
     backend, why = choose_backend(mixed)
     assert backend == "dense" and "b64" in why["reason"]
+    # overlapping quartiles keep dense after one look; after the longer second look the median decides
+    bimodal = {8: {"dense": Timing(12.5, 9.7, 12.8, 120), "torch_csr": Timing(9.6, 9.5, 17.0, 120)}}
+    assert choose_backend(bimodal)[0] == "dense"
+    assert choose_backend(bimodal, second_looks={8})[0] == "torch_csr"
 
 
 def test_retune_goes_back_to_dense_where_sparse_no_longer_wins() -> None:

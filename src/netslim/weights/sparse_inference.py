@@ -15,10 +15,11 @@ each target batch size), the dense module and every sparse candidate, interleave
 layer only when it wins at *every* batch size tuned for, by at least ``margin`` (10%) in the median and
 with non-overlapping interquartile ranges (its third quartile below dense's first); otherwise the plain
 dense module stays. A look that cannot decide (a median win with overlapping quartiles, or a win smaller
-than the margin) is repeated with 4x the repeats before the verdict. The batch sizes and thread count the choice was made for are recorded on every
-converted module and on the model (``sparse_inference_tuned_for``); :func:`retune` redoes the choice for
-other batch sizes or threads. Sparse convolutions (im2col + CSR) rarely beat oneDNN's dense convolution
-and then simply stay dense. The converted modules are for inference only (no autograd).
+than the margin) is repeated with 4x the repeats, and that longer look's medians decide. The batch sizes
+and thread count the choice was made for are recorded on every converted module and on the model
+(``sparse_inference_tuned_for``); :func:`retune` redoes the choice for other batch sizes or threads.
+Sparse convolutions (im2col + CSR) rarely beat oneDNN's dense convolution and then simply stay dense.
+The converted modules are for inference only (no autograd).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -215,14 +216,18 @@ def convert_layer(module: nn.Module, backend: Backend) -> nn.Module:
 
 
 def choose_backend(
-    timings: Mapping[int, Mapping[str, Timing]], margin: float = 0.10
+    timings: Mapping[int, Mapping[str, Timing]],
+    margin: float = 0.10,
+    second_looks: Collection[int] = (),
 ) -> tuple[Backend, dict[str, Any]]:
     """Pick ``"dense"`` unless a sparse backend is clearly faster at every batch size.
 
     ``timings[batch][backend]`` holds interleaved measurements. A sparse backend qualifies when, at every
     batch size, its median is at most ``(1 - margin)`` x dense's and its third quartile lies below dense's
-    first quartile; among qualifying backends the one with the best geometric-mean speed-up wins.
-    Returns the backend and ``{"reason": ...}`` explaining the choice.
+    first quartile; at the batch sizes in ``second_looks`` (timed again, 4x longer, because one look could
+    not decide) the median alone decides (memory-bound layers time bimodally, so their quartiles overlap
+    even when one kernel is much faster). Among qualifying backends the one with the best geometric-mean
+    speed-up wins. Returns the backend and ``{"reason": ...}`` explaining the choice.
     """
     if not timings:
         return "dense", {"reason": "not timed"}
@@ -237,7 +242,7 @@ def choose_backend(
             if sparse.median_ms > (1 - margin) * dense.median_ms:
                 reasons.append(f"{backend} b{batch}: {sparse.median_ms / dense.median_ms:.2f}x dense")
                 break
-            if sparse.q3_ms >= dense.q1_ms:
+            if sparse.q3_ms >= dense.q1_ms and batch not in second_looks:
                 reasons.append(f"{backend} b{batch}: interquartile ranges overlap")
                 break
             ratios.append(dense.median_ms / sparse.median_ms)
@@ -397,6 +402,7 @@ def to_sparse_inference(
                 continue
             layers = {b: convert_layer(module, b) for b in candidates}
             timings: dict[int, dict[str, Timing]] = {}
+            looked_again: set[int] = set()
             for b in sizes:
                 x = _resize_batch(inputs[name], b)
                 screened = _screen(module, layers, candidates, x) if screen else {}
@@ -405,7 +411,8 @@ def to_sparse_inference(
                 timings[b] = {**dict(zip(["dense", *alive], timer.measure(fns))), **screened}
                 if second_look is not None and _borderline(timings[b], alive, margin):
                     timings[b] = {**dict(zip(["dense", *alive], second_look.measure(fns))), **screened}
-            best, why = choose_backend(timings, margin)
+                    looked_again.add(b)
+            best, why = choose_backend(timings, margin, looked_again)
             medians = {b: {k: t.median_ms for k, t in cell.items()} for b, cell in timings.items()}
             if best != "dense":
                 chosen = layers[best]
