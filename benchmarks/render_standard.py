@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.render_common import Results, absent, command, f2, n, ok, plot, pruned_pct, table
-from benchmarks.rows_standard import STANDARD_MODELS, STUDY_MODELS
+from benchmarks.rows_standard import STANDARD_MODELS, STUDY_EXTRA_CELLS, STUDY_MODELS, STUDY_RECIPES
 from benchmarks.suite import ROWS
 
 SUITE = "standard"
@@ -245,6 +245,13 @@ def _train_minutes(res: dict[str, Any]) -> str:
     return f"{sparse:.0f} + {ft:.0f} min"
 
 
+def _test_se(error_pct: float, n_test: int = 10_000) -> str:
+    """The binomial standard error of a test error measured on ``n_test`` images, as a sentence part."""
+    p = error_pct / 100.0
+    se = 100 * (p * (1 - p) / n_test) ** 0.5
+    return f"the binomial standard error of a test error near it is {se:.2f} points"
+
+
 def _study_table(results: Results, key: str, spec: Any) -> list[str]:
     base = ok(results, f"std_{key}_baseline")
     prefix = f"std_{key}_"
@@ -278,16 +285,25 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
             ]
         )
     kwargs = ", ".join(f"{k} {v}" for k, v in spec.kwargs.items())
-    ratios = " and ".join(f"{round(100 * r)}%" for r in spec.ratios)
+    extra = sorted({c[0] for c in STUDY_EXTRA_CELLS.get(key, ())} - set(spec.ratios))
+    ratios = " and ".join(f"{round(100 * r)}%" for r in (*extra, *spec.ratios))
     out = [
         f"### L1 strength under a short budget: {spec.model} {kwargs}, "
         f"{spec.epochs} + {spec.finetune_epochs} epochs, {ratios} cut",
         "",
         f"Baseline without sparsity, {spec.epochs} epochs: "
         + ("not run yet" if base is None else f"{f2(base['test_error'], '%')} test error")
+        + ("" if base is None else f" (one seed; {_test_se(base['test_error'])})")
         + ". Errors in %; near zero: |gamma| below 1% of the mean |gamma| of the strongest 10% of channels; "
+        "*auto* aims at the row's own ratio (as `netslim slim --ratio R --sparsity auto` does); "
         "KD: fine-tuned with distillation from the sparsity-trained net; wall time on a shared "
-        "2-core machine (other jobs ran beside most rows).",
+        "2-core machine (other jobs ran beside most rows)."
+        + (
+            ""
+            if key in STUDY_RECIPES
+            else " A control, with the auto recipe alone: the same protocol on a wider net, to tell what the "
+            "recipe costs from what the small net's capacity costs."
+        ),
         "",
     ]
     header = [
