@@ -255,6 +255,12 @@ def sparsity_recipe(spec: StandardModel, recipe: str, target: float | None = Non
     raise ValueError(f"unknown sparsity recipe {recipe!r}; known: {SPARSITY_RECIPES}")
 
 
+def _aim_suffix(spec: StandardModel, target: float | None) -> str:
+    """Folder-name suffix of an auto target: one sparsity-trained net per target, and the family's largest
+    ratio (the default aim) keeps the plain name."""
+    return "" if target is None or target == max(spec.ratios) else f"-t{round(100 * target)}"
+
+
 def sparse_checkpoint(
     ctx: RowContext, spec: StandardModel, recipe: str, target: float | None = None
 ) -> tuple[Path, Path]:
@@ -266,9 +272,7 @@ def sparse_checkpoint(
 
     folder = work_dir(ctx) / spec.key
     args = sparsity_recipe(spec, recipe, target)
-    # one sparsity-trained net per recipe and auto target; the family's largest ratio keeps the plain name
-    aim = args.get("target")
-    tag = recipe if aim in (None, max(spec.ratios)) else f"{recipe}-t{round(100 * aim)}"
+    tag = recipe + _aim_suffix(spec, args.get("target"))
     path, run_dir = folder / f"sparse-{tag}.pt", folder / f"sparse-{tag}-run"
     if not path.is_file():
         data = standard_data(ctx, spec.augment)
@@ -318,8 +322,7 @@ def _slim_row(
     sparse_path, sparse_run = sparse_checkpoint(ctx, spec, recipe, target)
     sparse = netslim.load(sparse_path)
     x = torch.zeros(1, *data.input_shape)
-    aim = "" if target is None or target == max(spec.ratios) else f"-t{round(100 * target)}"
-    tag = f"slim{round(ratio * 100)}-{recipe}{aim}" + ("-kd" if distill else "")
+    tag = f"slim{round(ratio * 100)}-{recipe}{_aim_suffix(spec, target)}" + ("-kd" if distill else "")
     folder = work_dir(ctx) / spec.key / tag
     folder.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(record=True) as caught:
