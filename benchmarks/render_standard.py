@@ -10,11 +10,18 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
 from benchmarks.render_common import Results, absent, command, f2, n, ok, plot, pruned_pct, table
-from benchmarks.rows_standard import STANDARD_MODELS, STUDY_EXTRA_CELLS, STUDY_MODELS, STUDY_RECIPES
+from benchmarks.rows_standard import (
+    STANDARD_MODELS,
+    STUDY_EXTRA_CELLS,
+    STUDY_MODELS,
+    STUDY_RECIPES,
+    STUDY_SEEDS,
+)
 from benchmarks.suite import ROWS
 
 SUITE = "standard"
@@ -316,7 +323,59 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         "training time (sparse + fine-tune)",
         "command",
     ]
-    return out + table(header, rows) + [""] + _control_lines(results, key)
+    return out + table(header, rows) + [""] + _seed_lines(results, key) + _control_lines(results, key)
+
+
+def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """``mean ± sample sd (n=...)`` of ``values``; just the value when there is one."""
+    if len(values) < 2:
+        return fmt.format(values[0]) if values else "-"
+    return f"{fmt.format(statistics.mean(values))} ± {statistics.stdev(values):.2f} (n={len(values)})"
+
+
+def _seed_lines(results: Results, key: str) -> list[str]:
+    """The study's decisive cells over seeds: seed 0's rows beside ``std_<key>_seed<N>_...``, with the
+    mean and spread of each stage and of the fine-tuned net's distance to its own seed's baseline."""
+    if key not in STUDY_SEEDS:
+        return []
+    seeds, cells = STUDY_SEEDS[key]
+    infixes = ["", *(f"seed{s}_" for s in seeds)]
+
+    def line(label: str, vals: list[float | None], fmt: str = "{:.2f}") -> list[str]:
+        known = [v for v in vals if v is not None]
+        return [label, *("-" if v is None else fmt.format(v) for v in vals), _spread(known, fmt)]
+
+    names = [f"std_{key}_{i}baseline" for i in infixes]
+    base = [(r or {}).get("test_error") for r in (ok(results, name) for name in names)]
+    rows = [line("baseline", base)]
+    for ratio, recipe in cells:
+        cell = [f"std_{key}_{i}{round(100 * ratio)}_{recipe}_plain" for i in infixes]
+        names += cell
+        res = [ok(results, name) or {} for name in cell]
+        label = f"{recipe}, {round(100 * ratio)}% cut"
+        for field, what in (
+            ("test_error_sparse", "sparse"),
+            ("test_error_pruned", "cut"),
+            ("test_error_finetuned", "fine-tuned"),
+        ):
+            rows.append(line(f"{label}: {what}", [r.get(field) for r in res]))
+        fine = [r.get("test_error_finetuned") for r in res]
+        gaps = [None if f is None or b is None else f - b for f, b in zip(fine, base, strict=True)]
+        rows.append(line(f"{label}: fine-tuned minus baseline", gaps, "{:+.2f}"))
+    missing = [name for name in names if ok(results, name) is None]
+    header = ["", *(f"seed {s}" for s in (0, *seeds)), "mean ± sd"]
+    repeats = [name for name in names if "_seed" in name]
+    return [
+        "Over seeds (model initialisation and data order; the same split), test error in %, plain "
+        f"fine-tuning; the goal is fine-tuned minus baseline at most +{TARGET_POINTS}:",
+        "",
+        *table(header, rows),
+        "",
+        "Repeats: "
+        + ", ".join(f"`{command(SUITE, name)}`" for name in repeats)
+        + (f" ({len(missing)} of {len(names)} cells not run yet)." if missing else "."),
+        "",
+    ]
 
 
 def _control_lines(results: Results, key: str) -> list[str]:

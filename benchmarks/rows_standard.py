@@ -481,7 +481,7 @@ for _spec in STUDY_MODELS.values():
 Cells = tuple[tuple[float, str], ...]
 STUDY_SEEDS: dict[str, tuple[tuple[int, ...], Cells]] = {
     "vgg11": ((1, 2), ((0.7, "auto"),)),
-    "preresnet20": ((1, 2), ((0.6, "auto"),)),
+    "preresnet20": ((1, 2), ((0.4, "auto"), (0.6, "auto"))),
 }
 
 

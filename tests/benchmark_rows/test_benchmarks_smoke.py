@@ -193,3 +193,36 @@ def test_weights_section_shows_storage_layers_and_where_a_miss_goes() -> None:
     assert "10.0x (0.1 KiB)" in text and "40.0x" in text  # dense / P, dense / P+Q+H
     assert "| lenet300_100 | fc1 | 1.00K | 8.00% | 100.00% | 8.00% |" in text
     assert "round 1 (35.00% of the weights kept): 30.00 right after pruning, 10.50 retrained" in text
+
+
+def test_seed_table_reads_each_seed_against_its_own_baseline(tmp_path: Path) -> None:
+    """The study's repeats: one column per seed, the gap to the same seed's baseline, mean ± sd, and a
+    repeat seed's checkpoints in a folder of its own (seed 0's stored runs stay where they are)."""
+    from dataclasses import replace
+
+    from benchmarks import render_standard, rows_standard
+    from benchmarks.suite import RowContext
+
+    seeds, cells = rows_standard.STUDY_SEEDS["vgg11"]
+    ratio, recipe = cells[0]
+    cut = f"{round(100 * ratio)}_{recipe}_plain"
+    base_err, ft_err = (7.0, 7.2, 7.4), (8.0, 7.5, None)  # the last repeat has not run
+    results: dict = {}
+    for seed, b, f in zip((0, *seeds), base_err, ft_err, strict=True):
+        infix = f"seed{seed}_" if seed else ""
+        results[f"std_vgg11_{infix}baseline"] = {"status": "ok", "result": {"test_error": b}}
+        if f is not None:
+            errs = {"test_error_sparse": f + 1, "test_error_pruned": f + 1, "test_error_finetuned": f}
+            results[f"std_vgg11_{infix}{cut}"] = {"status": "ok", "result": errs}
+    text = "\n".join(render_standard._seed_lines(results, "vgg11"))
+    assert "| baseline | 7.00 | 7.20 | 7.40 | 7.20 ± 0.20 (n=3) |" in text
+    assert f"| {recipe}, {round(100 * ratio)}% cut: fine-tuned minus baseline | +1.00 | +0.30 | - |" in text
+    assert "+0.65 ± 0.49 (n=2)" in text
+    assert "(1 of 6 cells not run yet)" in text
+
+    spec = rows_standard.STUDY_MODELS["vgg11"]
+    ctx = RowContext(suite="standard", work_dir=tmp_path)
+    assert rows_standard.model_dir(ctx, spec) == rows_standard.work_dir(ctx) / "vgg11"
+    assert (
+        rows_standard.model_dir(ctx, replace(spec, seed=2)) == rows_standard.work_dir(ctx) / "vgg11" / "seed2"
+    )
