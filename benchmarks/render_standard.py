@@ -292,6 +292,7 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
             ]
         )
     kwargs = ", ".join(f"{k} {v}" for k, v in spec.kwargs.items())
+    seeds = "seed 0, as every row of this table; other seeds below" if key in STUDY_SEEDS else "one seed"
     extra = sorted({c[0] for c in STUDY_EXTRA_CELLS.get(key, ())} - set(spec.ratios))
     ratios = " and ".join(f"{round(100 * r)}%" for r in (*extra, *spec.ratios))
     out = [
@@ -300,7 +301,7 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         "",
         f"Baseline without sparsity, {spec.epochs} epochs: "
         + ("not run yet" if base is None else f"{f2(base['test_error'], '%')} test error")
-        + ("" if base is None else f" (one seed; {_test_se(base['test_error'])})")
+        + ("" if base is None else f" ({seeds}; {_test_se(base['test_error'])})")
         + ". Errors in %; near zero: |gamma| below 1% of the mean |gamma| of the strongest 10% of channels; "
         "*auto* aims at the row's own ratio (as `netslim slim --ratio R --sparsity auto` does); "
         "KD: fine-tuned with distillation from the sparsity-trained net; wall time on a shared "

@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "SlimResult": "netslim.slimming.api",
     "PruningPlan": "netslim.slimming.plan",
     "CutReadinessWarning": "netslim.slimming.readiness",
+    "SparsityInstabilityWarning": "netslim.slimming.sparsity",
     "multipass_slim": "netslim.slimming.multipass",
     "rebuild_optimizer": "netslim.train.optim",
     # persistence
@@ -44,6 +45,7 @@ __all__ = [
     "CutReadinessWarning",
     "PruningPlan",
     "SlimResult",
+    "SparsityInstabilityWarning",
     "__version__",
     "add_channel_gates",
     "apply",
@@ -68,7 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from netslim.slimming.multipass import multipass_slim
     from netslim.slimming.plan import PruningPlan
     from netslim.slimming.readiness import CutReadinessWarning
-    from netslim.slimming.sparsity import BNSparsity
+    from netslim.slimming.sparsity import BNSparsity, SparsityInstabilityWarning
     from netslim.train.optim import rebuild_optimizer
 
 

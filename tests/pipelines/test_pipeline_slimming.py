@@ -164,3 +164,20 @@ def test_engine_warnings_are_one_line_and_recorded(data_dir, tmp_path, monkeypat
     assert "warning: netslim: the cut reaches into the bulk\n" in capsys.readouterr().out
     stored = json.loads((tmp_path / "run" / "results.json").read_text())
     assert stored["warnings"] == results["warnings"]
+
+
+def test_unstable_sparsity_training_is_said_once_and_recorded(
+    data_dir, tmp_path, monkeypatch, capsys
+) -> None:
+    """A collapse during auto sparsity training reaches the run's output and results.json as one line."""
+    from netslim.slimming.strength import StrengthController
+
+    monkeypatch.setattr(StrengthController, "spiking", lambda self: self.loss_ema is not None)
+    results = run_slimming(
+        _config(tmp_path / "run", l1_strength="auto"), data=_bundle(data_dir), verbose=True
+    )
+    said = [line for line in capsys.readouterr().out.splitlines() if "destabilised" in line]
+    assert len(said) == 1 and said[0].startswith("warning: sparsity training destabilised")
+    assert [w for w in results["warnings"] if "destabilised" in w] == [said[0].removeprefix("warning: ")]
+    stored = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert stored["warnings"] == results["warnings"]

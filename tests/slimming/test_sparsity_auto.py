@@ -16,7 +16,12 @@ from torch import nn
 
 from netslim.errors import NetslimError
 from netslim.slimming.readiness import CutReadinessWarning
-from netslim.slimming.sparsity import BNSparsity, near_zero_stats, sparsity_parameters
+from netslim.slimming.sparsity import (
+    BNSparsity,
+    SparsityInstabilityWarning,
+    near_zero_stats,
+    sparsity_parameters,
+)
 from netslim.train import Trainer
 from netslim.train.callbacks import Callback
 from netslim.train.config import TrainConfig
@@ -359,3 +364,26 @@ def test_layer_cap_keeps_a_layer_from_being_emptied() -> None:
     assert bool(sp._hold[1].all()), "under the cap: the whole layer keeps the penalty"
     with pytest.raises(NetslimError, match="layer_cap"):
         BNSparsity(net, "auto", target=0.5, layer_cap=1.5)
+
+
+def test_a_loss_that_jumps_during_sparsity_training_is_reported_once() -> None:
+    """The collapse seen on pre-ResNet-20 (loss 0.5 -> 1.8 within an epoch) is said once, with where and
+    what to do; a noisy but healthy loss is not; the record survives a resume."""
+    net = wide_net()
+    sp = BNSparsity(net, "auto", target=0.5, epochs=10, hist_file=None)
+    sp.set_budget(steps=100, lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SparsityInstabilityWarning)
+        for i, loss in enumerate([2.0, 1.2, 0.8, 0.6, 0.5, 0.65, 0.45, 0.6, 0.5]):  # noisy, healthy
+            sp.update_strength(i / 100, lr=0.1, loss=loss)
+    assert sp.unstable is None and sp.instability_message() is None
+    with pytest.warns(SparsityInstabilityWarning, match=r"destabilised in sparsity epoch 4/10") as seen:
+        for i, loss in enumerate([1.8, 1.9, 2.0, 1.8, 1.7, 1.9]):
+            sp.update_strength(0.31 + i / 100, lr=0.1, loss=loss)
+    assert len(seen) == 1, "said once, not at every update"
+    message = sp.instability_message()
+    assert message is not None and "lower learning rate" in message
+    assert sp.unstable is not None and sp.unstable["loss"] > 2 * sp.unstable["loss_best"]
+    clone = BNSparsity(copy.deepcopy(net), "auto", target=0.5, epochs=10, hist_file=None)
+    clone.load_state_dict(sp.state_dict())
+    assert clone.unstable == sp.unstable

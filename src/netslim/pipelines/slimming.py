@@ -216,6 +216,7 @@ def run_slimming(
         # 2. the cut: one global |gamma| threshold, the channels below it removed
         plan, pruned, notes = _cut(model, config, example, say if verbose or log else None)
         say(str(plan))
+        notes = entry.get("sparsity_training", {}).get("warnings", []) + notes
         entry.update(_cut_record(plan, model, pruned, example), warnings=notes, pruned=evaluate(pruned))
         if config.compare_plain_cut and config.fold_beta:
             entry["plain_cut"] = evaluate(engine.apply(model, plan, fold_beta=False))
@@ -252,7 +253,7 @@ def _sparsity_training(
     model: nn.Module, config: SlimmingConfig, data: Any, folder: Any, say: Callable[[str], None], tag: str
 ) -> dict[str, Any]:
     """Train ``model`` in place with the L1 penalty on its BN scales; returns the last epoch's L1 figures."""
-    from netslim.slimming.sparsity import BNSparsity
+    from netslim.slimming.sparsity import BNSparsity, SparsityInstabilityWarning
     from netslim.train import Trainer
 
     exclude = list(config.sparsity_exclude) or None
@@ -272,22 +273,43 @@ def _sparsity_training(
             schedule=config.sparsity_schedule,
             exclude=exclude,
         )
-    history = Trainer(
-        model,
-        data.train,
-        data.val,
-        config=config.train,
-        callbacks=[penalty],
-        run_dir=folder,
-        device=config.device,
-    ).fit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SparsityInstabilityWarning)
+        history = Trainer(
+            model,
+            data.train,
+            data.val,
+            config=config.train,
+            callbacks=[penalty],
+            run_dir=folder,
+            device=config.device,
+        ).fit()
+    notes = _relay_warnings(caught, say, only=SparsityInstabilityWarning)
     model.cpu()
     last = history[-1] if history else {}
     keys = ("l1_strength", "near_zero_share", "gamma_frac_below_1e-2", "gamma_frac_below_1e-3")
     return {
         "l1_strength": getattr(penalty, "current_s", config.l1_strength),
         **{k: last[k] for k in keys if k in last},
+        "warnings": notes,
     }
+
+
+def _relay_warnings(
+    caught: list[warnings.WarningMessage],
+    say: Callable[[str], None] | None,
+    only: type[Warning] = Warning,
+) -> list[str]:
+    """Print the caught warnings of category ``only`` through ``say``, one line each, and return their
+    messages; every other caught warning (and all of them when ``say`` is None) is issued again."""
+    notes = []
+    for w in caught:
+        if say is not None and issubclass(w.category, only):
+            say(f"warning: {w.message}")
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return notes
 
 
 def plan_cut(
@@ -312,11 +334,7 @@ def plan_cut(
             min_channels=config.min_channels,
             round_to=config.round_to,
         )
-    for w in caught:
-        if say is not None:
-            say(f"warning: {w.message}")
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    _relay_warnings(caught, say)
     return plan, [str(w.message) for w in caught]
 
 

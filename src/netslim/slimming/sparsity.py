@@ -43,6 +43,10 @@ so all ranks apply the same one. The controller's state is part of :meth:`BNSpar
 resumed run continues bit-identically. When the budget is too short for the target, the share stalls
 below it; :func:`netslim.plan`'s cut readiness then says so.
 
+When the training loss of an auto run jumps to over twice its best (training destabilised: seen once in
+six pre-ResNet-20 w0.25 runs at lr 0.1), :class:`SparsityInstabilityWarning` says so once, with the epoch;
+``netslim slim`` prints it as one warning line and keeps it in results.json.
+
 By hand::
 
     sparsity = BNSparsity(model, s=1e-4)
@@ -82,6 +86,10 @@ Exclude = nn.Module | str | Callable[[str, nn.Module], bool] | Iterable[nn.Modul
 HIST_EDGES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(51))
 LOG_HIST_EDGES: tuple[float, ...] = tuple(10.0 ** (-6 + i / 5) for i in range(36))
 THRESHOLDS: tuple[float, ...] = (1e-2, 1e-3)
+
+
+class SparsityInstabilityWarning(RuntimeWarning):
+    """Sparsity training with ``s="auto"`` destabilised: the training loss rose to over twice its best."""
 
 
 NEAR_ZERO: float = 1e-2  # a gamma is near zero below this share of the strongest gammas' mean
@@ -250,6 +258,8 @@ class BNSparsity(Callback):
         self._loss_sum: torch.Tensor | None = None  # training loss summed since the last update
         self._loss_n = 0
         self.trace: list[tuple[float, ...]] | None = None  # set to [] to record every controller update
+        # s="auto": where training destabilised (first time only), {"progress", "loss_best", "loss"}
+        self.unstable: dict[str, float] | None = None
         self._steps = 0  # optimizer steps seen by after_step
         # set at fit start from the trainer
         self._epochs = 1
@@ -380,6 +390,8 @@ class BNSparsity(Callback):
         if lr is not None:
             self._lr = float(lr)
         hurting = ctl.observe_loss(loss)
+        if self.unstable is None and ctl.spiking():
+            self._report_instability(progress)
         share, ref = near_zero_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
         log_s, error = ctl.update(progress, share, ref, self._lr, hurting)
         self.s = math.exp(_broadcast_from_rank0(log_s, self.weights[0].device))
@@ -388,6 +400,28 @@ class BNSparsity(Callback):
         if self.trace is not None:
             self.trace.append((progress, share, ref, ctl.goal, error, ctl.integral, self.s))
         return self.s
+
+    def _report_instability(self, progress: float) -> None:
+        ctl = self._controller
+        assert ctl is not None and ctl.loss_ema is not None
+        self.unstable = {"progress": progress, "loss_best": ctl.loss_best, "loss": ctl.loss_ema}
+        warnings.warn(self.instability_message(), SparsityInstabilityWarning, stacklevel=4)
+
+    def instability_message(self) -> str | None:
+        """One line saying where sparsity training destabilised and what to do; None while it has not."""
+        if self.unstable is None:
+            return None
+        u, epochs = self.unstable, self.epochs or self._epochs
+        where = (
+            f"in sparsity epoch {min(int(u['progress'] * epochs) + 1, epochs)}/{epochs}"
+            if epochs > 1
+            else f"at {100 * u['progress']:.0f}% of sparsity training"
+        )
+        return (
+            f"sparsity training destabilised {where}: the training loss rose from {u['loss_best']:.3f} to "
+            f"{u['loss']:.3f}, so the sparse net (and the cut) will be worse than usual; train again with a "
+            "lower learning rate, a lower ratio or another seed"
+        )
 
     def _hold_masks(self, released: bool, ref: float) -> list[torch.Tensor] | None:
         """Per weight, the channels that keep the penalty (1) after this update; ``None``: all of them.
@@ -548,6 +582,7 @@ class BNSparsity(Callback):
         if self._controller is not None:
             metrics["near_zero_goal"] = self._controller.goal
             metrics["near_zero_target"] = self.target
+            metrics["sparsity_unstable"] = self.unstable is not None
         self._record(trainer, {"epoch": epoch, "s": self.current_s, **stats})
 
     def _record(self, trainer: Trainer, record: dict[str, Any]) -> None:
@@ -571,6 +606,7 @@ class BNSparsity(Callback):
                 "loss_n": self._loss_n,
                 "target": self.target,
                 "hold": None if self._hold is None else [m.bool().tolist() for m in self._hold],
+                "unstable": self.unstable,
             }
         return state
 
@@ -587,6 +623,7 @@ class BNSparsity(Callback):
             loss_sum = auto.get("loss_sum")
             self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=torch.float32)
             self._loss_n = int(auto.get("loss_n", 0))
+            self.unstable = auto.get("unstable")
             hold = auto.get("hold")
             self._hold = (
                 None

@@ -15,6 +15,9 @@ optimizer steps (about 100 updates over the sparsity epochs):
   integral (gain 40 per unit of progress; not integrated while a bound holds the strength);
 * accuracy guard: while the smoothed training loss is more than 10% (+0.02) above its lowest, the
   controller pushes no harder (a positive error counts as 0);
+* instability: a smoothed training loss above twice its lowest (+0.1) means training destabilised (seen
+  once in six pre-ResNet-20 w0.25 runs at lr 0.1: the loss jumped from 0.5 to 1.8 in epoch 4 and the net
+  ended 3.6 points worse than its seed's baseline); :class:`BNSparsity` says so once;
 * bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
   zero by about ``lr * s``, and a larger strength mostly shrinks all gammas of a layer alike, which
   sparsifies nothing: BN layers followed by another BN are scale-free); in proximal mode one threshold
@@ -39,6 +42,8 @@ JITTER = 0.5  # subgradient mode: lr * s stays under this share of the near-zero
 PROX_STEP = 0.05  # proximal mode: lr * s stays under this share of the strongest gammas' mean
 LOSS_TOL = 0.1  # push no harder while the smoothed training loss is this far above its best
 LOSS_ABS = 0.02  # plus this much (nats), so noise on a near-zero loss does not count
+SPIKE = 2.0  # a smoothed training loss above this multiple of its best (+ SPIKE_ABS): destabilised
+SPIKE_ABS = 0.1  # nats: a loss near zero that doubles from 0.02 to 0.05 is noise, not a collapse
 UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
 
 # the fields that make up the controller's state, under the names BNSparsity.state_dict has always used
@@ -88,6 +93,12 @@ class StrengthController:
         self.loss_ema = loss if self.loss_ema is None else 0.7 * self.loss_ema + 0.3 * loss
         self.loss_best = min(self.loss_best, self.loss_ema)
         return self.loss_ema > (1.0 + LOSS_TOL) * self.loss_best + LOSS_ABS
+
+    def spiking(self) -> bool:
+        """Whether the smoothed training loss is above twice its lowest (+0.1): training destabilised."""
+        if self.loss_ema is None or not math.isfinite(self.loss_best):
+            return False
+        return self.loss_ema > SPIKE * self.loss_best + SPIKE_ABS
 
     def update(
         self, progress: float, share: float, ref: float, lr: float | None, hurting: bool = False
