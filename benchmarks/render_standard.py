@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from benchmarks.rows_standard import (
     STUDY_MODELS,
     STUDY_RECIPES,
     STUDY_SEEDS,
+    study_row_name,
 )
 from benchmarks.suite import ROWS
 
@@ -340,17 +342,17 @@ def _seed_lines(results: Results, key: str) -> list[str]:
     if key not in STUDY_SEEDS:
         return []
     seeds, cells = STUDY_SEEDS[key]
-    infixes = ["", *(f"seed{s}_" for s in seeds)]
+    specs = [replace(STUDY_MODELS[key], seed=s) for s in (0, *seeds)]
 
     def line(label: str, vals: list[float | None], fmt: str = "{:.2f}") -> list[str]:
         known = [v for v in vals if v is not None]
         return [label, *("-" if v is None else fmt.format(v) for v in vals), _spread(known, fmt)]
 
-    names = [f"std_{key}_{i}baseline" for i in infixes]
+    names = [study_row_name(spec) for spec in specs]
     base = [(r or {}).get("test_error") for r in (ok(results, name) for name in names)]
     rows = [line("baseline", base)]
     for ratio, recipe in cells:
-        cell = [f"std_{key}_{i}{round(100 * ratio)}_{recipe}_plain" for i in infixes]
+        cell = [study_row_name(spec, ratio, recipe) for spec in specs]
         names += cell
         res = [ok(results, name) or {} for name in cell]
         label = f"{recipe}, {round(100 * ratio)}% cut"
@@ -365,7 +367,8 @@ def _seed_lines(results: Results, key: str) -> list[str]:
         rows.append(line(f"{label}: fine-tuned minus baseline", gaps, "{:+.2f}"))
     missing = [name for name in names if ok(results, name) is None]
     header = ["", *(f"seed {s}" for s in (0, *seeds)), "mean ± sd"]
-    repeats = [name for name in names if "_seed" in name]
+    first = {study_row_name(specs[0]), *(study_row_name(specs[0], r, rc) for r, rc in cells)}
+    repeats = [name for name in names if name not in first]
     return [
         "Over seeds (model initialisation and data order; the same split), test error in %, plain "
         f"fine-tuning; the goal is fine-tuned minus baseline at most +{TARGET_POINTS}:",

@@ -384,14 +384,19 @@ def _slim_row(
         threads=torch.get_num_threads(),
         seed=spec.seed,
         git_commit=git_commit(),
-        baseline_row=f"std_{spec.key}_{_seed_infix(spec)}baseline",
+        baseline_row=study_row_name(spec),
     )
     return out
 
 
-def _seed_infix(spec: StandardModel) -> str:
-    """The part of a row name that names a repeat seed: "" for seed 0, "seed1_" for seed 1."""
-    return f"seed{spec.seed}_" if spec.seed else ""
+def study_row_name(
+    spec: StandardModel, ratio: float | None = None, recipe: str = "", distill: bool = False
+) -> str:
+    """The row name of a study cell (``ratio`` None: the baseline); a repeat seed N adds ``seedN_``."""
+    head = f"std_{spec.key}_" + (f"seed{spec.seed}_" if spec.seed else "")
+    if ratio is None:
+        return head + "baseline"
+    return f"{head}{round(100 * ratio)}_{recipe}_{'kd' if distill else 'plain'}"
 
 
 def _register_slimming(spec: StandardModel) -> None:
@@ -452,7 +457,7 @@ STUDY_EXTRA_CELLS: dict[str, tuple[tuple[float, str, bool], ...]] = {
 
 
 def _register_study(spec: StandardModel) -> None:
-    row(f"std_{spec.key}_baseline", "standard_sparsity", suites=("standard",))(
+    row(study_row_name(spec), "standard_sparsity", suites=("standard",))(
         lambda ctx, s=spec: _baseline_row(ctx, s)
     )
     full = spec.key in STUDY_RECIPES
@@ -464,8 +469,7 @@ def _register_study(spec: StandardModel) -> None:
     ]
     cells += list(STUDY_EXTRA_CELLS.get(spec.key, ()))
     for ratio, recipe, kd in cells:
-        name = f"std_{spec.key}_{round(ratio * 100)}_{recipe}_{'kd' if kd else 'plain'}"
-        row(name, "standard_sparsity", suites=("standard",))(
+        row(study_row_name(spec, ratio, recipe, kd), "standard_sparsity", suites=("standard",))(
             lambda ctx, s=spec, r=ratio, rc=recipe, d=kd: _slim_row(
                 ctx, s, r, rc, distill=d, aim_at_ratio=True
             )
@@ -488,12 +492,11 @@ STUDY_SEEDS: dict[str, tuple[tuple[int, ...], Cells]] = {
 def _register_seeds(spec: StandardModel, seeds: tuple[int, ...], cells: Cells) -> None:
     for seed in seeds:
         repeat = replace(spec, seed=seed)
-        prefix = f"std_{spec.key}_{_seed_infix(repeat)}"
-        row(f"{prefix}baseline", "standard_seeds", suites=("standard",))(
+        row(study_row_name(repeat), "standard_seeds", suites=("standard",))(
             lambda ctx, s=repeat: _baseline_row(ctx, s)
         )
         for ratio, recipe in cells:
-            row(f"{prefix}{round(100 * ratio)}_{recipe}_plain", "standard_seeds", suites=("standard",))(
+            row(study_row_name(repeat, ratio, recipe), "standard_seeds", suites=("standard",))(
                 lambda ctx, s=repeat, r=ratio, rc=recipe: _slim_row(
                     ctx, s, r, rc, distill=False, aim_at_ratio=True
                 )
