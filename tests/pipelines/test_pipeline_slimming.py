@@ -181,3 +181,22 @@ def test_unstable_sparsity_training_is_said_once_and_recorded(
     assert [w for w in results["warnings"] if "destabilised" in w] == [said[0].removeprefix("warning: ")]
     stored = json.loads((tmp_path / "run" / "results.json").read_text())
     assert stored["warnings"] == results["warnings"]
+
+
+def test_rollbacks_are_said_and_counted(data_dir, tmp_path, monkeypatch, capsys) -> None:
+    """A run that keeps collapsing goes back twice (one line each), then says it could not recover."""
+    from netslim.slimming.strength import StrengthController
+
+    monkeypatch.setattr(StrengthController, "healthy", lambda self: True)
+    monkeypatch.setattr(StrengthController, "spiking", lambda self: self.last_progress >= 0.5)
+    train = TrainConfig(epochs=3, lr=0.05, max_batches=2, progress=False)
+    results = run_slimming(
+        _config(tmp_path / "run", l1_strength="auto", train=train), data=_bundle(data_dir), verbose=True
+    )
+    said = [line for line in capsys.readouterr().out.splitlines() if "destabilised" in line]
+    assert len(said) == 3, said
+    assert all("went back to the end of sparsity epoch" in line for line in said[:2])
+    assert "(after 2 rollbacks)" in said[2] and "worse than usual" in said[2]
+    assert results["passes"][0]["sparsity_training"]["sparsity_rollbacks"] == 2
+    kept = [w for w in results["warnings"] if "destabilised" in w]
+    assert kept == [line.removeprefix("warning: ") for line in said]

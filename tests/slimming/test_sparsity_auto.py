@@ -25,6 +25,7 @@ from netslim.slimming.sparsity import (
 from netslim.train import Trainer
 from netslim.train.callbacks import Callback
 from netslim.train.config import TrainConfig
+from netslim.train.state import copy_training_state
 
 
 def wide_net(seed: int = 0, width: int = 16) -> nn.Sequential:
@@ -122,6 +123,17 @@ def test_near_zero_definition_is_scale_free() -> None:
     assert abs(a - b) <= 1 / 101
 
 
+def same(a, b) -> bool:
+    """Equal nested states, tensors compared element by element."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 class StopAfter(Callback):
     """Simulates a killed run: raises at the end of epoch ``stop`` (before that epoch's checkpoint)."""
 
@@ -143,8 +155,8 @@ def test_resume_mid_run_is_bit_identical(tmp_path) -> None:
     assert [h["near_zero_share"] for h in hist_b] == [h["near_zero_share"] for h in hist_a]
     for (name, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
         assert torch.equal(a, b), name
-    assert sp_b.state_dict()["auto"] == sp_a.state_dict()["auto"]
-    assert sp_b.state_dict() == sp_a.state_dict()
+    assert same(sp_b.state_dict(), sp_a.state_dict())
+    assert sp_b.state_dict()["auto"]["healthy"]["epoch"] == 3, "the copy a rollback returns to is resumed too"
     rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["l1_strength"] for r in rows] == [h["l1_strength"] for h in hist_a]
 
@@ -242,15 +254,27 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         data = [(x[rank::world], y[rank::world]) for x, y in batches(4)]
         config = TrainConfig(epochs=2, lr=0.1, progress=False, schedule="cosine")
         Trainer(net, data, None, config=config, callbacks=[sp], device="cpu").fit()
+        result: dict = {"s": sp.s, "history": [h["s"] for h in sp.history]}
+        # only rank 0's classifier is wrecked: rank 1's own loss stays healthy, but it must go back with
+        # rank 0, after which both hold the same weights again
+        net = wide_net()
+        sp = BNSparsity(net, "auto", target=0.6, hist_file=None)
+        config = TrainConfig(epochs=3, lr=0.1, progress=False, schedule="cosine")
+        wreck = [Collapse(3)] if rank == 0 else []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SparsityInstabilityWarning)
+            Trainer(net, data, None, config=config, callbacks=[sp, *wreck], device="cpu").fit()
+        result["rollbacks"] = [r["epoch"] for r in sp.rollbacks]
+        result["weights"] = [float(p.double().sum()) for p in net.parameters()]  # BN statistics are per rank
         with open(f"{out}.{rank}", "w") as fh:
-            json.dump({"s": sp.s, "history": [h["s"] for h in sp.history]}, fh)
+            json.dump(result, fh)
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs Gloo")
-def test_ddp_every_rank_applies_the_same_strength(tmp_path) -> None:
+def test_ddp_every_rank_applies_the_same_strength_and_rollback(tmp_path) -> None:
     import torch.multiprocessing as mp
 
     out = str(tmp_path / "rank")
@@ -263,8 +287,9 @@ def test_ddp_every_rank_applies_the_same_strength(tmp_path) -> None:
         if not (written and exc.signal_name == "SIGABRT"):
             raise
     results = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(2)]
-    assert results[0] == results[1]
+    assert results[0] == results[1], "the same strength, rollback and weights on every rank"
     assert results[0]["s"] != results[0]["history"][0]
+    assert results[0]["rollbacks"] == [2]
 
 
 def test_copy_keeps_controller_state() -> None:
@@ -387,3 +412,74 @@ def test_a_loss_that_jumps_during_sparsity_training_is_reported_once() -> None:
     clone = BNSparsity(copy.deepcopy(net), "auto", target=0.5, epochs=10, hist_file=None)
     clone.load_state_dict(sp.state_dict())
     assert clone.unstable == sp.unstable
+
+
+class Collapse(Callback):
+    """Wrecks the classifier at the start of epoch ``at`` (1-based), as a diverging step would."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_epoch_start(self, trainer) -> None:
+        if trainer.epoch + 1 == self.at:
+            with torch.no_grad():
+                trainer.model[-1].weight.mul_(-30.0)
+
+
+class Spy(Callback):
+    """Keeps a copy of the training state at every epoch end and the one right after a rollback."""
+
+    def __init__(self, sp: BNSparsity) -> None:
+        self.sp, self.at_epoch_end, self.after_rollback = sp, {}, None
+
+    def on_epoch_end(self, trainer, metrics) -> None:
+        state = copy_training_state(trainer.model, trainer.optimizer)
+        self.at_epoch_end[metrics["epoch"]] = (state, self.sp.s, trainer.optimizer.param_groups[0]["lr"])
+
+    def after_step(self, trainer) -> None:
+        if self.sp.rollbacks and self.after_rollback is None:
+            state = copy_training_state(trainer.model, trainer.optimizer)
+            self.after_rollback = (state, self.sp.s, trainer.optimizer.param_groups[0]["lr"], trainer.epoch)
+
+
+def collapse_run(rollback: int = 2):
+    net = wide_net()
+    sp = BNSparsity(net, "auto", target=0.5, rollback=rollback, hist_file=None)
+    spy = Spy(sp)
+    config = TrainConfig(epochs=6, lr=0.1, schedule="cosine", progress=False, deterministic=True)
+    data = batches(16)
+    trainer = Trainer(net, data, data[:2], config=config, callbacks=[sp, Collapse(4), spy], device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SparsityInstabilityWarning)
+        history = trainer.fit()
+    said = [str(w.message) for w in caught if issubclass(w.category, SparsityInstabilityWarning)]
+    return sp, spy, history, said
+
+
+def test_a_collapse_rolls_back_to_the_last_healthy_epoch_end_at_half_the_strength() -> None:
+    sp, spy, history, said = collapse_run()
+    assert len(sp.rollbacks) == 1 and sp.unstable is None, said
+    back_to = sp.rollbacks[0]["epoch"]
+    assert back_to == 3, "the last epoch end before the collapse, whose loss was healthy"
+    assert said == [
+        "sparsity training destabilised in sparsity epoch 4/6: the training loss rose from "
+        f"{sp.rollbacks[0]['loss_best']:.3f} to {sp.rollbacks[0]['loss']:.3f}; went back to the end of "
+        "sparsity epoch 3 and halved the L1 strength (1 more rollback allowed)"
+    ]
+    saved, s_saved, _ = spy.at_epoch_end[back_to]
+    restored, s_restored, lr_restored, epoch_index = spy.after_rollback
+    assert same(restored, saved), "weights, BN statistics and momentum buffers are the epoch end's"
+    assert s_restored == pytest.approx(s_saved / 2)
+    assert epoch_index == 3 and lr_restored == history[3]["lr"], "the schedule goes on; only weights go back"
+    assert [h["sparsity_rollbacks"] for h in history] == [0, 0, 0, 1, 1, 1]
+    assert history[-1]["val_acc"] >= 0.9 and history[-1]["near_zero_share"] >= 0.5, "and it recovers"
+
+
+def test_without_rollback_a_collapse_is_only_reported() -> None:
+    sp, spy, history, said = collapse_run(rollback=0)
+    assert sp.rollbacks == [] and spy.after_rollback is None and sp.unstable is not None
+    assert len(said) == 1 and "will be worse than usual" in said[0]
+    assert history[-1]["near_zero_share"] < 0.5, "misses the target that the rolled-back run meets"
+    for bad in (-1, 1.5, True):
+        with pytest.raises(NetslimError, match="rollback must be an integer >= 0"):
+            BNSparsity(wide_net(), "auto", target=0.5, rollback=bad)  # type: ignore[arg-type]

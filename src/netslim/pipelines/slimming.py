@@ -287,7 +287,13 @@ def _sparsity_training(
     notes = _relay_warnings(caught, say, only=SparsityInstabilityWarning)
     model.cpu()
     last = history[-1] if history else {}
-    keys = ("l1_strength", "near_zero_share", "gamma_frac_below_1e-2", "gamma_frac_below_1e-3")
+    keys = (
+        "l1_strength",
+        "near_zero_share",
+        "gamma_frac_below_1e-2",
+        "gamma_frac_below_1e-3",
+        "sparsity_rollbacks",
+    )
     return {
         "l1_strength": getattr(penalty, "current_s", config.l1_strength),
         **{k: last[k] for k in keys if k in last},

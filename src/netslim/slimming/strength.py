@@ -17,7 +17,9 @@ optimizer steps (about 100 updates over the sparsity epochs):
   controller pushes no harder (a positive error counts as 0);
 * instability: a smoothed training loss above twice its lowest (+0.1) means training destabilised (seen
   once in six pre-ResNet-20 w0.25 runs at lr 0.1: the loss jumped from 0.5 to 1.8 in epoch 4 and the net
-  ended 3.6 points worse than its seed's baseline); :class:`BNSparsity` says so once;
+  ended 3.6 points worse than its seed's baseline); :class:`BNSparsity` then returns to the last healthy
+  epoch end (:meth:`StrengthController.healthy`) at half the strength (:meth:`StrengthController.back_off`),
+  or says so when it cannot;
 * bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
   zero by about ``lr * s``, and a larger strength mostly shrinks all gammas of a layer alike, which
   sparsifies nothing: BN layers followed by another BN are scale-free); in proximal mode one threshold
@@ -93,6 +95,19 @@ class StrengthController:
         self.loss_ema = loss if self.loss_ema is None else 0.7 * self.loss_ema + 0.3 * loss
         self.loss_best = min(self.loss_best, self.loss_ema)
         return self.loss_ema > (1.0 + LOSS_TOL) * self.loss_best + LOSS_ABS
+
+    def healthy(self) -> bool:
+        """Whether the smoothed training loss is within the accuracy guard (at most 10% + 0.02 above its
+        lowest): a state worth returning to after a collapse."""
+        if self.loss_ema is None:
+            return False
+        return self.loss_ema <= (1.0 + LOSS_TOL) * self.loss_best + LOSS_ABS
+
+    def back_off(self, progress: float) -> None:
+        """Halve the strength from ``progress`` on (after a rollback: the push that destabilised training
+        must not repeat)."""
+        self.integral -= math.log(2.0)
+        self.last_progress = float(progress)
 
     def spiking(self) -> bool:
         """Whether the smoothed training loss is above twice its lowest (+0.1): training destabilised."""

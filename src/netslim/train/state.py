@@ -1,4 +1,5 @@
-"""Reproducibility: seeding, deterministic mode, and RNG states in a ``weights_only``-loadable form."""
+"""Training state: seeding, deterministic mode, RNG states in a ``weights_only``-loadable form, and CPU
+copies of a model and its optimizer to return to."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 
 def seed_everything(seed: int) -> None:
@@ -67,3 +69,31 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def copy_training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A copy on the CPU of ``model``'s parameters and buffers and ``optimizer``'s per-parameter state
+    (momentum, Adam moments), to return to with :func:`restore_training_state`; ``weights_only``-loadable."""
+    return {"model": _cpu_copy(model.state_dict()), "optimizer": _cpu_copy(optimizer.state_dict()["state"])}
+
+
+def restore_training_state(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Put the weights and optimizer state of :func:`copy_training_state` back into ``model`` and
+    ``optimizer`` in place. The optimizer keeps its current hyperparameters (learning rate and the like): the
+    schedule goes on from where it is, only the weights and their optimizer buffers go back."""
+    model.load_state_dict(saved["model"])
+    groups = optimizer.state_dict()["param_groups"]
+    # cloned again: Optimizer.load_state_dict keeps tensors that are already on the right device, so the
+    # copy would otherwise be updated in place by the next steps
+    optimizer.load_state_dict({"state": _cpu_copy(saved["optimizer"]), "param_groups": groups})
+
+
+def _cpu_copy(value: Any) -> Any:
+    """``value`` with every tensor replaced by a detached copy on the CPU (dicts, lists and tuples walked)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value
