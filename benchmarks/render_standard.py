@@ -366,6 +366,7 @@ def _seed_lines(results: Results, key: str) -> list[str]:
         gaps = [None if f is None or b is None else f - b for f, b in zip(fine, base, strict=True)]
         rows.append(line(f"{label}: fine-tuned minus baseline", gaps, "{:+.2f}"))
     missing = [name for name in names if ok(results, name) is None]
+    rolled = [note for name in names if (note := _rollback_note(ok(results, name), name))]
     header = ["", *(f"seed {s}" for s in (0, *seeds)), "mean ± sd"]
     first = {study_row_name(specs[0]), *(study_row_name(specs[0], r, rc) for r, rc in cells)}
     repeats = [name for name in names if name not in first]
@@ -379,7 +380,23 @@ def _seed_lines(results: Results, key: str) -> list[str]:
         + ", ".join(f"`{command(SUITE, name)}`" for name in repeats)
         + (f" ({len(missing)} of {len(names)} cells not run yet)." if missing else "."),
         "",
+        *([" ".join(rolled), ""] if rolled else []),
     ]
+
+
+def _rollback_note(res: dict[str, Any] | None, name: str) -> str:
+    """A sentence saying where the row's sparsity training rolled back after a collapse ("" if it did not)."""
+    history = (res or {}).get("sparse_history") or []
+    counts = [h.get("sparsity_rollbacks", 0) for h in history]
+    if not counts or not counts[-1]:
+        return ""
+    first = next(h["epoch"] for h, n in zip(history, counts, strict=True) if n)
+    times = "once" if counts[-1] == 1 else f"{counts[-1]} times"
+    return (
+        f"`{name}`: its training loss collapsed in sparsity epoch {first}, and auto sparsity rolled back "
+        f"{times} to the last epoch end with a healthy loss at half the strength (`BNSparsity(rollback=2)`, "
+        "the default)."
+    )
 
 
 def _control_lines(results: Results, key: str) -> list[str]:

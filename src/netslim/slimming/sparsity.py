@@ -428,7 +428,7 @@ class BNSparsity(Callback):
         log_s, error = ctl.update(progress, share, ref, self._lr, hurting)
         self.s = math.exp(_broadcast_from_rank0(log_s, device))
         assert self.target is not None
-        self._hold = self._hold_masks(progress >= self.ramp and share >= self.target, ref)
+        self._hold = self._hold_masks(progress >= ctl.ramp_end and share >= self.target, ref)
         if self.trace is not None:
             self.trace.append((progress, share, ref, ctl.goal, error, ctl.integral, self.s))
         return self.s
@@ -441,7 +441,7 @@ class BNSparsity(Callback):
         event.update(loss_best=ctl.loss_best, loss=ctl.loss_ema)
         restore_training_state(trainer.model, trainer.optimizer, saved["train"])
         ctl.load_state_dict(saved["controller"])
-        ctl.back_off(progress)
+        ctl.back_off(progress, self.near_zero_share()[0])
         self.s = max(saved["s"] / 2.0, self.s_min)
         hold = saved["hold"]
         self._hold = (

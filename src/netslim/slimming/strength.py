@@ -18,8 +18,8 @@ optimizer steps (about 100 updates over the sparsity epochs):
 * instability: a smoothed training loss above twice its lowest (+0.1) means training destabilised (seen
   once in six pre-ResNet-20 w0.25 runs at lr 0.1: the loss jumped from 0.5 to 1.8 in epoch 4 and the net
   ended 3.6 points worse than its seed's baseline); :class:`BNSparsity` then returns to the last healthy
-  epoch end (:meth:`StrengthController.healthy`) at half the strength (:meth:`StrengthController.back_off`),
-  or says so when it cannot;
+  epoch end (:meth:`StrengthController.healthy`) at half the strength, with the schedule restarted from
+  the share of that state (:meth:`StrengthController.back_off`), or says so when it cannot;
 * bounds: in subgradient mode ``lr * s`` stays under half the near-zero line (a dead gamma jitters around
   zero by about ``lr * s``, and a larger strength mostly shrinks all gammas of a layer alike, which
   sparsifies nothing: BN layers followed by another BN are scale-free); in proximal mode one threshold
@@ -49,7 +49,18 @@ SPIKE_ABS = 0.1  # nats: a loss near zero that doubles from 0.02 to 0.05 is nois
 UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
 
 # the fields that make up the controller's state, under the names BNSparsity.state_dict has always used
-_STATE = ("integral", "last_progress", "goal", "base", "momentum", "loss_ema", "loss_best", "share", "ref")
+_STATE = (
+    "integral",
+    "last_progress",
+    "goal",
+    "base",
+    "momentum",
+    "loss_ema",
+    "loss_best",
+    "share",
+    "ref",
+    "restart",
+)
 
 
 @dataclass
@@ -75,11 +86,23 @@ class StrengthController:
     goal: float = 0.0  # the share required at the last update
     share: float | None = None  # the near-zero share at the last update
     ref: float | None = None  # the reference scale at the last update
+    # after a rollback, the schedule restarts: (progress, share there, progress where it reaches the target)
+    restart: tuple[float, float, float] | None = None
 
     def goal_at(self, progress: float) -> float:
         """The near-zero share required at ``progress`` (fraction of the sparsity epochs)."""
         final = min(self.target + MARGIN, 1.0)
+        if self.restart is not None:
+            start, share, end = self.restart
+            if final <= share or end <= start:
+                return final
+            return share + (final - share) * min(max(progress - start, 0.0) / (end - start), 1.0)
         return final * min(max(progress, 0.0) / self.ramp, 1.0) if self.ramp > 0 else final
+
+    @property
+    def ramp_end(self) -> float:
+        """The progress at which the required share reaches the target (later after a rollback)."""
+        return self.ramp if self.restart is None else self.restart[2]
 
     def set_budget(self, steps: int, lr: float, momentum: float, ref: float) -> None:
         """The starting strength: the one that moves a gamma of scale ``ref`` to zero over ``steps`` SGD
@@ -103,11 +126,17 @@ class StrengthController:
             return False
         return self.loss_ema <= (1.0 + LOSS_TOL) * self.loss_best + LOSS_ABS
 
-    def back_off(self, progress: float) -> None:
-        """Halve the strength from ``progress`` on (after a rollback: the push that destabilised training
-        must not repeat)."""
+    def back_off(self, progress: float, share: float) -> None:
+        """After a rollback to a state with near-zero ``share``, at ``progress``: halve the strength and
+        restart the schedule from that share, reaching the target after ``ramp`` of the epochs left.
+
+        Without the restart the returned state is far behind the schedule, and the controller's catch-up
+        (many channels silenced within an epoch) is what destabilised the pre-ResNet-20 run a second time.
+        """
         self.integral -= math.log(2.0)
         self.last_progress = float(progress)
+        end = progress + (1.0 - progress) * self.ramp
+        self.restart = (float(progress), float(share), float(end))
 
     def spiking(self) -> bool:
         """Whether the smoothed training loss is above twice its lowest (+0.1): training destabilised."""
@@ -174,3 +203,5 @@ class StrengthController:
         self.loss_best = math.inf if best is None else float(best)
         self.share = state.get("share")
         self.ref = state.get("ref")
+        restart = state.get("restart")
+        self.restart = None if restart is None else (float(restart[0]), float(restart[1]), float(restart[2]))
