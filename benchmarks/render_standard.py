@@ -393,9 +393,9 @@ def _rollback_note(res: dict[str, Any] | None, name: str) -> str:
     first = next(h["epoch"] for h, n in zip(history, counts, strict=True) if n)
     times = "once" if counts[-1] == 1 else f"{counts[-1]} times"
     return (
-        f"`{name}`: its training loss collapsed in sparsity epoch {first}, and auto sparsity rolled back "
-        f"{times} to the last epoch end with a healthy loss at half the strength (`BNSparsity(rollback=2)`, "
-        "the default)."
+        f"`{name}`: its training loss collapsed, and auto sparsity rolled back {times} (first in sparsity "
+        f"epoch {first}) to the last epoch end with a healthy loss, at half the strength and with the share "
+        "schedule restarted from there (`BNSparsity(rollback=2)`, the default)."
     )
 
 

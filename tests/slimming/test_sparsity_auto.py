@@ -464,7 +464,8 @@ def test_a_collapse_rolls_back_to_the_last_healthy_epoch_end_at_half_the_strengt
     assert said == [
         "sparsity training destabilised in sparsity epoch 4/6: the training loss rose from "
         f"{sp.rollbacks[0]['loss_best']:.3f} to {sp.rollbacks[0]['loss']:.3f}; went back to the end of "
-        "sparsity epoch 3 and halved the L1 strength (1 more rollback allowed)"
+        "sparsity epoch 3, halved the L1 strength and restarted its schedule from there (1 more rollback "
+        "allowed)"
     ]
     saved, s_saved, _ = spy.at_epoch_end[back_to]
     restored, s_restored, lr_restored, epoch_index = spy.after_rollback
@@ -472,6 +473,15 @@ def test_a_collapse_rolls_back_to_the_last_healthy_epoch_end_at_half_the_strengt
     assert s_restored == pytest.approx(s_saved / 2)
     assert epoch_index == 3 and lr_restored == history[3]["lr"], "the schedule goes on; only weights go back"
     assert [h["sparsity_rollbacks"] for h in history] == [0, 0, 0, 1, 1, 1]
+    ctl = sp._controller
+    assert ctl is not None and ctl.restart is not None
+    start, share, end = ctl.restart
+    assert start == sp.rollbacks[0]["progress"] and end == pytest.approx(start + (1 - start) * 0.5)
+    assert ctl.goal_at(start) == share < ctl.goal_at(end), "the schedule restarts from the restored net"
+    clone = BNSparsity(wide_net(), "auto", target=0.5, hist_file=None)
+    clone.load_state_dict(sp.state_dict())
+    assert clone._controller is not None and clone._controller.restart == ctl.restart
+    assert clone.rollbacks == sp.rollbacks
     assert history[-1]["val_acc"] >= 0.9 and history[-1]["near_zero_share"] >= 0.5, "and it recovers"
 
 

@@ -45,8 +45,9 @@ below it; :func:`netslim.plan`'s cut readiness then says so.
 
 When the training loss of an auto run jumps to over twice its best (training destabilised: seen once in
 six pre-ResNet-20 w0.25 runs at lr 0.1), the run goes back: the weights and optimizer state of the last
-epoch end whose loss was healthy are restored and the strength is halved (``rollback``, at most twice by
-default), and :class:`SparsityInstabilityWarning` says so, with the epochs. When it cannot go back (no
+epoch end whose loss was healthy are restored, the strength is halved and the share schedule restarts from
+the restored net's share (``rollback``, at most twice by default), and :class:`SparsityInstabilityWarning`
+says so, with the epochs. When it cannot go back (no
 healthy epoch yet, rollbacks used up, ``rollback=0`` or a by-hand loop) the warning says the sparse net will
 be worse than usual. ``netslim slim`` prints these as warning lines and keeps them in results.json.
 
@@ -169,10 +170,9 @@ class BNSparsity(Callback):
             On VGG-11 w0.25 (15 + 15 epochs, 70% cut) it changed little: cap 0.8 fine-tuned to 8.19% test
             error against 8.22% without it; it is for nets where one layer would otherwise collapse.
         rollback: with ``s="auto"``, how many times a run whose training loss collapses (over twice its
-            best) may return to the last epoch end with a healthy loss, at half the strength (0: never; it
-            then only warns). The copy is kept on the CPU and in the resumable state, so checkpoints of an
-            auto run hold the weights twice. On the pre-ResNet-20 w0.25 run that collapsed at 60% it rolled
-            back once and fine-tuned to 10.39% test error instead of 12.74% (its seed's baseline: 9.14%).
+            best) may return to the last epoch end with a healthy loss, at half the strength and with the
+            share schedule restarted from there (0: never; it then only warns). The copy is kept on the CPU
+            and in the resumable state, so checkpoints of an auto run hold the weights twice.
         near_zero: the relative bound of "near zero" (see :func:`near_zero_stats`).
         norm_types: module types whose ``weight`` is penalised.
         exclude: BNs to leave alone: a module, a qualified name (``"classifier.1"``; a prefix such as
@@ -456,8 +456,8 @@ class BNSparsity(Callback):
         warnings.warn(
             f"sparsity training destabilised {self._where(progress)}: the training loss rose from "
             f"{event['loss_best']:.3f} to {event['loss']:.3f}; went back to the end of sparsity epoch "
-            f"{saved['epoch']} and halved the L1 strength ({left} more rollback{'s' if left != 1 else ''} "
-            "allowed)",
+            f"{saved['epoch']}, halved the L1 strength and restarted its schedule from there ({left} more "
+            f"rollback{'s' if left != 1 else ''} allowed)",
             SparsityInstabilityWarning,
             stacklevel=5,
         )
