@@ -200,3 +200,17 @@ def test_rollbacks_are_said_and_counted(data_dir, tmp_path, monkeypatch, capsys)
     assert results["passes"][0]["sparsity_training"]["sparsity_rollbacks"] == 2
     kept = [w for w in results["warnings"] if "destabilised" in w]
     assert kept == [line.removeprefix("warning: ") for line in said]
+
+
+def test_a_rerun_reproduces_the_run(data_dir, tmp_path) -> None:
+    """The same config twice gives the same models and figures (the zoo model is built from the seed)."""
+    import netslim
+
+    runs = [
+        run_slimming(_config(tmp_path / name), data=_bundle(data_dir), verbose=False) for name in ("a", "b")
+    ]
+    assert runs[0]["after"]["test_acc"] == runs[1]["after"]["test_acc"]
+    assert runs[0]["before"]["test_acc"] == runs[1]["before"]["test_acc"]
+    models = [netslim.load(tmp_path / name / runs[0]["files"]["finetuned"]) for name in ("a", "b")]
+    for (key, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b), key

@@ -469,7 +469,8 @@ def _load_data(config: SlimmingConfig) -> Any:
 
 
 def _first_model(config: SlimmingConfig, data: Any, model: nn.Module | None) -> nn.Module:
-    """The model the run starts from: the checkpoint, the one passed in, or a new zoo model."""
+    """The model the run starts from: the checkpoint, the one passed in, or a new zoo model (initialised
+    from ``config.train.seed``, so a rerun starts from the same weights)."""
     import netslim
 
     if config.checkpoint is not None:
@@ -477,6 +478,9 @@ def _first_model(config: SlimmingConfig, data: Any, model: nn.Module | None) -> 
     if model is not None:
         return model
     from netslim.models import resolve  # a zoo name or a FILE.py:FUNC / pkg.mod:FUNC factory
+    from netslim.train.state import seed_everything
+
+    seed_everything(config.train.seed)
 
     size = data.image_size if isinstance(data.image_size, int) else tuple(data.image_size)[-1]
     return resolve(
