@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from netslim.slimming.sparsity import NEAR_ZERO, near_zero_stats
+from netslim.slimming.gammas import NEAR_ZERO, near_zero_stats
 
 READY_THRESHOLD_RATIO = 0.1  # a cut whose threshold passes 10% of the strongest gammas' mean is in the bulk
 
@@ -29,7 +29,7 @@ class CutReadiness:
 
     ``near_zero_share``: share of the scored channels that are near zero (``|gamma| < near_zero *
     reference``, ``reference`` being the mean score of the strongest 10% of the channels, as in training;
-    see :func:`netslim.slimming.sparsity.near_zero_stats`). ``removed_share``: share of the
+    see :func:`netslim.slimming.gammas.near_zero_stats`). ``removed_share``: share of the
     channels the cut removes. ``removed_mass``: share of the total |gamma| the removed channels carry.
     ``threshold``: the largest removed score. ``threshold_ratio``: ``threshold / reference``, the cut
     against the gammas that stay (``median_kept`` is the median of every kept score, dead ones included).

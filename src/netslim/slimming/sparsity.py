@@ -47,9 +47,9 @@ When the training loss of an auto run jumps to over twice its best (training des
 six pre-ResNet-20 w0.25 runs at lr 0.1), the run goes back: the weights and optimizer state of the last
 epoch end whose loss was healthy are restored, the strength is halved and the share schedule restarts from
 the restored net's share (``rollback``, at most twice by default), and :class:`SparsityInstabilityWarning`
-says so, with the epochs. When it cannot go back (no
-healthy epoch yet, rollbacks used up, ``rollback=0`` or a by-hand loop) the warning says the sparse net will
-be worse than usual. ``netslim slim`` prints these as warning lines and keeps them in results.json.
+says so, with the epochs. When it cannot go back (no healthy epoch yet, rollbacks used up, ``rollback=0`` or
+a by-hand loop) the warning says the sparse net will be worse than usual. ``netslim slim`` prints these as
+warning lines and keeps them in results.json.
 
 By hand::
 
@@ -75,6 +75,7 @@ import torch
 from torch import nn
 
 from netslim.errors import NetslimError, UnknownNameError
+from netslim.slimming.gammas import NEAR_ZERO, THRESHOLDS, gamma_stats, near_zero_stats, threshold_key
 from netslim.slimming.strength import UPDATES, StrengthController
 from netslim.train.callbacks import Callback
 from netslim.train.state import copy_training_state, restore_training_state
@@ -85,44 +86,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Schedule = Literal["constant", "linear_decay"] | Callable[[float], float]
 Exclude = nn.Module | str | Callable[[str, nn.Module], bool] | Iterable[nn.Module | str] | None
 
-# Fixed histogram edges for |gamma|, the same every epoch so histograms compare: linear 0..2.5 in steps of
-# 0.05 (the paper's Figure 4 view) and log-spaced 1e-6..10 with 5 bins per decade (detail near zero).
-# Values past the last edge are counted in "above"; log values below 1e-6 (exact zeros too) in "log_below".
-HIST_EDGES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(51))
-LOG_HIST_EDGES: tuple[float, ...] = tuple(10.0 ** (-6 + i / 5) for i in range(36))
-THRESHOLDS: tuple[float, ...] = (1e-2, 1e-3)
-
 
 class SparsityInstabilityWarning(RuntimeWarning):
     """Sparsity training with ``s="auto"`` destabilised: the training loss rose to over twice its best."""
-
-
-NEAR_ZERO: float = 1e-2  # a gamma is near zero below this share of the strongest gammas' mean
-_TOP = 0.1  # the reference of "near zero": the mean |gamma| of the strongest 10% of the channels
-
-
-def _threshold_key(t: float) -> str:
-    return f"gamma_frac_below_{t:.0e}".replace("e-0", "e-")
-
-
-@torch.no_grad()
-def near_zero_stats(values: torch.Tensor | Sequence[float], rel: float = NEAR_ZERO) -> tuple[float, float]:
-    """The share of ``values`` that are near zero, and the reference scale they are measured against.
-
-    A value is near zero when ``|v| < rel * ref``, with ``ref`` the mean ``|v|`` of the strongest 10% of
-    the values (at least one): channels that stay under any cut of up to 90%, so the reference neither
-    depends on the gamma scale nor on how many channels are already dead, and it moves continuously with
-    the values. Returns ``(share, ref)``; all-zero input gives ``(1.0, 0.0)``, empty input ``(0.0, 0.0)``.
-    """
-    a = torch.as_tensor(values).detach().flatten().abs().to("cpu", torch.float64)
-    n = a.numel()
-    if n == 0:
-        return 0.0, 0.0
-    top = max(1, math.ceil(_TOP * n))
-    ref = float(torch.topk(a, top).values.mean())
-    if ref == 0.0:
-        return 1.0, 0.0
-    return float((a < rel * ref).sum()) / n, ref
 
 
 def sparsity_parameters(
@@ -424,7 +390,7 @@ class BNSparsity(Callback):
                 return self.s
             if self.unstable is None:
                 self._report_instability(progress)
-        share, ref = near_zero_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
+        share, ref = self.near_zero_share()
         log_s, error = ctl.update(progress, share, ref, self._lr, hurting)
         self.s = math.exp(_broadcast_from_rank0(log_s, device))
         assert self.target is not None
@@ -536,26 +502,10 @@ class BNSparsity(Callback):
         """(share of penalised gammas near zero, reference scale); see :func:`near_zero_stats`."""
         return near_zero_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
 
-    @torch.no_grad()
     def gamma_stats(self) -> dict[str, Any]:
-        """Fractions of |gamma| below 1e-2 and 1e-3, the near-zero share and histograms over fixed bins.
-
-        Returns ``{"n", "gamma_frac_below_1e-2", "gamma_frac_below_1e-3", "near_zero_share",
-        "near_zero_ref", "bin_edges", "counts", "above", "log_bin_edges", "log_counts", "log_below",
-        "log_above"}``; ``counts[i]`` holds values in ``[bin_edges[i], bin_edges[i+1])``
-        (:data:`HIST_EDGES`), ``log_counts`` the same over :data:`LOG_HIST_EDGES`.
-        """
-        g = torch.cat([w.detach().abs().flatten().float().cpu() for w in self.weights])
-        stats: dict[str, Any] = {"n": int(g.numel())}
-        for t in THRESHOLDS:
-            stats[_threshold_key(t)] = float((g < t).float().mean()) if g.numel() else 0.0
-        stats["near_zero_share"], stats["near_zero_ref"] = near_zero_stats(g, self.near_zero)
-        _, lin, lin_above = _histogram(g, HIST_EDGES)  # nothing lies below the first linear edge, 0
-        log_below, log, log_above = _histogram(g, LOG_HIST_EDGES)
-        stats.update(bin_edges=list(HIST_EDGES), counts=lin, above=lin_above)
-        stats.update(log_bin_edges=list(LOG_HIST_EDGES), log_counts=log, log_below=log_below)
-        stats["log_above"] = log_above
-        return stats
+        """Fractions of |gamma| below 1e-2 and 1e-3, the near-zero share and histograms over fixed bins of
+        the penalised gammas (see :func:`netslim.slimming.gammas.gamma_stats`)."""
+        return gamma_stats(torch.cat([w.detach().flatten() for w in self.weights]), self.near_zero)
 
     # -- trainer hooks -------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -659,7 +609,7 @@ class BNSparsity(Callback):
         stats = self.gamma_stats()
         epoch = metrics.get("epoch", getattr(trainer, "epoch", len(self.history)))
         for t in THRESHOLDS:
-            metrics[_threshold_key(t)] = stats[_threshold_key(t)]
+            metrics[threshold_key(t)] = stats[threshold_key(t)]
         metrics["sparsity_s"] = self.current_s
         metrics["l1_strength"] = self.current_s
         metrics["near_zero_share"] = stats["near_zero_share"]
@@ -759,13 +709,6 @@ def _broadcast_from_rank0(value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.broadcast(t, src=0)
     return float(t.item())
-
-
-def _histogram(values: torch.Tensor, edges: Sequence[float]) -> tuple[int, list[int], int]:
-    """(count below edges[0], counts per bin, count at or above edges[-1])."""
-    idx = torch.bucketize(values, torch.tensor(edges, dtype=torch.float32), right=True)
-    binned = torch.bincount(idx, minlength=len(edges) + 1)
-    return int(binned[0]), [int(c) for c in binned[1 : len(edges)]], int(binned[len(edges)])
 
 
 def _select_norms(

@@ -2,7 +2,7 @@
 
 Given the share of penalised channels the user intends to prune (``target``), the controller adapts the
 strength during the sparsity epochs so that by their end at least that share of the gammas is near zero
-(see :func:`netslim.slimming.sparsity.near_zero_stats`), without driving far past it. It updates every few
+(see :func:`netslim.slimming.gammas.near_zero_stats`), without driving far past it. It updates every few
 optimizer steps (about 100 updates over the sparsity epochs):
 
 * start: the strength that, unopposed, would move a strong gamma (``ref``) to zero over the budget,
