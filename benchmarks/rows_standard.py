@@ -323,11 +323,16 @@ def _slim_row(
 
     import netslim
     from netslim.measurement.api import measure
+    from netslim.pipelines.slimming import BN_RECALIBRATION
+    from netslim.train import recalibrate_batchnorm
 
     data = standard_data(ctx, spec.augment)
     target = ratio if aim_at_ratio and recipe.startswith("auto") else None
     sparse_path, sparse_run = sparse_checkpoint(ctx, spec, recipe, target)
     sparse = netslim.load(sparse_path)
+    # as `netslim slim` does after sparsity training: the cut, its errors and a distillation teacher use BN
+    # statistics of the final weights (plain fine-tuning trains in batch-statistics mode and is unaffected)
+    recalibrated = recalibrate_batchnorm(sparse, data.train, BN_RECALIBRATION)
     x = torch.zeros(1, *data.input_shape)
     tag = f"slim{round(ratio * 100)}-{recipe}{_aim_suffix(spec, target)}" + ("-kd" if distill else "")
     folder = model_dir(ctx, spec) / tag
@@ -351,6 +356,7 @@ def _slim_row(
         "test_error_sparse": test_error(sparse, data),
         "test_error_pruned": test_error(pruned, data),
         "test_error_plain_cut": test_error(plain, data),
+        "bn_recalibration_batches": recalibrated,
         "readiness": getattr(plan, "readiness", None),
         "threshold": plan.meta.get("threshold") if hasattr(plan, "meta") else None,
         "warnings": [str(w.message) for w in caught],

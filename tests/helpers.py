@@ -10,6 +10,7 @@ import os
 import pickle
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,3 +106,30 @@ def subprocess_env() -> dict[str, str]:
     """The environment for ``python -m netslim`` subprocesses: this checkout's ``src`` first on the path."""
     src = str(Path(__file__).resolve().parents[1] / "src")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a Gloo rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_ranks(worker: Any, out: str, world: int = 2) -> list[Any]:
+    """Run ``worker(rank, world, port, out)`` in ``world`` Gloo processes; each writes JSON to
+    ``{out}.{rank}``; returns what they wrote, by rank.
+
+    Gloo sometimes aborts in process teardown ("terminate called without an active exception") after the
+    workers have finished; when every rank's file is written by then, that abort is not a failure."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    try:
+        mp.spawn(worker, args=(world, free_port(), out), nprocs=world, join=True)
+    except mp.ProcessExitedException as exc:
+        if not (all(Path(f"{out}.{r}").is_file() for r in range(world)) and exc.signal_name == "SIGABRT"):
+            raise
+    return [json.loads(Path(f"{out}.{r}").read_text()) for r in range(world)]

@@ -197,6 +197,7 @@ def test_prune_cli(slim_run, data_dir, tmp_path, capsys) -> None:
         ["slim", "--model", "vgg11", "--distill", "--distill-alpha", "1.5"],
         ["slim", "--model", "vgg11", "--distill", "--distill-temperature", "0"],
         ["slim", "--model", "vgg11", "--l1", "auto", "--l1-target", "1.2"],
+        ["slim", "--model", "vgg11", "--bn-recalibration", "-5"],
         ["prune", "CKPT", "--ratio", "0", "-o", "x.pt"],
         ["prune", "CKPT", "--ratio", "0.5"],
     ],

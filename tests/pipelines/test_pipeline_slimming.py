@@ -73,6 +73,8 @@ def test_old_sparsity_name_still_works(tmp_path) -> None:
         {"l1_strength": "auto", "l1_target": 0.0},
         {"l1_strength": 1e-4, "l1_target": 0.5},
         {"distill_alpha": -0.1},
+        {"bn_recalibration": -1},
+        {"bn_recalibration": 2.5},
     ],
 )
 def test_bad_settings_are_refused(kw, tmp_path) -> None:
@@ -214,3 +216,31 @@ def test_a_rerun_reproduces_the_run(data_dir, tmp_path) -> None:
     models = [netslim.load(tmp_path / name / runs[0]["files"]["finetuned"]) for name in ("a", "b")]
     for (key, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
         assert torch.equal(a, b), key
+
+
+def test_bn_statistics_are_recomputed_before_the_sparse_net_is_saved_and_cut(
+    data_dir, tmp_path, capsys
+) -> None:
+    """After sparsity training the BN statistics are those of the final weights: sparse.pt holds them, the
+    run says so with the validation accuracy before and after; bn_recalibration=0 leaves them as trained."""
+    import netslim
+    from netslim.train import recalibrate_batchnorm
+
+    bundle = _bundle(data_dir)
+    on = run_slimming(_config(tmp_path / "on", bn_recalibration=3), data=bundle)
+    record = on["passes"][0]["sparsity_training"]["bn_recalibration"]
+    assert record["batches"] == 3
+    assert record["val_acc_after"] == on["before"]["val_acc"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("BN statistics recomputed"))
+    assert "over 3 training batches" in line and f"{100 * record['val_acc_before']:.2f}%" in line
+
+    off = run_slimming(_config(tmp_path / "off", bn_recalibration=0), data=bundle, verbose=False)
+    assert off["passes"][0]["sparsity_training"]["bn_recalibration"] is None
+    as_trained = netslim.load(tmp_path / "off" / "sparse.pt")
+    saved = netslim.load(tmp_path / "on" / "sparse.pt")
+    recalibrate_batchnorm(as_trained, bundle.train, 3)  # the same training run, then the same 3 batches
+    for (key, a), b in zip(saved.state_dict().items(), as_trained.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=key)
+    assert not torch.equal(
+        saved.features[1].running_mean, netslim.load(tmp_path / "off" / "sparse.pt").features[1].running_mean
+    )

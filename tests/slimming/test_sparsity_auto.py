@@ -5,15 +5,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from helpers import spawn_ranks
 from netslim.errors import NetslimError
 from netslim.slimming.readiness import CutReadinessWarning
 from netslim.slimming.sparsity import (
@@ -230,12 +229,6 @@ def test_fixed_strength_logs_the_same_keys() -> None:
     assert 0.0 <= history[0]["near_zero_share"] <= 1.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -275,18 +268,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs Gloo")
 def test_ddp_every_rank_applies_the_same_strength_and_rollback(tmp_path) -> None:
-    import torch.multiprocessing as mp
-
-    out = str(tmp_path / "rank")
-    try:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), out), nprocs=2, join=True)
-    except mp.ProcessExitedException as exc:
-        # gloo sometimes aborts in process teardown ("terminate called without an active exception") after
-        # the worker has finished; the strengths were written by then, and those are what this test checks
-        written = all(Path(f"{out}.{r}").is_file() for r in range(2))
-        if not (written and exc.signal_name == "SIGABRT"):
-            raise
-    results = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(2)]
+    results = spawn_ranks(_ddp_worker, str(tmp_path / "rank"))
     assert results[0] == results[1], "the same strength, rollback and weights on every rank"
     assert results[0]["s"] != results[0]["history"][0]
     assert results[0]["rollbacks"] == [2]

@@ -7,7 +7,6 @@ half-batch gradients where one process averages the whole batch.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
@@ -15,19 +14,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from helpers import subprocess_env, write_tiny_mnist
+from helpers import free_port, subprocess_env, write_tiny_mnist
 from netslim.io import read_checkpoint
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(),
     reason="needs torch.distributed with the Gloo backend",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_process_ddp_matches_one_process(tmp_path):
@@ -69,7 +62,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
         "torch.distributed.run",
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
+        f"--master_port={free_port()}",
     ]
     double = subprocess.run(
         [*torchrun, *train, "--run-dir", str(tmp_path / "two")],
@@ -136,7 +129,7 @@ def test_two_process_divergence_stops_every_rank(tmp_path):
         "torch.distributed.run",
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
+        f"--master_port={free_port()}",
     ]
     done = subprocess.run(
         [*torchrun, *train], env=subprocess_env(), capture_output=True, text=True, timeout=300

@@ -89,6 +89,14 @@ def register(subparsers: Any) -> None:
         help="BN modules (or parents) left out of the penalty, e.g. classifier",
     )
     g.add_argument(
+        "--bn-recalibration",
+        type=int,
+        default=100,
+        metavar="N",
+        help="after sparsity training, recompute the BatchNorm statistics over N training batches, so "
+        "the evaluation and the cut see statistics of the final weights (0: off; default: 100)",
+    )
+    g.add_argument(
         "--gates",
         action="store_true",
         help="for nets without BatchNorm: put a learnable channel gate after each conv/linear "
@@ -175,6 +183,7 @@ _SAME_NAMED = (
     "checkpoint",
     "l1_target",
     "sparsity_mode",
+    "bn_recalibration",
     "sparsity_schedule",
     "ratio",
     "passes",

@@ -1,5 +1,6 @@
 """Training: :class:`Trainer`, :class:`TrainConfig`, :class:`Callback` hooks, losses, optimizers."""
 
+from netslim.train.batchnorm import recalibrate_batchnorm
 from netslim.train.callbacks import Callback
 from netslim.train.config import TrainConfig
 from netslim.train.distill import Distillation, distillation_loss
@@ -20,6 +21,7 @@ __all__ = [
     "lr_factor",
     "milestone_epochs",
     "rebuild_optimizer",
+    "recalibrate_batchnorm",
     "seed_everything",
     "set_deterministic",
 ]
