@@ -25,6 +25,7 @@ from benchmarks.rows_standard import (
     study_row_name,
 )
 from benchmarks.suite import ROWS
+from netslim.pipelines.slimming import BN_RECALIBRATION
 
 SUITE = "standard"
 TARGET_POINTS = 0.3  # issue 10's goal: fine-tuned error within 0.3 point of the baseline
@@ -305,6 +306,9 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         + ("not run yet" if base is None else f"{f2(base['test_error'], '%')} test error")
         + ("" if base is None else f" ({seeds}; {_test_se(base['test_error'])})")
         + ". Errors in %; near zero: |gamma| below 1% of the mean |gamma| of the strongest 10% of channels; "
+        "*sparse* and *cut*: with the BatchNorm statistics recomputed for the final weights over "
+        f"{BN_RECALIBRATION} training batches, as `netslim slim` does (so does the distillation "
+        "teacher; plain fine-tuning trains on batch statistics and is unaffected); "
         "*auto* aims at the row's own ratio (as `netslim slim --ratio R --sparsity auto` does); "
         "KD: fine-tuned with distillation from the sparsity-trained net; wall time on a shared "
         "2-core machine (other jobs ran beside most rows)."

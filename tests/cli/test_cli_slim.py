@@ -60,6 +60,8 @@ def slim_run(data_dir, tmp_path_factory) -> tuple[Path, str]:
                 "0.5",
                 "--finetune-epochs",
                 "1",
+                "--bn-recalibration",
+                "2",
                 "--run-dir",
                 str(run),
             ]
@@ -86,6 +88,7 @@ def test_slim_writes_the_run_folder(slim_run, data_dir) -> None:
     assert config["ratio"] == 0.5 and config["train"]["epochs"] == 1 and config["finetune"]["lr"] == 0.01
     assert config["l1_strength"] == 1e-4 and "sparsity" not in config, "--sparsity is the old name of --l1"
     assert config["data_folder"] == str(data_dir.resolve())
+    assert config["bn_recalibration"] == 2
     assert config["versions"]["netslim"] == netslim.__version__ and config["versions"]["torch"]
     plan = json.loads((run / "plan.json").read_text())
     assert plan["meta"]["ratio"] == 0.5
@@ -95,6 +98,7 @@ def test_slim_writes_the_run_folder(slim_run, data_dir) -> None:
     assert 0.0 <= after["test_acc"] <= 1.0 and results["after_prune"]["params"] == after["params"]
     assert results["plain_cut"] is not None and len(results["passes"]) == 1
     assert results["distill"] is None and results["l1_strength"] == 1e-4
+    assert results["passes"][0]["sparsity_training"]["bn_recalibration"]["batches"] == 2
     report = (run / "report.md").read_text()
     assert (run / "report.html").is_file() and "params" in report
     metrics = (run / "sparsity" / "metrics.jsonl").read_text().splitlines()

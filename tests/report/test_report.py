@@ -89,6 +89,9 @@ def test_demo_report_reads_like_the_cli(demo_run: Path) -> None:
     channel_rows = _section(data, "channels-table")["blocks"][0]["rows"]
     assert [r[0] for r in channel_rows] == [g["name"] for g in groups]  # one bar per group, no BN twins
     assert _section(data, "configuration")["collapsed"]
+    record = results["passes"][0]["sparsity_training"]["bn_recalibration"]
+    said = f"over {record['batches']} batches (validation accuracy {100 * record['val_acc_before']:.2f}% -> "
+    assert any(said in n for n in _section(data, "notes")["blocks"][0]["items"])
     md = render_markdown(data)
     assert md.index("## Before / after") < md.index("![gamma]") < md.index("<summary>Configuration")
 

@@ -72,10 +72,11 @@ class SlimmingConfig:
     ``l1_strength`` is the L1 penalty's strength (the paper's lambda) or ``"auto"``; ``ratio`` is the share of
     channels the cut removes (in every pass). ``l1_target`` (auto only) is the share of prunable channels to
     bring near zero by the end of sparsity training; it defaults to ``ratio``. ``train`` is the
-    sparsity-training schedule, ``finetune`` the fine-tuning one. ``distill`` fine-tunes (every pass) with
-    ``(1 - alpha) * CE + alpha * T^2 * KL`` against the network before the cut. ``data_kwargs`` go to
-    :func:`netslim.data.get_loaders`, ``model_kwargs`` to :func:`netslim.models.create` when the caller does
-    not pass ready objects. ``sparsity=`` is accepted as the old name of ``l1_strength``.
+    sparsity-training schedule, ``finetune`` the fine-tuning one. ``bn_recalibration``: the training batches
+    over which the BN running statistics are recomputed after each sparsity training (0: not). ``distill``
+    fine-tunes (every pass) with ``(1 - alpha) * CE + alpha * T^2 * KL`` against the network before the cut.
+    ``data_kwargs`` go to :func:`netslim.data.get_loaders`, ``model_kwargs`` to :func:`netslim.models.create`
+    when the caller does not pass ready objects. ``sparsity=`` is accepted as the old name of ``l1_strength``.
     """
 
     model: str = "vgg19"
@@ -89,9 +90,7 @@ class SlimmingConfig:
     sparsity_mode: Literal["subgradient", "proximal"] = "subgradient"
     sparsity_schedule: Literal["constant", "linear_decay"] = "constant"
     sparsity_exclude: list[str] = field(default_factory=list)
-    bn_recalibration: int = (
-        100  # training batches to recompute BN statistics from after sparsity training; 0: off
-    )
+    bn_recalibration: int = BN_RECALIBRATION  # batches to recompute BN statistics from after sparsity; 0: off
     channel_gates: bool = False  # netslim.add_channel_gates before each sparsity run (nets without BN)
     train: TrainConfig = field(default_factory=TrainConfig)
     # 2. the cut

@@ -488,8 +488,24 @@ def _notes_section(run: Run) -> Sections:
     warnings = run.results.get("warnings")
     warnings = [str(w) for w in warnings if w] if isinstance(warnings, list) else []
     notes = [f"warning from the run: {w}" for w in warnings]
+    notes += _recalibration_notes(run.results.get("passes"))
     notes += [f"not in this run: {a}" for a in run.absent] + run.problems
     return [section("notes", "Notes", [{"type": "list", "items": notes}])] if notes else []
+
+
+def _recalibration_notes(passes: Any) -> list[str]:
+    """One line per sparsity training after which the BN statistics were recomputed."""
+    notes = []
+    for p in passes if isinstance(passes, list) else []:
+        record = (p.get("sparsity_training") or {}).get("bn_recalibration") if isinstance(p, dict) else None
+        if not isinstance(record, dict):
+            continue
+        line = f"BN statistics recomputed after sparsity training over {record.get('batches')} batches"
+        before, after = record.get("val_acc_before"), record.get("val_acc_after")
+        if before is not None and after is not None:
+            line += f" (validation accuracy {pct(before)} -> {pct(after)})"
+        notes.append(line + (f" (pass {p['pass']})" if len(passes) > 1 and "pass" in p else ""))
+    return notes
 
 
 def _config_section(run: Run) -> Sections:
