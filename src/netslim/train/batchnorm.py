@@ -4,7 +4,9 @@ A BN layer's running mean and variance are exponential averages over the last fe
 taken while the weights moved. After a run whose weights moved fast at the end (a strong L1 term, a
 rolled-back collapse), they describe an earlier network, and evaluation and the cut's beta folding, which both
 use them, go wrong by points. Averaging the batch statistics of the final weights over some training batches
-fixes that; it trains nothing.
+fixes that; it trains nothing. Unlike ``torch.optim.swa_utils.update_bn`` (a whole pass over the loader with
+the whole model in training mode), it stops after a number of batches, keeps dropout off, agrees across DDP
+ranks and leaves the old statistics in place when it fails.
 """
 
 from __future__ import annotations
