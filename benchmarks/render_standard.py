@@ -84,7 +84,9 @@ def slimming_section(results: Results, img: Path) -> list[str]:
         "### Network Slimming (paper Table 1 layout)",
         "",
         "Errors are test errors in %. *sparse*: trained from scratch with the L1 term on the BN scales "
-        "(same schedule as the baseline); *cut*: right after the global-threshold cut with beta folded; "
+        "(same schedule as the baseline), then its BatchNorm statistics recomputed over "
+        f"{BN_RECALIBRATION} training batches (as `netslim slim` does); *cut*: right after the "
+        "global-threshold cut with beta folded; "
         "*fine-tuned*: after fine-tuning the cut model (plain cross-entropy, cosine from the learning rate "
         "shown). Recipe *paper*: the paper's fixed L1 strength; *auto*: netslim's budget-aware strength "
         '(`s="auto"`, survivors released after the ramp) aimed at the family\'s largest ratio.',
