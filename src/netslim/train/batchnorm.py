@@ -59,10 +59,10 @@ def recalibrate_batchnorm(
             m.train()
         with torch.no_grad():
             for x, _ in loader:
-                if used >= batches:
-                    break
                 model(x.to(device, non_blocking=True))
                 used += 1
+                if used == batches:  # stop before the loader prepares a batch nobody uses
+                    break
         if used == 0:
             raise NetslimError("the loader yielded no batches to recompute the BatchNorm statistics from")
         world = distributed.info().world_size
