@@ -328,8 +328,7 @@ def _recalibrate(
 
     if config.bn_recalibration == 0:
         return None
-    device = next((p.device for p in model.parameters()), None)
-    batches = recalibrate_batchnorm(model, data.train, config.bn_recalibration, device)
+    batches = recalibrate_batchnorm(model, data.train, config.bn_recalibration)  # on the model's device
     return {"batches": batches, "val_acc_before": val_acc, "val_acc_after": None} if batches else None
 
 

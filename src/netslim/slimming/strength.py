@@ -117,7 +117,7 @@ class StrengthController:
             return False
         self.loss_ema = loss if self.loss_ema is None else 0.7 * self.loss_ema + 0.3 * loss
         self.loss_best = min(self.loss_best, self.loss_ema)
-        return self.loss_ema > (1.0 + LOSS_TOL) * self.loss_best + LOSS_ABS
+        return not self.healthy()
 
     def healthy(self) -> bool:
         """Whether the smoothed training loss is within the accuracy guard (at most 10% + 0.02 above its
