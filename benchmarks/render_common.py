@@ -67,11 +67,6 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def lat(d: dict[str, Any] | None, batch: int) -> str:
-    """Latency at ``batch`` from a {batch: ms} dict stored with string keys."""
-    return "-" if not d else f2(d.get(str(batch)))
-
-
 def plot(path: Path, draw: Callable[[Any], None]) -> str | None:
     """Draw one figure to ``path``; returns its path relative to docs/ (None without matplotlib)."""
     try:

@@ -65,6 +65,12 @@ def test_smoke_rows_are_stored(smoke: tuple[Path, Path, int]) -> None:
     res = rec["result"]
     assert res["params_after"] < res["params_before"]
     assert 0.0 <= res["test_error_finetuned"] <= 100.0
+    # the slimming rows use the recipe netslim recommends and report the cut's cleanliness, not latency
+    assert res["sparsity"] == {"s": "auto", "mode": "proximal", "target": 0.7}
+    assert set(res["readiness"]) >= {"removed_mass", "in_bulk", "near_zero_share"}
+    assert not any(key.startswith("latency") for key in res)
+    sparse = stored["slim_vgg_sparse"]["result"]
+    assert 0.0 <= sparse["near_zero_share"] <= 1.0 and "latency_ms" not in sparse
     han = stored["han_lenet300_100"]["result"]
     assert han["weights_kept"] < han["weights"]
     assert set(han["sizes"]) >= {"P", "P+Q", "P+Q+H"}
@@ -88,7 +94,9 @@ def test_smoke_docs_render(smoke: tuple[Path, Path, int]) -> None:
         "| baseline (no gates, no L1) |",
         "| auto (proximal) |",
         "## Paper's numbers",
-        "| model | stage | test error %",
+        "| model | stage | test error % | gammas / cut |",
+        "sparsity-trained (auto, target 70%)",
+        "of |gamma| mass removed",
     ):
         assert header in text
     assert "python -m benchmarks.run --suite smoke --only gates_normfree" in text

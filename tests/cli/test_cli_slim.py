@@ -191,6 +191,30 @@ def test_prune_cli(slim_run, data_dir, tmp_path, capsys) -> None:
     assert read_checkpoint(out).meta["extra"]["ratio"] == 0.6
 
 
+def test_prune_cli_recomputes_bn_statistics_before_the_cut(slim_run, data_dir, tmp_path, capsys) -> None:
+    import torch
+
+    run, _ = slim_run
+    args = [str(run / "sparse.pt"), "--ratio", "0.5", *common(data_dir)[:6], "--no-augment"]
+    plain, recomputed = tmp_path / "plain.pt", tmp_path / "recomputed.pt"
+    assert main(["prune", *args, "-o", str(plain)]) == 0
+    assert "BN statistics recomputed" not in capsys.readouterr().out
+    assert main(["prune", *args, "-o", str(recomputed), "--bn-recalibration", "3"]) == 0
+    assert "BN statistics recomputed for the checkpoint's weights over 3 training batches" in (
+        capsys.readouterr().out
+    )
+    assert read_checkpoint(recomputed).meta["extra"]["bn_recalibration"] == 3
+    assert "bn_recalibration" not in read_checkpoint(plain).meta["extra"]
+    a, b = netslim.load(plain), netslim.load(recomputed)
+    assert [tuple(t.shape) for t in a.state_dict().values()] == [
+        tuple(t.shape) for t in b.state_dict().values()
+    ]
+    means = [(k, v) for k, v in b.state_dict().items() if k.endswith("running_mean")]
+    assert means and any(not torch.equal(v, a.state_dict()[k]) for k, v in means)
+    weights = [k for k in b.state_dict() if k.endswith("weight")]
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in weights)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -204,6 +228,8 @@ def test_prune_cli(slim_run, data_dir, tmp_path, capsys) -> None:
         ["slim", "--model", "vgg11", "--bn-recalibration", "-5"],
         ["prune", "CKPT", "--ratio", "0", "-o", "x.pt"],
         ["prune", "CKPT", "--ratio", "0.5"],
+        ["prune", "CKPT", "--bn-recalibration", "3", "-o", "x.pt"],
+        ["prune", "CKPT", "--bn-recalibration", "-1", "-o", "x.pt"],
     ],
 )
 def test_bad_input_is_a_one_line_error(argv, slim_run, data_dir, capsys) -> None:

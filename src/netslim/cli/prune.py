@@ -3,7 +3,9 @@
 Loads the checkpoint with ``netslim.load``, plans the cut from its BatchNorm scales
 (:func:`netslim.pipelines.slimming.plan_cut`, as every pass of ``netslim slim`` does), prints the plan and the
 params/FLOPs before and after, optionally evaluates both on ``--dataset``'s test split, and saves the
-narrow model with ``netslim.save``. ``--dry-run`` prints the plan and writes nothing.
+narrow model with ``netslim.save``. ``--dry-run`` prints the plan and writes nothing. ``--bn-recalibration N``
+(with ``--dataset``) first recomputes the BatchNorm statistics over N training batches, as ``netslim slim``
+does after sparsity training, for a checkpoint whose running averages lag behind its final weights.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="example input C H W for tracing (default: from the checkpoint or --dataset)",
     )
+    p.add_argument(
+        "--bn-recalibration",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before the cut, recompute the BatchNorm statistics over N training batches of --dataset "
+        "(as netslim slim does after sparsity training; default: 0, the checkpoint's statistics as saved)",
+    )
     add_pruning_args(p)
     add_data_args(p, dataset_default=None)
     add_threads_arg(p)
@@ -79,14 +89,20 @@ def run(args: argparse.Namespace) -> int:
     from netslim.measurement.api import measure
     from netslim.pipelines.slimming import SlimmingConfig, plan_cut
     from netslim.slimming import api
-    from netslim.train import evaluate
+    from netslim.train import evaluate, recalibrate_batchnorm
 
-    config = SlimmingConfig(  # checks the ratio, cap and minimum
-        **same_named(args, ("ratio", "max_layer_ratio", "min_channels", "scope", "round_to")),
+    config = SlimmingConfig(  # checks the ratio, cap, minimum and recalibration batches
+        **same_named(
+            args, ("ratio", "max_layer_ratio", "min_channels", "scope", "round_to", "bn_recalibration")
+        ),
         fold_beta=not args.no_fold_beta,
     )
     if not args.dry_run and not args.output:
         raise NetslimError("pass -o OUT for the pruned model (or --dry-run to only print the plan)")
+    if config.bn_recalibration and not args.dataset:
+        raise NetslimError(
+            "--bn-recalibration needs --dataset NAME: its training batches give the statistics"
+        )
     validate_args(args)
     for target in (args.output, args.plan_out):
         if target and not args.dry_run:
@@ -96,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
     model = netslim.load(args.checkpoint, masks=False)  # channel surgery replaces whole tensors
     bundle = build_data(args) if args.dataset else None
     example = _example_inputs(args, ckpt.recipe, bundle)
+    recalibrated = 0
+    if config.bn_recalibration:
+        recalibrated = recalibrate_batchnorm(model, bundle.train, config.bn_recalibration)
+        print(f"BN statistics recomputed for the checkpoint's weights over {recalibrated} training batches")
     plan, _ = plan_cut(model, example, config, say=print)
     print(plan)
     if args.plan_out and not args.dry_run:
@@ -110,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         for key in ("params", "flops")
     ]
     extra: dict[str, Any] = {"command": "prune", "source": str(args.checkpoint), "ratio": args.ratio}
+    if recalibrated:
+        extra["bn_recalibration"] = recalibrated
     if bundle is not None:
         acc_before = evaluate(model, bundle.test)["accuracy"]
         acc_after = evaluate(pruned, bundle.test)["accuracy"]

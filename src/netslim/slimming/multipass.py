@@ -9,6 +9,8 @@ by the caller as a function, so this module makes no assumption about data, opti
     def train_fn(model, pass_index, phase):       # phase: "sparsity" or "finetune"
         cbs = [BNSparsity(model, "auto", target=ratios[pass_index])] if phase == "sparsity" else []
         Trainer(model, train, val, TrainConfig(epochs=5), callbacks=cbs).fit()
+        if phase == "sparsity":                   # the cut folds BN statistics: make them the final weights'
+            recalibrate_batchnorm(model, train)
 
     result = multipass_slim(model, torch.zeros(1, 3, 32, 32), passes=3, ratio_per_pass=ratios,
                             train_fn=train_fn, evaluate_fn=lambda m: evaluate(m, val)["accuracy"])
