@@ -43,9 +43,10 @@ def slimming_section(suite: str, results: Results, img: Path) -> list[str]:
         "relative to the unpruned network. Sparsity training: netslim's budget-aware L1 strength "
         '(`s="auto"`, proximal) aimed at the family\'s largest ratio, then the BatchNorm statistics '
         "recomputed for the final weights, as `netslim slim --sparsity auto` does. Near zero: |gamma| "
-        "below 1% of the mean |gamma| of the strongest 10% of channels; cut: how much of the total |gamma| "
-        "mass the cut removed (above a trace it reaches into the bulk and netslim warns). No latency here: "
-        "these rows train beside other work; timings are in *Speed and cost*, taken in a quiet window.",
+        "below 1% of the mean |gamma| of the strongest 10% of channels; cut: the share of the total "
+        "|gamma| (gamma mass) the cut removed (above a trace it reaches into the bulk and netslim warns). "
+        "No latency here: these rows train beside other work; timings are in *Speed and cost*, taken in a "
+        "quiet window.",
         "",
     ]
     rows, notes, targets = [], [], []
@@ -164,7 +165,7 @@ def _cut_cleanliness(readiness: dict[str, Any] | None) -> str:
     if not readiness:
         return "-"
     where = "into the bulk" if readiness.get("in_bulk") else "clean"
-    return f"{where}: {100 * readiness['removed_mass']:.2f}% of |gamma| mass removed"
+    return f"{where}, {100 * readiness['removed_mass']:.2f}% of the gamma mass removed"
 
 
 def _kw(kwargs: dict[str, Any]) -> str:

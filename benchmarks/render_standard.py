@@ -371,6 +371,13 @@ def _seed_lines(results: Results, key: str) -> list[str]:
         fine = [r.get("test_error_finetuned") for r in res]
         gaps = [None if f is None or b is None else f - b for f, b in zip(fine, base, strict=True)]
         rows.append(line(f"{label}: fine-tuned minus baseline", gaps, "{:+.2f}"))
+        bare = [study_row_name(replace(spec, finetune_augment=False), ratio, recipe) for spec in specs]
+        if any(name in ROWS for name in bare):
+            names += bare
+            fine = [(ok(results, name) or {}).get("test_error_finetuned") for name in bare]
+            gaps = [None if f is None or b is None else f - b for f, b in zip(fine, base, strict=True)]
+            rows.append(line(f"{label}: fine-tuned without augmentation", fine))
+            rows.append(line(f"{label}: the same minus baseline", gaps, "{:+.2f}"))
     missing = [name for name in names if ok(results, name) is None]
     rolled = [note for name in names if (note := _rollback_note(ok(results, name), name))]
     header = ["", *(f"seed {s}" for s in (0, *seeds)), "mean ± sd"]
@@ -378,11 +385,12 @@ def _seed_lines(results: Results, key: str) -> list[str]:
     repeats = [name for name in names if name not in first]
     return [
         "Over seeds (model initialisation and data order; the same split), test error in %, plain "
-        f"fine-tuning; the goal is fine-tuned minus baseline at most +{TARGET_POINTS}:",
+        "fine-tuning (with the baseline's pad-crop-flip augmentation unless the line says without); the goal "
+        f"is fine-tuned minus baseline at most +{TARGET_POINTS}:",
         "",
         *table(header, rows),
         "",
-        "Repeats: "
+        "Commands of the cells beyond the table above: "
         + ", ".join(f"`{command(SUITE, name)}`" for name in repeats)
         + (f" ({len(missing)} of {len(names)} cells not run yet)." if missing else "."),
         "",

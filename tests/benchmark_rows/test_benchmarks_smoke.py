@@ -96,7 +96,7 @@ def test_smoke_docs_render(smoke: tuple[Path, Path, int]) -> None:
         "## Paper's numbers",
         "| model | stage | test error % | gammas / cut |",
         "sparsity-trained (auto, target 70%)",
-        "of |gamma| mass removed",
+        "of the gamma mass removed",
     ):
         assert header in text
     assert "python -m benchmarks.run --suite smoke --only gates_normfree" in text

@@ -62,6 +62,7 @@ def slim_run(data_dir, tmp_path_factory) -> tuple[Path, str]:
                 "1",
                 "--bn-recalibration",
                 "2",
+                "--finetune-no-augment",
                 "--run-dir",
                 str(run),
             ]
@@ -89,6 +90,7 @@ def test_slim_writes_the_run_folder(slim_run, data_dir) -> None:
     assert config["l1_strength"] == 1e-4 and "sparsity" not in config, "--sparsity is the old name of --l1"
     assert config["data_folder"] == str(data_dir.resolve())
     assert config["bn_recalibration"] == 2
+    assert config["finetune_augment"] is False and config["data_kwargs"]["augment"] is True
     assert config["versions"]["netslim"] == netslim.__version__ and config["versions"]["torch"]
     plan = json.loads((run / "plan.json").read_text())
     assert plan["meta"]["ratio"] == 0.5

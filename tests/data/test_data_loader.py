@@ -154,6 +154,20 @@ def test_epoch_determinism_independent_of_global_rng():
     assert not torch.equal(next(iter(loader))[1], first[0][1])
 
 
+def test_without_augment_gives_the_same_batches_unaugmented():
+    spec = AugmentSpec(pad=2, flip=True)
+    loader = _loader(batch_size=8, shuffle=True, drop_last=True, augment=spec, seed=3)
+    plain = loader.without_augment()
+    reference = _loader(batch_size=8, shuffle=True, drop_last=True, seed=3)
+    for each in (loader, plain, reference):
+        each.set_epoch(2)
+    pairs = list(zip(plain, reference, strict=True))
+    assert len(pairs) == 5
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+    assert loader.augment == spec and plain.images is loader.images  # the original still augments
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(loader, plain))
+
+
 def test_eval_loader_order_len_and_normalization():
     loader = _loader(n=10, batch_size=4, max_batches=None)
     batches = list(loader)

@@ -244,3 +244,36 @@ def test_bn_statistics_are_recomputed_before_the_sparse_net_is_saved_and_cut(
     assert not torch.equal(
         saved.features[1].running_mean, netslim.load(tmp_path / "off" / "sparse.pt").features[1].running_mean
     )
+
+
+def test_finetuning_without_augmentation(data_dir, tmp_path, monkeypatch, capsys) -> None:
+    """finetune_augment=False: sparsity training keeps the loader's augmentation, fine-tuning sees the same
+    images without it; a loader that cannot turn it off is refused before anything is trained or written."""
+    import dataclasses
+
+    import netslim.train
+
+    seen: list[tuple[str, object]] = []
+
+    class Recording(netslim.train.Trainer):
+        def __init__(self, model, train_loader, *args, **kwargs) -> None:
+            seen.append((str(kwargs.get("run_dir")), getattr(train_loader, "augment", "?")))
+            super().__init__(model, train_loader, *args, **kwargs)
+
+    monkeypatch.setattr(netslim.train, "Trainer", Recording)
+    bundle = _bundle(data_dir)
+    assert bundle.train.augment is not None
+    run_slimming(_config(tmp_path / "run", finetune_augment=False), data=bundle)
+    assert [(name.rsplit("/", 1)[-1], aug is None) for name, aug in seen] == [
+        ("sparsity", False),
+        ("finetune", True),
+    ]
+    assert bundle.train.augment is not None, "the caller's loader is left as it was"
+    assert "fine-tuning, 1 epochs, lr 0.01, without augmentation" in capsys.readouterr().out
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["finetune_augment"] is False
+
+    listed = dataclasses.replace(bundle, train=list(bundle.train))
+    with pytest.raises(NetslimError, match="augment=False instead"):
+        run_slimming(_config(tmp_path / "other", finetune_augment=False), data=listed, verbose=False)
+    assert not (tmp_path / "other").exists()

@@ -112,11 +112,21 @@ def test_local_scope_and_layer_ratios() -> None:
         plan(model, X, 0.5, layer_ratios={"fc": 0.5})
 
 
-def test_max_layer_ratio_and_round_to() -> None:
+def test_max_layer_ratio_keeps_what_it_caps_and_never_raises_the_threshold() -> None:
     model = Chain([[0.5] * 8, [0.1] * 8, [0.9] * 8])
-    p = plan(model, X, 0.5, max_layer_ratio=0.5)
-    assert len(kept(p, "body.4")) == 4
-    assert p.pruned_channels == 12
+    # 12 requested: the eight 0.1 channels and four of the 0.5; the cap keeps four of the 0.1 channels
+    # and does not take four more 0.5 channels instead (that would cut into the bulk)
+    with pytest.warns(UserWarning, match="only 8 of the requested 12"):
+        p = plan(model, X, 0.5, max_layer_ratio=0.5)
+    assert len(kept(p, "body.4")) == 4 and len(kept(p, "body.1")) == 4 and len(kept(p, "body.7")) == 8
+    assert p.pruned_channels == 8 and p.meta["threshold"] == pytest.approx(0.5)
+    model = Chain([[0.5] * 8, [0.1] * 4 + [0.8] * 4, [0.9] * 8])
+    p = plan(model, X, 0.25, max_layer_ratio=0.5)  # the cap does not bind: the plain global cut
+    assert kept(p, "body.4") == [4, 5, 6, 7] and len(kept(p, "body.1")) == 6 and p.pruned_channels == 6
+
+
+def test_round_to() -> None:
+    model = Chain([[0.5] * 8, [0.1] * 8, [0.9] * 8])
     p = plan(model, X, 0.3, round_to=4)
     for f in ("body.1", "body.4", "body.7"):
         assert len(kept(p, f)) % 4 == 0

@@ -59,7 +59,8 @@ def test_untrained_net_warns_once_with_advice() -> None:
     r = p.readiness
     assert r is not None and r.in_bulk
     assert r.near_zero_share == 0.0 and r.threshold_ratio == pytest.approx(1.0)
-    assert r.removed_share == pytest.approx(0.5) and r.removed_mass == pytest.approx(0.5)
+    # equal gammas go in position order: the whole first layer, less the one channel it must keep
+    assert r.removed_share == pytest.approx(15 / 32) and r.removed_mass == pytest.approx(15 / 32)
 
 
 def test_sparsified_net_does_not_warn_and_reports_a_clean_cut() -> None:

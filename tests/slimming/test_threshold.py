@@ -53,16 +53,6 @@ def test_global_threshold_ties_go_in_position_order() -> None:
     assert same.tolist() == [True, True] + [False] * 6
 
 
-def test_global_threshold_only_prunes_eligible_channels() -> None:
-    scores = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    eligible = torch.tensor([False, True, True, False, True, True])
-    pruned, threshold = global_threshold(scores, 0.5, eligible)
-    assert pruned.tolist() == [False, True, True, False, True, False]
-    assert threshold == pytest.approx(0.5)
-    few, _ = global_threshold(scores, 0.5, torch.tensor([True] + [False] * 5))
-    assert few.tolist() == [True] + [False] * 5  # fewer than requested when too few are eligible
-
-
 def test_nothing_pruned_at_ratio_zero() -> None:
     pruned, threshold = global_threshold(torch.rand(5), 0.0)
     assert not pruned.any() and threshold is None

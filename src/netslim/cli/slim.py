@@ -130,6 +130,12 @@ def register(subparsers: Any) -> None:
         default="cosine",
         help="(default: cosine)",
     )
+    f.add_argument(
+        "--finetune-no-augment",
+        action="store_true",
+        help="fine-tune on the training images without augmentation: a heavily cut small net underfits "
+        "augmented images, so it recovers more without them (see docs/RESULTS.md)",
+    )
     add_distill_args(p)
     r = p.add_argument_group("report")
     r.add_argument("--no-plain-cut", action="store_true", help="skip evaluating the cut without beta folding")
@@ -170,6 +176,7 @@ def config_from(args: argparse.Namespace) -> Any:
         train=train,
         fold_beta=not args.no_fold_beta,
         finetune=finetune,
+        finetune_augment=not args.finetune_no_augment,
         run_dir=str(run_dir),
         compare_plain_cut=not args.no_plain_cut,
         latency=not args.no_latency,

@@ -7,6 +7,7 @@ With ``world_size=W`` the loader still walks the *global* batches; rank r yields
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 
@@ -90,6 +91,12 @@ class TensorLoader:
     def num_samples(self) -> int:
         """Samples in the underlying dataset (all ranks together)."""
         return len(self.images)
+
+    def without_augment(self) -> TensorLoader:
+        """This loader over the same images, order and batches, with augmentation off (shares the tensors)."""
+        plain = copy.copy(self)
+        plain.augment = None
+        return plain
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose shuffle order and augmentation the next iteration uses."""

@@ -73,7 +73,9 @@ class SlimmingConfig:
     channels the cut removes (in every pass). ``l1_target`` (auto only) is the share of prunable channels to
     bring near zero by the end of sparsity training; it defaults to ``ratio``. ``train`` is the
     sparsity-training schedule, ``finetune`` the fine-tuning one. ``bn_recalibration``: the training batches
-    over which the BN running statistics are recomputed after each sparsity training (0: not). ``distill``
+    over which the BN running statistics are recomputed after each sparsity training (0: not).
+    ``finetune_augment=False`` fine-tunes on the training images without the loader's augmentation (a cut
+    net too small to fit augmented data recovers more without it; see docs/RESULTS.md). ``distill``
     fine-tunes (every pass) with ``(1 - alpha) * CE + alpha * T^2 * KL`` against the network before the cut.
     ``data_kwargs`` go to :func:`netslim.data.get_loaders`, ``model_kwargs`` to :func:`netslim.models.create`
     when the caller does not pass ready objects. ``sparsity=`` is accepted as the old name of ``l1_strength``.
@@ -103,6 +105,7 @@ class SlimmingConfig:
     fold_beta: bool = True
     # 3. fine-tuning
     finetune: TrainConfig = field(default_factory=_default_finetune)
+    finetune_augment: bool = True  # False: fine-tune on the training images without augmentation
     distill: bool = False
     distill_temperature: float = 4.0
     distill_alpha: float = 0.9
@@ -188,9 +191,14 @@ def run_slimming(
 
     say = log or (lambda text: print(text, flush=True) if verbose else None)
     start = time.perf_counter()
+    data = data if data is not None else _load_data(config)
+    if not config.finetune_augment and not hasattr(data.train, "without_augment"):
+        raise NetslimError(
+            "finetune_augment=False needs netslim's training loader (netslim.data.get_loaders), which can "
+            "turn its augmentation off; build the data with augment=False instead"
+        )
     layout = RunLayout(config.run_dir or f"runs/slim-{time.strftime('%Y%m%d-%H%M%S')}")
     layout.root.mkdir(parents=True, exist_ok=True)
-    data = data if data is not None else _load_data(config)
     model = _first_model(config, data, model)
     _write_json(layout.config, _run_config(config))
     example = example_inputs(data)
@@ -433,9 +441,12 @@ def _finetune(
             f", distilled from the net before the cut (T={config.distill_temperature:g}, "
             f"alpha={config.distill_alpha:g})"
         )
+    train = data.train
+    if not config.finetune_augment and getattr(train, "augment", None) is not None:
+        train, how = train.without_augment(), how + ", without augmentation"
     say(f"== {tag}: fine-tuning, {ft.epochs} epochs, lr {ft.lr:g}{how}")
     Trainer(
-        pruned, data.train, data.val, config=ft, callbacks=callbacks, run_dir=folder, device=config.device
+        pruned, train, data.val, config=ft, callbacks=callbacks, run_dir=folder, device=config.device
     ).fit()
     return pruned.cpu()
 
