@@ -315,17 +315,26 @@ def multipass_section(suite: str, results: Results) -> list[str]:
         out += [
             f"{res['model']} ({_kw(res['model_kwargs'])}); each pass: sparsity training with the auto "
             f"strength aimed at 50% of the channels left (skipped in pass 1, which starts from the "
-            f"sparsity-trained checkpoint), a global 50% cut with at most 50% of any layer, "
+            f"sparsity-trained checkpoint), the global 50% threshold with at most 50% of any layer (the "
+            f"channels the cap keeps are not replaced, so a pass may cut less), "
             f"{res['epochs_per_phase']} fine-tuning epoch(s). Command: `{command(suite, name)}`",
             "",
         ]
         out += table(
-            ["iter", "trained error %", "fine-tuned error %", "params pruned %", "FLOPs pruned %"],
+            [
+                "iter",
+                "trained error %",
+                "fine-tuned error %",
+                "channels pruned %",
+                "params pruned %",
+                "FLOPs pruned %",
+            ],
             [
                 [
                     str(p["iter"]),
                     f2(p["test_error_trained"]),
                     f2(p["test_error_finetuned"]),
+                    f2(p.get("channels_pruned_pct")),
                     f2(p["params_pruned_pct"]),
                     f2(p["flops_pruned_pct"]),
                 ]

@@ -451,8 +451,9 @@ def multipass_section(results: Results) -> list[str]:
         return [*out, absent(SUITE, results, name), ""]
     base = _baseline(results, "vgg19")
     out += [
-        f"Start: {res['start']}. Each pass cuts {round(100 * res['ratio_per_pass'])}% of the channels left "
-        f"(at most {round(100 * res['max_layer_ratio'])}% of any layer), fine-tunes "
+        f"Start: {res['start']}. Each pass cuts the channels left below the global threshold of "
+        f"{round(100 * res['ratio_per_pass'])}%, at most {round(100 * res['max_layer_ratio'])}% of any "
+        "layer (the channels the cap keeps are not replaced by others, so a pass may cut less), fine-tunes "
         f"{res['epochs_per_phase']} epochs (lr {res['finetune_lr']:g}, cosine), and before each later cut "
         f"trains {res['epochs_per_phase']} epochs with the auto L1 strength aimed at 50% of what is left. "
         "Baseline: " + ("not run yet" if base is None else f2(base["test_error"], "%")) + ". "

@@ -336,6 +336,8 @@ def multipass(ctx: RowContext) -> dict[str, Any]:
                 "test_error_finetuned": 100.0 * (1.0 - h["finetuned"]["test_acc"]),
                 "params": h["params_after"],
                 "flops": h["flops_after"],
+                "channels_pruned_pct": 100.0
+                * (1.0 - (h["total_channels"] - h["pruned_channels"]) / base["total_channels"]),
                 "params_pruned_pct": 100.0 * (1.0 - h["params_after"] / base["params_before"]),
                 "flops_pruned_pct": 100.0 * (1.0 - h["flops_after"] / base["flops_before"])
                 if h["flops_after"]

@@ -213,7 +213,8 @@ def add_pruning_args(parser: argparse.ArgumentParser) -> None:
         "--max-layer-ratio",
         type=float,
         metavar="F",
-        help="never prune more than this share of one layer (multi-pass default: 0.5)",
+        help="never prune more than this share of one layer; the channels it keeps are not replaced by "
+        "others, so fewer than --ratio may go (multi-pass default: 0.5)",
     )
     g.add_argument(
         "--min-channels",

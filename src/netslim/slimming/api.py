@@ -52,7 +52,9 @@ def plan(
     """Choose the channels to remove by BatchNorm |gamma| and return a :class:`PruningPlan`.
 
     ``ratio`` is the fraction of prunable channels removed (global scope: one threshold over all of them;
-    local: that fraction of each group). The plan's ``readiness`` (a
+    local: that fraction of each group). ``min_channels`` and ``max_layer_ratio`` cap what one group loses;
+    the channels a cap keeps are not replaced by others (the threshold is not raised), so fewer than
+    ``ratio`` may go, with a warning saying how many. The plan's ``readiness`` (a
     :class:`~netslim.slimming.readiness.CutReadiness`) says how clean the cut is; when the cut reaches
     into the bulk of the |gamma| distribution (threshold above 0.1 x the strongest 10%' mean |gamma|), one
     :class:`~netslim.slimming.readiness.CutReadinessWarning` says what to do. Raises PruningError for an
