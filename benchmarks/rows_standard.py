@@ -187,15 +187,18 @@ def test_error(model: torch.nn.Module, data: Any) -> float:
     return 100.0 * (1.0 - evaluate(model.cpu().eval(), data.test)["accuracy"])
 
 
-def baseline_checkpoint(ctx: RowContext, spec: StandardModel) -> tuple[Path, list[dict[str, Any]]]:
-    """The trained baseline (netslim.save format) and its training history, training it when missing."""
+def baseline_checkpoint(
+    ctx: RowContext, spec: StandardModel, name: str = "baseline"
+) -> tuple[Path, list[dict[str, Any]]]:
+    """The trained baseline (netslim.save format, ``<name>.pt``) and its training history, training it when
+    missing."""
     import json
 
     import netslim
 
     folder = model_dir(ctx, spec)
-    path = folder / "baseline.pt"
-    run_dir = folder / "baseline-run"
+    path = folder / f"{name}.pt"
+    run_dir = folder / f"{name}-run"
     if not path.is_file():
         data = standard_data(ctx, spec.augment)
         model = build(spec, data)
@@ -206,10 +209,17 @@ def baseline_checkpoint(ctx: RowContext, spec: StandardModel) -> tuple[Path, lis
 
 
 def _baseline_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
+    """The baseline trained without sparsity; for the no-augmentation variant of a study model
+    (``finetune_augment=False``), trained without augmentation too, so its cells meet a baseline that had
+    the same choice."""
     import netslim
     from netslim.measurement.api import measure
 
-    path, history = baseline_checkpoint(ctx, spec)
+    if spec.unaugmented_finetuning:
+        spec = replace(spec, augment=False)
+        path, history = baseline_checkpoint(ctx, spec, "baseline-noaug")
+    else:
+        path, history = baseline_checkpoint(ctx, spec)
     data = standard_data(ctx, spec.augment)
     model = netslim.load(path)
     counts = measure(model.eval(), torch.zeros(1, *data.input_shape), latency=False, file_size=False)
@@ -410,9 +420,9 @@ def study_row_name(
     """The row name of a study cell (``ratio`` None: the baseline); a repeat seed N adds ``seedN_``,
     fine-tuning without augmentation ``_noaug``."""
     head = f"std_{spec.key}_" + (f"seed{spec.seed}_" if spec.seed else "")
-    if ratio is None:
-        return head + "baseline"
     tail = "_noaug" if spec.unaugmented_finetuning else ""
+    if ratio is None:
+        return f"{head}baseline{tail}"
     return f"{head}{round(100 * ratio)}_{recipe}_{'kd' if distill else 'plain'}{tail}"
 
 
@@ -523,12 +533,16 @@ def _register_seeds(spec: StandardModel, seeds: tuple[int, ...], cells: Cells) -
 for _key, (_seeds, _cells) in STUDY_SEEDS.items():
     _register_seeds(STUDY_MODELS[_key], _seeds, _cells)
 
-# The same decisive cells, every seed, fine-tuned on unaugmented images (the sparse nets are shared): the cut
-# nets underfit their training set under pad-crop-flip (VGG-11 w0.25 cut 70%: 92% training accuracy at the
-# end of fine-tuning, as on validation), so augmentation costs them more than it protects.
+# The same decisive cells, every seed, fine-tuned on unaugmented images (the sparse nets are shared), next to
+# a baseline trained without augmentation too: the cut nets underfit their training set under pad-crop-flip
+# (VGG-11 w0.25 cut 70%: 92% training accuracy at the end of fine-tuning, as on validation), so augmentation
+# costs them more than it protects; whether it costs the baseline as well, its own row says.
 for _key, (_seeds, _cells) in STUDY_SEEDS.items():
     for _seed in (0, *_seeds):
         _spec = replace(STUDY_MODELS[_key], seed=_seed, finetune_augment=False)
+        row(study_row_name(_spec), "standard_noaug", suites=("standard",))(
+            lambda ctx, s=_spec: _baseline_row(ctx, s)
+        )
         for _ratio, _recipe in _cells:
             row(study_row_name(_spec, _ratio, _recipe), "standard_noaug", suites=("standard",))(
                 lambda ctx, s=_spec, r=_ratio, rc=_recipe: _slim_row(
