@@ -239,6 +239,7 @@ def test_seed_table_reads_each_seed_against_its_own_baseline(tmp_path: Path) -> 
     label = f"{recipe}, {round(100 * ratio)}% cut"
     assert f"| {label}: fine-tuned without augmentation | 7.60 | 7.40 | - | 7.50 ± 0.14 (n=2) |" in text
     assert "| baseline without augmentation | 7.30 | 7.10 | - | 7.20 ± 0.14 (n=2) |" in text
+    assert f"| {label}: fine-tuned minus the better baseline | +1.00 | +0.40 | - |" in text
     assert f"| {label}: the same minus the better baseline | +0.60 | +0.30 | - | +0.45 ± 0.21 (n=2) |" in text
     assert "(3 of 12 cells not run yet)" in text
 
