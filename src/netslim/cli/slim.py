@@ -134,7 +134,8 @@ def register(subparsers: Any) -> None:
         "--finetune-no-augment",
         action="store_true",
         help="fine-tune on the training images without augmentation: a heavily cut small net underfits "
-        "augmented images, so it recovers more without them (see docs/RESULTS.md)",
+        "augmented images and recovers more without them (VGG-11 w0.25 cut 70%%, 15 epochs: 7.97%% test "
+        "error against 8.48%%, mean of three seeds)",
     )
     add_distill_args(p)
     r = p.add_argument_group("report")
