@@ -344,6 +344,11 @@ def _unaugmented_baseline(results: Results, spec: Any) -> str:
     return f"; the same net trained without augmentation: {f2(res['test_error'], '%')}"
 
 
+def _gaps(fine: list[float | None], base: list[float | None]) -> list[float | None]:
+    """Per seed, the fine-tuned error minus the baseline's (None where either is missing)."""
+    return [None if f is None or b is None else f - b for f, b in zip(fine, base, strict=True)]
+
+
 def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
     """``mean ± sample sd (n=...)`` of ``values``; just the value when there is one."""
     if len(values) < 2:
@@ -387,15 +392,15 @@ def _seed_lines(results: Results, key: str) -> list[str]:
         ):
             rows.append(line(f"{label}: {what}", [r.get(field) for r in res]))
         fine = [r.get("test_error_finetuned") for r in res]
-        gaps = [None if f is None or b is None else f - b for f, b in zip(fine, base, strict=True)]
+        gaps = _gaps(fine, base)
         rows.append(line(f"{label}: fine-tuned minus baseline", gaps, "{:+.2f}"))
         if variant:
-            gaps = [None if f is None or b is None else f - b for f, b in zip(fine, best, strict=True)]
+            gaps = _gaps(fine, best)
             rows.append(line(f"{label}: fine-tuned minus the better baseline", gaps, "{:+.2f}"))
             bare = [study_row_name(spec, ratio, recipe) for spec in bare_specs]
             names += bare
             fine = [(ok(results, name) or {}).get("test_error_finetuned") for name in bare]
-            gaps = [None if f is None or b is None else f - b for f, b in zip(fine, best, strict=True)]
+            gaps = _gaps(fine, best)
             rows.append(line(f"{label}: fine-tuned without augmentation", fine))
             rows.append(line(f"{label}: the same minus the better baseline", gaps, "{:+.2f}"))
     missing = [name for name in names if ok(results, name) is None]

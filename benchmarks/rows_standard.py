@@ -516,39 +516,28 @@ STUDY_SEEDS: dict[str, tuple[tuple[int, ...], Cells]] = {
 }
 
 
-def _register_seeds(spec: StandardModel, seeds: tuple[int, ...], cells: Cells) -> None:
-    for seed in seeds:
-        repeat = replace(spec, seed=seed)
-        row(study_row_name(repeat), "standard_seeds", suites=("standard",))(
-            lambda ctx, s=repeat: _baseline_row(ctx, s)
-        )
+def _register_cells(specs: list[StandardModel], cells: Cells, group: str) -> None:
+    """Register, per spec, its baseline row and its (ratio, recipe) cells with plain fine-tuning."""
+    for spec in specs:
+        row(study_row_name(spec), group, suites=("standard",))(lambda ctx, s=spec: _baseline_row(ctx, s))
         for ratio, recipe in cells:
-            row(study_row_name(repeat, ratio, recipe), "standard_seeds", suites=("standard",))(
-                lambda ctx, s=repeat, r=ratio, rc=recipe: _slim_row(
+            row(study_row_name(spec, ratio, recipe), group, suites=("standard",))(
+                lambda ctx, s=spec, r=ratio, rc=recipe: _slim_row(
                     ctx, s, r, rc, distill=False, aim_at_ratio=True
                 )
             )
 
 
 for _key, (_seeds, _cells) in STUDY_SEEDS.items():
-    _register_seeds(STUDY_MODELS[_key], _seeds, _cells)
+    _register_cells([replace(STUDY_MODELS[_key], seed=s) for s in _seeds], _cells, "standard_seeds")
 
 # The same decisive cells, every seed, fine-tuned on unaugmented images (the sparse nets are shared), next to
 # a baseline trained without augmentation too: the cut nets underfit their training set under pad-crop-flip
 # (VGG-11 w0.25 cut 70%: 92% training accuracy at the end of fine-tuning, as on validation), so augmentation
 # costs them more than it protects; whether it costs the baseline as well, its own row says.
 for _key, (_seeds, _cells) in STUDY_SEEDS.items():
-    for _seed in (0, *_seeds):
-        _spec = replace(STUDY_MODELS[_key], seed=_seed, finetune_augment=False)
-        row(study_row_name(_spec), "standard_noaug", suites=("standard",))(
-            lambda ctx, s=_spec: _baseline_row(ctx, s)
-        )
-        for _ratio, _recipe in _cells:
-            row(study_row_name(_spec, _ratio, _recipe), "standard_noaug", suites=("standard",))(
-                lambda ctx, s=_spec, r=_ratio, rc=_recipe: _slim_row(
-                    ctx, s, r, rc, distill=False, aim_at_ratio=True
-                )
-            )
+    _bare = [replace(STUDY_MODELS[_key], seed=s, finetune_augment=False) for s in (0, *_seeds)]
+    _register_cells(_bare, _cells, "standard_noaug")
 
 
 def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row: str) -> dict[str, Any]:
