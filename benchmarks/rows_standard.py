@@ -49,12 +49,18 @@ class StandardModel:
     finetune_epochs: int = 30  # the paper fine-tunes with the full training schedule
     finetune_lr: float | None = None  # None: restart at the training rate ``lr``
     finetune_augment: bool | None = None  # None: as ``augment``; False fine-tunes on unaugmented images
+    sparsity_augment: bool | None = None  # None: as ``augment``; False trains sparsity on unaugmented images
     seed: int = 0  # model initialisation and data order (the validation split is always seed 0's)
 
     @property
     def unaugmented_finetuning(self) -> bool:
         """Whether fine-tuning turns off the augmentation the net was trained with."""
         return self.augment and self.finetune_augment is False
+
+    @property
+    def unaugmented_sparsity(self) -> bool:
+        """Whether sparsity training turns off the augmentation the baseline was trained with."""
+        return self.augment and self.sparsity_augment is False
 
 
 STANDARD_MODELS: dict[str, StandardModel] = {
@@ -295,10 +301,10 @@ def sparse_checkpoint(
 
     folder = model_dir(ctx, spec)
     args = sparsity_recipe(spec, recipe, target)
-    tag = recipe + _aim_suffix(spec, args.get("target"))
+    tag = recipe + _aim_suffix(spec, args.get("target")) + ("-noaug" if spec.unaugmented_sparsity else "")
     path, run_dir = folder / f"sparse-{tag}.pt", folder / f"sparse-{tag}-run"
     if not path.is_file():
-        data = standard_data(ctx, spec.augment)
+        data = standard_data(ctx, spec.augment and not spec.unaugmented_sparsity)
         model = build(spec, data)
         sparsity = BNSparsity(model, **args)
         train_resumable(model, data, baseline_config(spec, ctx), run_dir, [sparsity])
@@ -348,10 +354,12 @@ def _slim_row(
     sparse = netslim.load(sparse_path)
     # as `netslim slim` does after sparsity training: the cut, its errors and a distillation teacher use BN
     # statistics of the final weights (plain fine-tuning trains in batch-statistics mode and is unaffected)
-    recalibrated = recalibrate_batchnorm(sparse, data.train, BN_RECALIBRATION)
+    sparse_data = standard_data(ctx, False) if spec.unaugmented_sparsity else data
+    recalibrated = recalibrate_batchnorm(sparse, sparse_data.train, BN_RECALIBRATION)
     x = torch.zeros(1, *data.input_shape)
     tag = f"slim{round(ratio * 100)}-{recipe}{_aim_suffix(spec, target)}" + ("-kd" if distill else "")
     tag += "-noaug" if spec.unaugmented_finetuning else ""
+    tag += "-sparse-noaug" if spec.unaugmented_sparsity else ""
     folder = model_dir(ctx, spec) / tag
     folder.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(record=True) as caught:
@@ -371,6 +379,7 @@ def _slim_row(
         "finetune_epochs": finetune_config(spec, ctx).epochs,
         "finetune_lr": finetune_config(spec, ctx).lr,
         "finetune_augment": spec.augment and not spec.unaugmented_finetuning,
+        "sparsity_augment": spec.augment and not spec.unaugmented_sparsity,
         "test_error_sparse": test_error(sparse, data),
         "test_error_pruned": test_error(pruned, data),
         "test_error_plain_cut": test_error(plain, data),
@@ -418,9 +427,10 @@ def study_row_name(
     spec: StandardModel, ratio: float | None = None, recipe: str = "", distill: bool = False
 ) -> str:
     """The row name of a study cell (``ratio`` None: the baseline); a repeat seed N adds ``seedN_``,
-    fine-tuning without augmentation ``_noaug``."""
+    fine-tuning without augmentation ``_noaug``, sparsity training without it too ``_noaug_all``."""
     head = f"std_{spec.key}_" + (f"seed{spec.seed}_" if spec.seed else "")
     tail = "_noaug" if spec.unaugmented_finetuning else ""
+    tail += "_all" if spec.unaugmented_sparsity else ""
     if ratio is None:
         return f"{head}baseline{tail}"
     return f"{head}{round(100 * ratio)}_{recipe}_{'kd' if distill else 'plain'}{tail}"
@@ -516,10 +526,12 @@ STUDY_SEEDS: dict[str, tuple[tuple[int, ...], Cells]] = {
 }
 
 
-def _register_cells(specs: list[StandardModel], cells: Cells, group: str) -> None:
-    """Register, per spec, its baseline row and its (ratio, recipe) cells with plain fine-tuning."""
+def _register_cells(specs: list[StandardModel], cells: Cells, group: str, baselines: bool = True) -> None:
+    """Register, per spec, its baseline row (unless ``baselines`` is False) and its (ratio, recipe) cells
+    with plain fine-tuning."""
     for spec in specs:
-        row(study_row_name(spec), group, suites=("standard",))(lambda ctx, s=spec: _baseline_row(ctx, s))
+        if baselines:
+            row(study_row_name(spec), group, suites=("standard",))(lambda ctx, s=spec: _baseline_row(ctx, s))
         for ratio, recipe in cells:
             row(study_row_name(spec, ratio, recipe), group, suites=("standard",))(
                 lambda ctx, s=spec, r=ratio, rc=recipe: _slim_row(
@@ -538,6 +550,18 @@ for _key, (_seeds, _cells) in STUDY_SEEDS.items():
 for _key, (_seeds, _cells) in STUDY_SEEDS.items():
     _bare = [replace(STUDY_MODELS[_key], seed=s, finetune_augment=False) for s in (0, *_seeds)]
     _register_cells(_bare, _cells, "standard_noaug")
+
+# The cells the no-augmentation fine-tuning left over +0.3 (VGG-11 70%, pre-ResNet-20 60%) with sparsity
+# training on unaugmented images as well, so every phase sees what the unaugmented baseline saw; they are
+# read against the baselines above.
+STUDY_UNAUGMENTED: dict[str, Cells] = {"vgg11": ((0.7, "auto"),), "preresnet20": ((0.6, "auto"),)}
+for _key, _cells in STUDY_UNAUGMENTED.items():
+    _seeds = STUDY_SEEDS[_key][0]
+    _bare = [
+        replace(STUDY_MODELS[_key], seed=s, finetune_augment=False, sparsity_augment=False)
+        for s in (0, *_seeds)
+    ]
+    _register_cells(_bare, _cells, "standard_noaug_all", baselines=False)
 
 
 def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row: str) -> dict[str, Any]:
