@@ -550,6 +550,10 @@ for _key, (_seeds, _cells) in STUDY_SEEDS.items():
 for _key, (_seeds, _cells) in STUDY_SEEDS.items():
     _bare = [replace(STUDY_MODELS[_key], seed=s, finetune_augment=False) for s in (0, *_seeds)]
     _register_cells(_bare, _cells, "standard_noaug")
+# the wider control net's 70% cell too (seed 0): what fine-tuning without augmentation gives a net with room
+_register_cells(
+    [replace(STUDY_MODELS["vgg11w50"], finetune_augment=False)], ((0.7, "auto"),), "standard_noaug"
+)
 
 # The cells the no-augmentation fine-tuning left over +0.3 (VGG-11 70%, pre-ResNet-20 60%) with sparsity
 # training on unaugmented images as well, so every phase sees what the unaugmented baseline saw; they are
