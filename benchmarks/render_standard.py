@@ -22,6 +22,7 @@ from benchmarks.rows_standard import (
     STUDY_MODELS,
     STUDY_RECIPES,
     STUDY_SEEDS,
+    STUDY_UNAUGMENTED,
     study_row_name,
 )
 from benchmarks.suite import ROWS
@@ -50,10 +51,9 @@ def baselines_section(results: Results) -> list[str]:
         if res is None:
             missing.append(absent(SUITE, results, name))
             continue
-        kw = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items())
         rows.append(
             [
-                f"{spec.model}" + (f" ({kw})" if kw else ""),
+                _net_name(spec.model, spec.kwargs),
                 n(res["params"]),
                 n(res["flops"]),
                 str(res["epochs"]),
@@ -403,6 +403,17 @@ def _seed_lines(results: Results, key: str) -> list[str]:
             gaps = _gaps(fine, best)
             rows.append(line(f"{label}: fine-tuned without augmentation", fine))
             rows.append(line(f"{label}: the same minus the better baseline", gaps, "{:+.2f}"))
+        if variant and (ratio, recipe) in STUDY_UNAUGMENTED.get(key, ()):
+            bare = [
+                study_row_name(replace(spec, sparsity_augment=False), ratio, recipe) for spec in bare_specs
+            ]
+            names += bare
+            res = [ok(results, name) or {} for name in bare]
+            what = "sparsity training and fine-tuning without augmentation"
+            rows.append(line(f"{label}: {what}, sparse", [r.get("test_error_sparse") for r in res]))
+            fine = [r.get("test_error_finetuned") for r in res]
+            rows.append(line(f"{label}: {what}, fine-tuned", fine))
+            rows.append(line(f"{label}: the same minus the better baseline", _gaps(fine, best), "{:+.2f}"))
     missing = [name for name in names if ok(results, name) is None]
     rolled = [note for name in names if (note := _rollback_note(ok(results, name), name))]
     header = ["", *(f"seed {s}" for s in (0, *seeds)), "mean ± sd"]
@@ -513,6 +524,47 @@ def multipass_section(results: Results) -> list[str]:
         "FLOPs pruned",
     ]
     return out + table(header, rows) + [""]
+
+
+def folding_section(results: Results) -> list[str]:
+    """Right after the cut, each way of folding the removed channels' constant (row ``std_fold_modes``)."""
+    name = "std_fold_modes"
+    out = ["### Beta folding right after the cut: mean vs exact", ""]
+    res = ok(results, name)
+    if res is None:
+        return [*out, absent(SUITE, results, name), ""]
+    out += [
+        "Test error in % of each sparsity-trained net of the suite (auto strength; BN statistics recomputed "
+        f"over {BN_RECALIBRATION} training batches) right after one global cut, for each way of handling the "
+        "removed channels' constant output: the *masked* net (gamma 0, beta kept: what the cut should "
+        "compute), the default *mean* fold (zero-padded convs get the spatial mean), the *exact* fold "
+        '(`fold_beta="exact"`: the interior value plus a border correction on the padded convs), the '
+        "*interior* fold and the plain cut (*none*, the reference code's). Relative output error: max "
+        "|slimmed - masked| / max |masked| on 8 random inputs. "
+        f"Reproduce: `{command(SUITE, name)}`.",
+        "",
+    ]
+    rows = []
+    for case in res["cases"]:
+        err, rel = case["test_error"], case["relative_output_error"]
+        rows.append(
+            [
+                _net_name(case["model"], case["model_kwargs"]),
+                f"{round(100 * case['ratio'])}%",
+                *(f2(err[k]) for k in ("sparse", "masked", "mean", "exact", "interior", "none")),
+                str(case["border_convs"]),
+                f"{rel['folded']:.1e} / {rel['folded_exact']:.1e}",
+            ]
+        )
+    header = ["net", "cut", "sparse", "masked", "mean", "exact", "interior", "none", "border folds",
+              "output error (mean / exact)"]  # fmt: skip
+    return out + table(header, rows) + [""]
+
+
+def _net_name(model: str, kwargs: dict[str, Any]) -> str:
+    """``vgg19 (width=0.25)``: a zoo name with its arguments."""
+    kw = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return model + (f" ({kw})" if kw else "")
 
 
 def _storage(res: dict[str, Any], key: str) -> str:
@@ -680,6 +732,7 @@ def standard_section(results_dir: Path, results: Results, img: Path) -> list[str
         *baselines_section(results),
         *slimming_section(results, img),
         *multipass_section(results),
+        *folding_section(results),
         *sparsity_study_section(results),
         *weights_section(results),
     ]

@@ -766,3 +766,55 @@ def _multipass_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
 row("std_vgg19_multipass", "standard_multipass", suites=("standard",))(
     lambda ctx: _multipass_row(ctx, STANDARD_MODELS["vgg19"])
 )
+
+
+# --------------------------------------------------------------------------- beta folding: mean vs exact
+
+# the sparsity-trained nets of the rows above, each cut at its ratio (global threshold, no per-layer cap)
+FOLD_CASES: tuple[tuple[str, float], ...] = (
+    ("vgg19", 0.7),
+    ("preresnet29", 0.6),
+    ("densenet16", 0.7),
+    ("vgg11", 0.7),
+    ("preresnet20", 0.6),
+)
+
+
+def _fold_row(ctx: RowContext) -> dict[str, Any]:
+    """Test error right after the cut for each way of folding the removed channels' constant output (mean,
+    exact, interior, none) against the masked net (gamma 0, beta kept), per sparsity-trained net of the
+    suite (BN statistics recomputed first, as in the slimming rows); trains a missing sparse net."""
+    import netslim
+    from netslim.pipelines.slimming import BN_RECALIBRATION
+    from netslim.slimming.api import folding_error, masked_model
+    from netslim.train import recalibrate_batchnorm
+
+    cases = []
+    for key, ratio in FOLD_CASES:
+        spec = STANDARD_MODELS.get(key) or STUDY_MODELS[key]
+        data = standard_data(ctx, spec.augment)
+        sparse = netslim.load(sparse_checkpoint(ctx, spec, "auto")[0])
+        torch.manual_seed(0)  # the batches the statistics are recomputed from
+        recalibrate_batchnorm(sparse, data.train, BN_RECALIBRATION)
+        x = torch.zeros(1, *data.input_shape)
+        plan = netslim.plan(sparse, x, ratio)
+        errors = {"sparse": test_error(sparse, data)}
+        errors["masked"] = test_error(masked_model(sparse, plan, zero_beta=False), data)
+        for mode, fold in (("mean", True), ("exact", "exact"), ("interior", "interior"), ("none", False)):
+            errors[mode] = test_error(netslim.apply(sparse, plan, fold_beta=fold), data)
+        exact = netslim.apply(sparse, plan, fold_beta="exact")
+        cases.append(
+            {
+                "key": key,
+                "model": spec.model,
+                "model_kwargs": spec.kwargs,
+                "ratio": ratio,
+                "test_error": errors,
+                "relative_output_error": folding_error(sparse, plan, torch.randn(8, *data.input_shape)),
+                "border_convs": len(exact.netslim_plans[-1]["added_border"]),
+            }
+        )
+    return {"dataset": ctx.dataset, "cases": cases, "git_commit": git_commit()}
+
+
+row("std_fold_modes", "standard_folding", suites=("standard",))(_fold_row)

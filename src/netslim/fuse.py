@@ -18,11 +18,13 @@ from __future__ import annotations
 import copy
 import itertools
 
+import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from netslim.errors import NetslimError
+from netslim.slimming.border import get_border, scale_border
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -46,7 +48,17 @@ def _foldable(layer: nn.Module, norm: nn.Module) -> bool:
 def _fold(layer: nn.Module, norm: nn.Module) -> nn.Module:
     if isinstance(layer, nn.Linear):
         return fuse_linear_bn_eval(layer, norm)  # type: ignore[arg-type]
-    return fuse_conv_bn_eval(layer, norm, transpose=isinstance(layer, nn.modules.conv._ConvTransposeNd))
+    fused = fuse_conv_bn_eval(layer, norm, transpose=isinstance(layer, nn.modules.conv._ConvTransposeNd))
+    rescale_border(fused, norm)
+    return fused
+
+
+def rescale_border(conv: nn.Module, norm: nn.Module) -> None:
+    """After ``norm`` was fused into ``conv``: scale ``conv``'s exact-fold border correction (if any) by the
+    BatchNorm's per-channel scale, which now applies to it too (:mod:`netslim.slimming.border`)."""
+    if get_border(conv) is not None:
+        scale = torch.rsqrt(norm.running_var + norm.eps)  # type: ignore[operator]
+        scale_border(conv, scale if norm.weight is None else norm.weight.detach() * scale)
 
 
 def _pairs(model: nn.Module) -> list[tuple[nn.Sequential, str, str]]:

@@ -38,8 +38,9 @@ import torch
 from torch import nn
 
 from netslim.errors import NetslimError
-from netslim.fuse import fuse_bn
+from netslim.fuse import fuse_bn, rescale_border
 from netslim.measurement.latency import Timer, Timing, batch_of, forward_fn, num_threads
+from netslim.slimming.border import copy_border, get_border
 
 
 class ChannelsLast(nn.Module):
@@ -126,12 +127,36 @@ def _fold_bn(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[nn.Module, int,
             from torch.fx.experimental.optimization import fuse as fx_fuse
 
             reference = _outputs(model, inputs)
+            bordered = _bordered_conv_bn(model)
             traced = fx_fuse(copy.deepcopy(model))
+            for conv, norm in bordered:
+                rescale_border(traced.get_submodule(conv), model.get_submodule(norm))
             if _bn_count(traced) < _bn_count(model) and _same_outputs(reference, _outputs(traced, inputs)):
                 model, how = traced, "nn.Sequential neighbours and torch.fx conv-BN fusion"
         except Exception:  # not symbolically traceable (data-dependent control flow, hooks): keep as is
             pass
     return model, before - _bn_count(model), how
+
+
+def _bordered_conv_bn(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, BN) names of the pairs torch.fx's fusion merges whose conv carries an exact-fold border
+    correction (:mod:`netslim.slimming.border`), which the fusion copies without rescaling."""
+    if not any(get_border(m) is not None for m in model.modules()):
+        return []
+    from torch import fx
+
+    graph = fx.symbolic_trace(model)
+    mods = dict(graph.named_modules())
+    pairs = []
+    for node in graph.graph.nodes:
+        norm = mods.get(node.target) if node.op == "call_module" else None
+        prev = node.args[0] if node.args else None
+        if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or not isinstance(prev, fx.Node):
+            continue
+        conv = mods.get(prev.target) if prev.op == "call_module" else None
+        if get_border(conv) is not None and len(prev.users) == 1 and norm.track_running_stats:
+            pairs.append((str(prev.target), str(node.target)))
+    return pairs
 
 
 def _has_conv2d(model: nn.Module) -> bool:
@@ -190,6 +215,7 @@ def _resized_conv(conv: nn.Conv2d, out_ch: int, in_ch: int) -> nn.Conv2d:
         if conv.bias is not None:
             new.bias.zero_()
             new.bias[: conv.out_channels] = conv.bias
+    copy_border(conv, new)
     return new.eval()
 
 

@@ -191,6 +191,24 @@ def test_prune_cli(slim_run, data_dir, tmp_path, capsys) -> None:
     pruned, sparse = netslim.load(out), netslim.load(run / "sparse.pt")
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in sparse.parameters())
     assert read_checkpoint(out).meta["extra"]["ratio"] == 0.6
+    assert not pruned.netslim_plans[-1]["added_border"]  # the default folds the spatial mean
+
+
+def test_prune_cli_exact_fold(slim_run, data_dir, tmp_path) -> None:
+    import torch
+
+    from netslim.slimming.api import masked_model
+
+    run, _ = slim_run
+    out = tmp_path / "exact.pt"
+    args = [str(run / "sparse.pt"), "--ratio", "0.6", "-o", str(out), "--plan-out", str(tmp_path / "p.json")]
+    assert main(["prune", *args, *common(data_dir)[:6], "--fold-beta", "exact"]) == 0
+    exact, sparse = netslim.load(out).eval(), netslim.load(run / "sparse.pt").eval()
+    assert exact.netslim_plans[-1]["added_border"]
+    plan = netslim.PruningPlan.from_dict(json.loads((tmp_path / "p.json").read_text()))
+    x = torch.randn(4, *next(iter(sparse.parameters())).shape[1:2], 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(exact(x), masked_model(sparse, plan, zero_beta=False).eval()(x))
 
 
 def test_prune_cli_recomputes_bn_statistics_before_the_cut(slim_run, data_dir, tmp_path, capsys) -> None:
@@ -232,6 +250,8 @@ def test_prune_cli_recomputes_bn_statistics_before_the_cut(slim_run, data_dir, t
         ["prune", "CKPT", "--ratio", "0.5"],
         ["prune", "CKPT", "--bn-recalibration", "3", "-o", "x.pt"],
         ["prune", "CKPT", "--bn-recalibration", "-1", "-o", "x.pt"],
+        ["prune", "CKPT", "--fold-beta", "sideways", "-o", "x.pt"],
+        ["prune", "CKPT", "--fold-beta", "exact", "--no-fold-beta", "-o", "x.pt"],
     ],
 )
 def test_bad_input_is_a_one_line_error(argv, slim_run, data_dir, capsys) -> None:

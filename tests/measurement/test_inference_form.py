@@ -82,6 +82,27 @@ def test_bn_inside_resnet_blocks_is_folded_too() -> None:
         torch.testing.assert_close(form.model(x), model(x), atol=1e-4, rtol=1e-4)
 
 
+def test_exact_folded_resnet_is_fused_with_its_border_corrections_rescaled() -> None:
+    """A slimmed ResNet whose convs carry exact-fold border corrections: torch.fx fuses the BN after each
+    of them and the corrections are scaled by that BN, so the fused form computes the same."""
+    torch.manual_seed(0)
+    model = create("resnet20", num_classes=10, in_channels=1, input_size=28).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight[: m.num_features // 2] = 0
+                m.bias.uniform_(0.2, 1.0)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 1, 28, 28)
+    slim = netslim.apply(model, netslim.plan(model, x, 0.3), fold_beta="exact").eval()
+    assert slim.netslim_plans[-1]["added_border"]
+    form = netslim.inference_form(slim, x, channels_last=False)
+    assert "torch.fx" in form.decisions["fuse_bn"]
+    assert form.fused_bn == sum(isinstance(m, nn.BatchNorm2d) for m in slim.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(form.model(x), slim(x), atol=1e-5, rtol=1e-5)
+
+
 class RoundingTimer:
     """The first function takes 1 ms, the others ``ratios`` ms: the layout look gets (NCHW 1, channels_last
     ratios[0]), the rounding look (kept 1, rounded to 8 ratios[0], to 16 ratios[1])."""

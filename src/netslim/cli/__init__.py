@@ -13,15 +13,24 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from netslim.errors import NetslimError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``netslim CMD: error: ... (see 'netslim CMD --help')``);
+    sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every discovered sub-command."""
     from netslim import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="netslim",
         description="Prune convolutional networks: Network Slimming and Han-style weight pruning.",
     )
@@ -53,7 +62,10 @@ def _finite_floats(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or --version (0), a usage error (2, said in one line on stderr)
+        return exc.code if isinstance(exc.code, int) else 2
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

@@ -236,11 +236,30 @@ def add_pruning_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="round kept channel counts to a multiple of N (default: 1)",
     )
-    g.add_argument(
-        "--no-fold-beta",
-        action="store_true",
-        help="drop pruned channels' beta like the reference code instead of folding it forward",
+    fold = g.add_mutually_exclusive_group()
+    fold.add_argument(
+        "--fold-beta",
+        choices=FOLD_CHOICES,
+        default="mean",
+        help="how pruned channels' constant beta is folded into the next layer: mean (default; zero-padded "
+        "convs get its spatial mean), exact (plus a border correction on those convs: the cut net computes "
+        "what the masked net computes), interior, or none (the reference code's plain cut)",
     )
+    fold.add_argument(
+        "--no-fold-beta",
+        action="store_const",
+        const="none",
+        dest="fold_beta",
+        help="the same as --fold-beta none",
+    )
+
+
+FOLD_CHOICES = ("mean", "exact", "interior", "none")
+
+
+def fold_mode(choice: str) -> bool | str:
+    """``--fold-beta CHOICE`` as :func:`netslim.apply`'s ``fold_beta`` (mean: True, none: False)."""
+    return {"mean": True, "none": False}.get(choice, choice)
 
 
 def add_distill_args(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from netslim.cli._common import (
     add_pruning_args,
     add_threads_arg,
     build_data,
+    fold_mode,
     same_named,
     validate_args,
 )
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         **same_named(
             args, ("ratio", "max_layer_ratio", "min_channels", "scope", "round_to", "bn_recalibration")
         ),
-        fold_beta=not args.no_fold_beta,
+        fold_beta=fold_mode(args.fold_beta),
     )
     if not args.dry_run and not args.output:
         raise NetslimError("pass -o OUT for the pruned model (or --dry-run to only print the plan)")

@@ -53,6 +53,7 @@ from torch import nn
 
 from netslim.errors import NetslimError
 from netslim.pipelines.layout import RunLayout
+from netslim.slimming.surgery import FOLD_MODES
 from netslim.train.config import TrainConfig
 from netslim.train.distill import check_distill_settings
 
@@ -102,7 +103,7 @@ class SlimmingConfig:
     min_channels: int = 1
     scope: Literal["global", "local"] = "global"
     round_to: int = 1
-    fold_beta: bool = True
+    fold_beta: bool | Literal["mean", "interior", "exact"] = True  # see netslim.apply
     # 3. fine-tuning
     finetune: TrainConfig = field(default_factory=_default_finetune)
     finetune_augment: bool = True  # False: fine-tune on the training images without augmentation
@@ -146,6 +147,10 @@ class SlimmingConfig:
             raise NetslimError(f"l1_target must be in (0, 1), got {self.l1_target}; it defaults to the ratio")
         if self.l1_target is not None and self.l1_strength != "auto":
             raise NetslimError("l1_target (--l1-target) only applies to l1_strength 'auto' (--l1 auto)")
+        if self.fold_beta not in FOLD_MODES:
+            raise NetslimError(
+                f"fold_beta must be True, False, 'mean', 'interior' or 'exact', got {self.fold_beta!r}"
+            )
         if self.scope not in ("global", "local"):
             raise NetslimError(f"scope must be 'global' or 'local', got {self.scope!r}")
         check_distill_settings(self.distill_temperature, self.distill_alpha)

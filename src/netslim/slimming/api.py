@@ -140,7 +140,9 @@ def apply(
 
     With ``fold_beta`` the removed channels' constant act(beta) is folded into the next layer (True or
     "mean": zero-padded convs get the spatial mean of the contribution; "interior": its value away from
-    the borders; False: dropped, the reference code's plain cut). Channel gates (netslim.add_channel_gates)
+    the borders; "exact": the interior value plus a border correction attached to the conv, so the result
+    computes what the masked model computes at any input size (:mod:`netslim.slimming.border`); False:
+    dropped, the reference code's plain cut). Channel gates (netslim.add_channel_gates)
     are multiplied into their layers and removed, so the result has no gate modules. The plan
     (with any bias the folding added) is appended to ``new_model.netslim_plans`` so ``netslim.load`` can
     replay it.
@@ -149,13 +151,14 @@ def apply(
         raise PruningError(f"apply expects a PruningPlan, got {type(plan).__name__}; use netslim.plan(...)")
     if inplace:
         new = model
-        added = cut(new, plan, fold_beta)
+        added, bordered = cut(new, plan, fold_beta)
     else:
         new, replaced = _copy_for_cut(model, plan)
-        added = cut(new, plan, fold_beta)
+        added, bordered = cut(new, plan, fold_beta)
         _unshare(replaced)
     record = plan.to_dict()
     record["added_bias"] = sorted(set(record["added_bias"]) | set(added))
+    record["added_border"] = sorted(set(record["added_border"]) | set(bordered))
     if gated_layers(new):  # channel gates: multiply them into their layers, restore the plain modules
         record = strip_plan_record(record, fold_gates(new))
     new.netslim_plans = [*getattr(model, "netslim_plans", []), record]
@@ -376,15 +379,21 @@ def _rel_err(a: Any, b: Any) -> float:
 def folding_error(model: nn.Module, plan: PruningPlan, example_inputs: Any) -> dict[str, float]:
     """Relative max error of the slimmed model vs the masked one (gamma = 0, beta kept), eval mode.
 
-    Returns ``{"folded": ..., "folded_interior": ..., "plain_cut": ...}``: with the default (mean) beta
-    folding, with the interior-exact folding, and with the plain cut that drops the removed channels' beta
-    (as the reference code does).
+    Returns ``{"folded": ..., "folded_interior": ..., "folded_exact": ..., "plain_cut": ...}``: with the
+    default (mean) beta folding, with the interior-exact folding, with the exact folding (border correction
+    included; rounding error only), and with the plain cut that drops the removed channels' beta (as the
+    reference code does).
     """
     reference = masked_model(model, plan, zero_beta=False).eval()
     with torch.no_grad():
         ref = call_model(reference, example_inputs)
         out = {}
-        for key, fold in (("folded", True), ("folded_interior", "interior"), ("plain_cut", False)):
+        for key, fold in (
+            ("folded", True),
+            ("folded_interior", "interior"),
+            ("folded_exact", "exact"),
+            ("plain_cut", False),
+        ):
             small = apply(model, plan, fold_beta=fold).eval()
             out[key] = _rel_err(ref, call_model(small, example_inputs))
     return out

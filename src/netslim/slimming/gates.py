@@ -314,10 +314,18 @@ def strip_plan_record(record: dict[str, Any], wrappers: Sequence[str]) -> dict[s
         if new is not None:
             layers[new] = lp
     added = sorted({n for n in (_rename(f, names) for f in record.get("added_bias", [])) if n})
+    bordered = sorted({n for n in (_rename(f, names) for f in record.get("added_border", [])) if n})
     meta = dict(record.get("meta", {}))
     meta["gates"] = sorted(names)
     if isinstance(meta.get("groups"), list):
         meta["groups"] = [
             {**g, "name": _rename(str(g.get("name")), names) or g.get("name")} for g in meta["groups"]
         ]
-    return {**record, "layers": layers, "folds": [], "added_bias": added, "meta": meta}
+    return {
+        **record,
+        "layers": layers,
+        "folds": [],
+        "added_bias": added,
+        "added_border": bordered,
+        "meta": meta,
+    }

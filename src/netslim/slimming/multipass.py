@@ -104,7 +104,7 @@ def multipass_slim(
     measure_fn: MeasureFn | None = None,
     after_prune: AfterPruneFn | None = None,
     skip_first_sparsity: bool = False,
-    fold_beta: bool = True,
+    fold_beta: bool | str = True,
     **plan_kwargs: Any,
 ) -> MultipassResult:
     """Run ``passes`` rounds of sparsity training, pruning and fine-tuning; returns a MultipassResult.

@@ -5,8 +5,9 @@
 conv), ``in_keep`` kept input channels/features of a conv/linear; ``None`` keeps everything. ``select``
 marks a pre-activation BatchNorm that reads its kept channels through a ChannelSelect. ``folds`` describe
 how the removed channels' constant output (their beta through the activation) is folded into the next
-layer, and ``added_bias`` lists layers that gained a bias doing so (replayed even without folding, so a
-saved slimmed model reloads with the same parameter names and shapes). ``readiness`` says how clean the
+layer, ``added_bias`` lists layers that gained a bias doing so and ``added_border`` the convs that gained a
+border fold (:mod:`netslim.slimming.border`; both replayed even without folding, so a saved slimmed model
+reloads with the same parameter and buffer names and shapes). ``readiness`` says how clean the
 cut is (:mod:`netslim.slimming.readiness`). Plans are built by :mod:`netslim.slimming.plan_builder`.
 """
 
@@ -30,6 +31,7 @@ class PruningPlan:
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     folds: list[dict[str, Any]] = field(default_factory=list)
     added_bias: list[str] = field(default_factory=list)
+    added_border: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     readiness: CutReadiness | None = None
 
@@ -58,6 +60,7 @@ class PruningPlan:
             "layers": _copy_json(self.layers),
             "folds": _copy_json(self.folds),
             "added_bias": list(self.added_bias),
+            "added_border": list(self.added_border),
             "meta": _copy_json(self.meta),
         }
         if self.readiness is not None:
@@ -79,6 +82,7 @@ class PruningPlan:
             layers=_copy_json(data["layers"]),
             folds=_copy_json(data.get("folds", [])),
             added_bias=list(data.get("added_bias", [])),
+            added_border=list(data.get("added_border", [])),
             meta=_copy_json(data.get("meta", {})),
             readiness=CutReadiness.from_dict(ready) if isinstance(ready, dict) else None,
         )

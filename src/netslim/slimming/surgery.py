@@ -11,7 +11,9 @@ plan). Exact for linear layers, 1x1 and unpadded convs and pooling -> linear. Fo
 true contribution is smaller at the borders (some taps read padding), so no constant is exact: by default
 each tap is weighted by the share of output positions where it reads real input, which folds the spatial
 mean of the contribution (the least-squares constant); ``fold_beta="interior"`` folds the interior value
-instead (exact away from the borders). :func:`netslim.slimming.api.folding_error` measures both.
+instead (exact away from the borders); ``fold_beta="exact"`` folds the interior value and adds the border
+correction through a :class:`~netslim.slimming.border.BorderFold` on the conv (exact everywhere, any input
+size). :func:`netslim.slimming.api.folding_error` measures them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netslim.errors import PruningError
+from netslim.slimming.border import add_border, border_kernel, needs_border, slice_border
 from netslim.slimming.channel_select import attach_select
 from netslim.slimming.plan import PruningPlan
 
@@ -205,8 +208,8 @@ def tap_coverage(conv: nn.Module, in_spatial: Sequence[int]) -> torch.Tensor | N
     Returns a tensor of the kernel's spatial shape, or None when every tap always reads inside (no padding,
     or not a convolution), where a constant input channel contributes the same amount everywhere.
     """
-    if not isinstance(conv, nn.modules.conv._ConvNd) or conv.transposed:
-        return None
+    if not isinstance(conv, nn.modules.conv._ConvNd) or conv.transposed or conv.padding_mode != "zeros":
+        return None  # reflect/replicate/circular padding of a constant channel is that constant
     padding = conv.padding
     if isinstance(padding, str) or len(in_spatial) != len(conv.kernel_size) or not any(padding):
         return None  # "valid"/unpadded: every tap reads input; "same": keep the interior-exact fold
@@ -244,15 +247,19 @@ def _add_bias(m: nn.Module, value: torch.Tensor) -> None:
     m.bias = nn.Parameter(value.detach().clone().to(m.weight.dtype), requires_grad=m.weight.requires_grad)
 
 
-def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> list[str]:
-    """Narrow ``model`` in place as ``plan`` says; returns the layers that gained a bias (folding).
+FOLD_MODES = (True, False, "mean", "interior", "exact")
+
+
+def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> tuple[list[str], list[str]]:
+    """Narrow ``model`` in place as ``plan`` says; returns the layers that gained a bias and the convs that
+    gained a border fold (folding).
 
     ``fold_beta``: False drops removed channels' constants (the reference code's plain cut); True or "mean"
     folds them, padded convs by their spatial mean (:func:`fold_delta`); "interior" folds padded convs by
-    the value away from the borders.
+    the value away from the borders; "exact" adds the border correction to that (:mod:`.border`).
     """
-    if fold_beta not in (True, False, "mean", "interior"):
-        raise PruningError(f"fold_beta must be True, False, 'mean' or 'interior', not {fold_beta!r}")
+    if fold_beta not in FOLD_MODES:
+        raise PruningError(f"fold_beta must be True, False, 'mean', 'interior' or 'exact', not {fold_beta!r}")
     mods = dict(model.named_modules())
     for fqn, lp in plan.layers.items():
         m = mods.get(fqn)
@@ -267,8 +274,9 @@ def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> list[str]
                 f"the plan does not fit this model: {fqn} has {size} channels, the plan "
                 f"expects {lp['out_before']}"
             )
-    consts = fold_consts(mods, plan, mean_fold=fold_beta != "interior") if fold_beta else {}
-    deltas = {}
+    exact = fold_beta == "exact"
+    consts = fold_consts(mods, plan, mean_fold=fold_beta not in ("interior", "exact")) if fold_beta else {}
+    deltas, borders = {}, {}
     with torch.no_grad():
         for fqn, lp in plan.layers.items():
             m = mods[fqn]
@@ -278,12 +286,18 @@ def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> list[str]
                 if lp.get("select"):
                     attach_select(m, idx)
                 h.prune_out(m, idx)
+                slice_border(m, idx)  # a border fold of an earlier cut
             if fqn in consts:  # after the output cut, before the input cut: only the rows that stay
                 deltas[fqn] = fold_delta(m.weight.detach(), *consts[fqn])
+                if exact and needs_border(m):
+                    borders[fqn] = border_kernel(m.weight.detach(), *consts[fqn][:2])
             if lp.get("in_keep") is not None:
                 h.prune_in(m, index_tensor(lp["in_keep"]))
         for fqn in consts.keys() - deltas.keys():
-            deltas[fqn] = fold_delta(mods[fqn].weight.detach(), *consts[fqn])
+            m = mods[fqn]
+            deltas[fqn] = fold_delta(m.weight.detach(), *consts[fqn])
+            if exact and needs_border(m):
+                borders[fqn] = border_kernel(m.weight.detach(), *consts[fqn][:2])
     added = []
     fold_by = {f["consumer"]: f for f in plan.folds}
     with torch.no_grad():
@@ -302,4 +316,8 @@ def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> list[str]
             if m.bias is None:
                 _add_bias(m, torch.zeros(m.weight.shape[0], device=m.weight.device))
                 added.append(fqn)
-    return added
+        for fqn, kernel in borders.items():
+            add_border(mods[fqn], kernel)
+        for fqn in plan.added_border:  # a replayed plan: zeros, the state dict fills them
+            add_border(mods[fqn])
+    return added, sorted(borders)
