@@ -228,6 +228,9 @@ def test_seed_table_reads_each_seed_against_its_own_baseline(tmp_path: Path) -> 
             infix = f"seed{seed}_" if seed else ""
             results[f"std_vgg11_{infix}baseline_noaug"] = {"status": "ok", "result": {"test_error": b}}
             results[f"std_vgg11_{infix}{cut}_noaug"] = {"status": "ok", "result": {"test_error_finetuned": f}}
+            # and sparsity training without augmentation too
+            errs = {"test_error_sparse": f + 0.5, "test_error_finetuned": f + 0.2}
+            results[f"std_vgg11_{infix}{cut}_noaug_all"] = {"status": "ok", "result": errs}
     history = [{"epoch": e, "sparsity_rollbacks": int(e >= 5)} for e in range(1, 16)]
     results[f"std_vgg11_seed1_{cut}"]["result"]["sparse_history"] = history
     text = "\n".join(render_standard._seed_lines(results, "vgg11"))
@@ -241,7 +244,11 @@ def test_seed_table_reads_each_seed_against_its_own_baseline(tmp_path: Path) -> 
     assert "| baseline without augmentation | 7.30 | 7.10 | - | 7.20 ± 0.14 (n=2) |" in text
     assert f"| {label}: fine-tuned minus the better baseline | +1.00 | +0.40 | - |" in text
     assert f"| {label}: the same minus the better baseline | +0.60 | +0.30 | - | +0.45 ± 0.21 (n=2) |" in text
-    assert "(3 of 12 cells not run yet)" in text
+    what = "sparsity training and fine-tuning without augmentation"
+    assert f"| {label}: {what}, sparse | 8.10 | 7.90 | - | 8.00 ± 0.14 (n=2) |" in text
+    assert f"| {label}: {what}, fine-tuned | 7.80 | 7.60 | - | 7.70 ± 0.14 (n=2) |" in text
+    assert f"| {label}: the same minus the better baseline | +0.80 | +0.50 | - | +0.65 ± 0.21 (n=2) |" in text
+    assert "(4 of 15 cells not run yet)" in text
 
     spec = rows_standard.STUDY_MODELS["vgg11"]
     ctx = RowContext(suite="standard", work_dir=tmp_path)
@@ -249,3 +256,23 @@ def test_seed_table_reads_each_seed_against_its_own_baseline(tmp_path: Path) -> 
     assert (
         rows_standard.model_dir(ctx, replace(spec, seed=2)) == rows_standard.work_dir(ctx) / "vgg11" / "seed2"
     )
+
+
+def test_fold_modes_table_shows_each_fold_against_the_masked_net() -> None:
+    from benchmarks import render_standard
+
+    errs = {"sparse": 7.2, "masked": 7.2, "mean": 7.6, "exact": 7.2, "interior": 7.6, "none": 15.0}
+    case = {
+        "key": "vgg19",
+        "model": "vgg19",
+        "model_kwargs": {"width": 0.25},
+        "ratio": 0.7,
+        "test_error": errs,
+        "relative_output_error": {"folded": 0.05, "folded_exact": 2e-7},
+        "border_convs": 9,
+    }
+    results = {"std_fold_modes": {"status": "ok", "result": {"cases": [case]}}}
+    text = "\n".join(render_standard.folding_section(results))
+    assert "| vgg19 (width=0.25) | 70% | 7.20 | 7.20 | 7.60 | 7.20 | 7.60 | 15.00 | 9 | 5.0e-02 / 2.0e-07 |" in text
+    assert "--only std_fold_modes" in text
+    assert "not run" in "\n".join(render_standard.folding_section({}))
