@@ -33,7 +33,7 @@ TARGET_POINTS = 0.3  # issue 10's goal: fine-tuned error within 0.3 point of the
 
 
 def _slim_rows(results: Results) -> list[tuple[str, dict[str, Any]]]:
-    names = [n_ for n_ in results if n_.startswith("std_") and n_.rsplit("_", 1)[-1] in ("paper", "auto")]
+    names = [n_ for n_ in results if n_ in ROWS and ROWS[n_].group == "standard_slimming"]
     return [(name, res) for name in sorted(names) if (res := ok(results, name))]
 
 
@@ -106,7 +106,8 @@ def slimming_section(results: Results, img: Path) -> list[str]:
             [
                 f"{res['model']} ({key})",
                 f"{round(res['ratio'] * 100)}%",
-                f"{res['recipe']}{' + KD' if res.get('distill') else ''}, ft lr {_ft_lr(res)}",
+                f"{res['recipe']}{' + KD' if res.get('distill') else ''}, ft lr {_ft_lr(res)}"
+                + (", exact fold" if res.get("fold_beta") == "exact" else ""),
                 f2(base_err),
                 f2(res["test_error_sparse"]),
                 "-" if near_zero is None else f"{100 * near_zero:.0f}%",
@@ -333,7 +334,41 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         "training time (sparse + fine-tune)",
         "command",
     ]
-    return out + table(header, rows) + [""] + _seed_lines(results, key) + _control_lines(results, key)
+    return (
+        out
+        + table(header, rows)
+        + [""]
+        + _seed_lines(results, key)
+        + _unaugmented_cells(results, key, spec)
+        + _control_lines(results, key)
+    )
+
+
+def _unaugmented_cells(results: Results, key: str, spec: Any) -> list[str]:
+    """For a study model without seed repeats: its auto cells fine-tuned without augmentation, against the
+    better of its baselines trained with and without augmentation (a line each, where registered)."""
+    if key in STUDY_SEEDS:
+        return []  # the seed table shows them
+    bare = replace(spec, finetune_augment=False)
+    out = []
+    for ratio in spec.ratios:
+        name = study_row_name(bare, ratio, "auto")
+        if name not in ROWS:
+            continue
+        res, base = ok(results, name), ok(results, study_row_name(spec))
+        bare_base = ok(results, study_row_name(bare))
+        if res is None or base is None or bare_base is None:
+            out.append(absent(SUITE, results, name))
+            continue
+        best = min(base["test_error"], bare_base["test_error"])
+        out.append(
+            f"The auto {round(100 * ratio)}% cell fine-tuned without augmentation (the same sparse net): "
+            f"{f2(res['test_error_finetuned'], '%')} test error, {res['test_error_finetuned'] - best:+.2f} "
+            f"against the better of the baselines ({f2(base['test_error'], '%')} with augmentation, "
+            f"{f2(bare_base['test_error'], '%')} without). `{command(SUITE, name)}`, "
+            f"`{command(SUITE, study_row_name(bare))}`"
+        )
+    return [*out, ""] if out else []
 
 
 def _unaugmented_baseline(results: Results, spec: Any) -> str:
