@@ -71,10 +71,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse errors
-        rc = exc.code if isinstance(exc.code, int) else 1
+    rc = main([str(a) for a in argv])  # argparse errors too are an exit code
     out, err = capsys.readouterr()
     return rc, out, err
 

@@ -262,3 +262,14 @@ def test_bad_input_is_a_one_line_error(argv, slim_run, data_dir, capsys) -> None
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"netslim {argv[0]}: error:")
+
+
+def test_usage_errors_are_one_line_and_exit_2(capsys) -> None:
+    assert main(["prune", "x.pt", "--scope", "sideways"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "netslim prune: error: argument --scope: invalid choice: 'sideways' (choose from 'global', 'local') "
+        "(see 'netslim prune --help')"
+    )
+    assert main(["no-such-command"]) == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["prune", "--help"]) == 0 and "usage: netslim prune" in capsys.readouterr().out
