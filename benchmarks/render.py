@@ -22,6 +22,7 @@ from benchmarks.render_common import (
     ok,
     plot,
     pruned_pct,
+    section,
     table,
     verdict,
 )
@@ -175,10 +176,11 @@ def _kw(kwargs: dict[str, Any]) -> str:
 def ratio_sweep_section(suite: str, results: Results, img: Path) -> list[str]:
     """Accuracy vs ratio without fine-tuning: beta folded into the next layer vs the paper's plain cut."""
     name = "slim_vgg_ratio_sweep"
-    out = ["### Accuracy vs pruning ratio without fine-tuning: folded beta vs plain cut", ""]
-    res = ok(results, name)
+    out, res = section(
+        suite, results, name, "Accuracy vs pruning ratio without fine-tuning: folded beta vs plain cut"
+    )
     if res is None:
-        return [*out, absent(suite, results, name), ""]
+        return out
     out += [
         f"Sparsity-trained {res['model']} ({_kw(res['model_kwargs'])}), unpruned test error "
         f"{f2(res['test_error_unpruned'])}%. Output error is the relative max difference from the masked "
@@ -223,10 +225,11 @@ def ratio_sweep_section(suite: str, results: Results, img: Path) -> list[str]:
 def strengths_section(suite: str, results: Results) -> list[str]:
     """Fixed L1 strengths against ``BNSparsity("auto")``: near-zero share and the error right after a cut."""
     name = "slim_vgg_strengths"
-    out = ["### Fixed L1 strength vs auto in a short run (cut without fine-tuning)", ""]
-    res = ok(results, name)
+    out, res = section(
+        suite, results, name, "Fixed L1 strength vs auto in a short run (cut without fine-tuning)"
+    )
     if res is None:
-        return [*out, absent(suite, results, name), ""]
+        return out
     out += [
         f"{res['model']} ({_kw(res['model_kwargs'])}), {res['epochs']} sparsity epoch(s) per recipe from the "
         f"same initial weights, then a global {round(100 * res['ratio'])}% cut with beta folded. Near zero: "
@@ -821,10 +824,9 @@ def _strength(s: float | str) -> str:
 def gates_section(suite: str, results: Results) -> list[str]:
     """The ``gates_normfree`` row: baseline, gated + L1, after the cut and fine-tuned, on a norm-free net."""
     name = "gates_normfree"
-    out = ["### Channel gates on a norm-free net", ""]
-    r = ok(results, name)
+    out, r = section(suite, results, name, "Channel gates on a norm-free net")
     if r is None:
-        return [*out, absent(suite, results, name), ""]
+        return out
     b, a = r["baseline"], r["after"]
     out += [
         f"{r['model']}, width {r['width']}: trained plainly (baseline) and with `netslim.add_channel_gates` "

@@ -33,6 +33,16 @@ def absent(suite: str, results: Results, name: str) -> str:
     return f"- `{name}` not run yet: `{command(suite, name)}`"
 
 
+def section(suite: str, results: Results, name: str, title: str) -> tuple[list[str], dict[str, Any] | None]:
+    """A one-row section's heading lines and that row's result; when the row is not stored, the lines
+    already say so (and how to run it) and the result is None."""
+    out = [f"### {title}", ""]
+    res = ok(results, name)
+    if res is None:
+        out += [absent(suite, results, name), ""]
+    return out, res
+
+
 def n(v: float | None) -> str:
     """A count with a K/M/G unit, '-' for None."""
     if v is None:

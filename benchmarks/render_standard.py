@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.render_common import Results, absent, command, f2, n, ok, plot, pruned_pct, table
+from benchmarks.render_common import Results, absent, command, f2, n, ok, plot, pruned_pct, section, table
 from benchmarks.rows_standard import (
     STANDARD_MODELS,
     STUDY_EXTRA_CELLS,
@@ -522,10 +522,9 @@ def _control_lines(results: Results, key: str) -> list[str]:
 def multipass_section(results: Results) -> list[str]:
     """Multi-pass slimming of VGG-19 in the paper's Table 4 layout (row ``std_vgg19_multipass``)."""
     name = "std_vgg19_multipass"
-    out = ["### Multi-pass Network Slimming (paper Table 4 layout)", ""]
-    res = ok(results, name)
+    out, res = section(SUITE, results, name, "Multi-pass Network Slimming (paper Table 4 layout)")
     if res is None:
-        return [*out, absent(SUITE, results, name), ""]
+        return out
     base = _baseline(results, "vgg19")
     out += [
         f"Start: {res['start']}. Each pass cuts the channels left below the global threshold of "
@@ -564,10 +563,9 @@ def multipass_section(results: Results) -> list[str]:
 def folding_section(results: Results) -> list[str]:
     """Right after the cut, each way of folding the removed channels' constant (row ``std_fold_modes``)."""
     name = "std_fold_modes"
-    out = ["### Beta folding right after the cut: mean vs exact", ""]
-    res = ok(results, name)
+    out, res = section(SUITE, results, name, "Beta folding right after the cut: mean vs exact")
     if res is None:
-        return [*out, absent(SUITE, results, name), ""]
+        return out
     out += [
         "Test error in % of each sparsity-trained net of the suite (auto strength; BN statistics recomputed "
         f"over {BN_RECALIBRATION} training batches) right after one global cut, for each way of handling the "
