@@ -250,6 +250,20 @@ def _add_bias(m: nn.Module, value: torch.Tensor) -> None:
 FOLD_MODES = (True, False, "mean", "interior", "exact")
 
 
+def _fold_into(
+    m: nn.Module,
+    fqn: str,
+    const: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+    exact: bool,
+    deltas: dict[str, torch.Tensor],
+    borders: dict[str, torch.Tensor],
+) -> None:
+    """Record the output shift of consumer ``m`` (and, ``exact``, its border kernel) for ``const``."""
+    deltas[fqn] = fold_delta(m.weight.detach(), *const)
+    if exact and needs_border(m):
+        borders[fqn] = border_kernel(m.weight.detach(), const[0], const[1])
+
+
 def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> tuple[list[str], list[str]]:
     """Narrow ``model`` in place as ``plan`` says; returns the layers that gained a bias and the convs that
     gained a border fold (folding).
@@ -288,16 +302,11 @@ def cut(model: nn.Module, plan: PruningPlan, fold_beta: bool | str) -> tuple[lis
                 h.prune_out(m, idx)
                 slice_border(m, idx)  # a border fold of an earlier cut
             if fqn in consts:  # after the output cut, before the input cut: only the rows that stay
-                deltas[fqn] = fold_delta(m.weight.detach(), *consts[fqn])
-                if exact and needs_border(m):
-                    borders[fqn] = border_kernel(m.weight.detach(), *consts[fqn][:2])
+                _fold_into(m, fqn, consts[fqn], exact, deltas, borders)
             if lp.get("in_keep") is not None:
                 h.prune_in(m, index_tensor(lp["in_keep"]))
         for fqn in consts.keys() - deltas.keys():
-            m = mods[fqn]
-            deltas[fqn] = fold_delta(m.weight.detach(), *consts[fqn])
-            if exact and needs_border(m):
-                borders[fqn] = border_kernel(m.weight.detach(), *consts[fqn][:2])
+            _fold_into(mods[fqn], fqn, consts[fqn], exact, deltas, borders)
     added = []
     fold_by = {f["consumer"]: f for f in plan.folds}
     with torch.no_grad():
