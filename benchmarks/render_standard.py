@@ -536,6 +536,24 @@ def multipass_section(results: Results) -> list[str]:
         f"Reproduce: `{command(SUITE, name)}`.",
         "",
     ]
+    out += _pass_table(res)
+    exact_name = "std_vgg19_multipass_exact"
+    if exact_name in ROWS:
+        exact = ok(results, exact_name)
+        if exact is None:
+            return [*out, absent(SUITE, results, exact_name), ""]
+        out += [
+            'The same passes with the exact beta fold (`fold_beta="exact"`: the cut net computes what the '
+            "masked net computes, border corrections included; see the beta-folding table below), from the "
+            f"same sparsity-trained net. Reproduce: `{command(SUITE, exact_name)}`.",
+            "",
+            *_pass_table(exact),
+        ]
+    return out
+
+
+def _pass_table(res: dict[str, Any]) -> list[str]:
+    """A multi-pass row's table: per pass, errors trained / after the cut / fine-tuned and what is pruned."""
     rows = [
         [
             str(p["pass"]),
@@ -557,7 +575,7 @@ def multipass_section(results: Results) -> list[str]:
         "params pruned",
         "FLOPs pruned",
     ]
-    return out + table(header, rows) + [""]
+    return [*table(header, rows), ""]
 
 
 def folding_section(results: Results) -> list[str]:

@@ -709,9 +709,10 @@ MULTIPASS_PASSES = 3
 MULTIPASS_EPOCHS = 10  # per phase: sparsity training before each later cut, fine-tuning after every cut
 
 
-def _multipass_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
+def _multipass_row(ctx: RowContext, spec: StandardModel, fold: bool | str = True) -> dict[str, Any]:
     """Paper Table 4 layout: from the auto sparsity-trained net, passes of a 50% cut (at most 50% of any
-    layer), fine-tuning, and (before the next cut) sparsity training aimed at 50% of what is left."""
+    layer; beta folded as ``fold`` says), fine-tuning, and (before the next cut) sparsity training aimed at
+    50% of what is left."""
     from dataclasses import replace
 
     import netslim
@@ -721,7 +722,7 @@ def _multipass_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
     smoke = ctx.suite == "smoke"
     data = standard_data(ctx, spec.augment)
     sparse_path, _ = sparse_checkpoint(ctx, spec, "auto")
-    folder = work_dir(ctx) / spec.key / "multipass"
+    folder = work_dir(ctx) / spec.key / ("multipass" if fold is True else f"multipass-fold-{fold}")
     phase_config = replace(finetune_config(spec, ctx), epochs=1 if smoke else MULTIPASS_EPOCHS)
 
     def train_fn(model: torch.nn.Module, index: int, phase: str) -> None:
@@ -738,6 +739,7 @@ def _multipass_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
         train_fn=train_fn,
         evaluate_fn=lambda m: {"test_error": test_error(m, data)},
         skip_first_sparsity=True,
+        fold_beta=fold,
     )
     first = result.history[0]
     passes = [
@@ -764,6 +766,7 @@ def _multipass_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
         "passes": passes,
         "ratio_per_pass": 0.5,
         "max_layer_ratio": 0.5,
+        "fold_beta": fold,
         "epochs_per_phase": phase_config.epochs,
         "finetune_lr": phase_config.lr,
         "sparsity_recipe": {"s": "auto", "mode": "proximal", "target": 0.5},
@@ -778,6 +781,9 @@ def _multipass_row(ctx: RowContext, spec: StandardModel) -> dict[str, Any]:
 
 row("std_vgg19_multipass", "standard_multipass", suites=("standard",))(
     lambda ctx: _multipass_row(ctx, STANDARD_MODELS["vgg19"])
+)
+row("std_vgg19_multipass_exact", "standard_multipass", suites=("standard",))(
+    lambda ctx: _multipass_row(ctx, STANDARD_MODELS["vgg19"], fold="exact")
 )
 
 
