@@ -23,7 +23,9 @@ from benchmarks.rows_standard import (
     STUDY_RECIPES,
     STUDY_SEEDS,
     STUDY_UNAUGMENTED,
+    STUDY_UNAUGMENTED_LR,
     study_row_name,
+    unaugmented_lr_spec,
 )
 from benchmarks.suite import ROWS
 from netslim.pipelines.slimming import BN_RECALIBRATION
@@ -449,6 +451,14 @@ def _seed_lines(results: Results, key: str) -> list[str]:
             fine = [r.get("test_error_finetuned") for r in res]
             rows.append(line(f"{label}: {what}, fine-tuned", fine))
             rows.append(line(f"{label}: the same minus the better baseline", _gaps(fine, best), "{:+.2f}"))
+        for r_, rc_, lr in STUDY_UNAUGMENTED_LR.get(key, ()) if variant else ():
+            if (r_, rc_) != (ratio, recipe):
+                continue
+            bare = [study_row_name(unaugmented_lr_spec(spec, lr), ratio, recipe) for spec in specs]
+            names += bare
+            fine = [(ok(results, name) or {}).get("test_error_finetuned") for name in bare]
+            rows.append(line(f"{label}: the same, fine-tuned at lr {lr:g}", fine))
+            rows.append(line(f"{label}: that minus the better baseline", _gaps(fine, best), "{:+.2f}"))
     missing = [name for name in names if ok(results, name) is None]
     rolled = [note for name in names if (note := _rollback_note(ok(results, name), name))]
     header = ["", *(f"seed {s}" for s in (0, *seeds)), "mean ± sd"]

@@ -583,20 +583,27 @@ for _key, _cells in STUDY_UNAUGMENTED.items():
     ]
     _register_cells(_bare, _cells, "standard_noaug_all", baselines=False)
 
-# pre-ResNet-20's all-unaugmented 60% cells fine-tuned at lr 0.05 instead of 0.01 (seed 0's augmented 60% cut
-# fine-tuned to 10.09 at 0.05 against 10.56 at 0.01 in an exploratory run; 0.1 wrecks pre-ResNet-29)
-_bare = [
-    replace(
-        STUDY_MODELS["preresnet20"],
-        seed=s,
-        finetune_augment=False,
-        sparsity_augment=False,
-        finetune_lr=0.05,
-        variant="ftlr0.05",
+# all-unaugmented cells fine-tuned at another rate: (ratio, recipe, finetune lr). Pre-ResNet-20 at 0.05
+# instead of 0.01 (seed 0's augmented 60% cut fine-tuned to 10.09 at 0.05 against 10.56 at 0.01 in an
+# exploratory run; 0.1 wrecks pre-ResNet-29)
+STUDY_UNAUGMENTED_LR: dict[str, tuple[tuple[float, str, float], ...]] = {
+    "preresnet20": ((0.6, "auto", 0.05),)
+}
+
+
+def unaugmented_lr_spec(spec: StandardModel, lr: float) -> StandardModel:
+    """``spec`` (any seed) trained and fine-tuned without augmentation, fine-tuned at ``lr``."""
+    return replace(
+        spec, finetune_augment=False, sparsity_augment=False, finetune_lr=lr, variant=f"ftlr{lr:g}"
     )
-    for s in (0, *STUDY_SEEDS["preresnet20"][0])
-]
-_register_cells(_bare, ((0.6, "auto"),), "standard_noaug_all", baselines=False)
+
+
+for _key, _cells_lr in STUDY_UNAUGMENTED_LR.items():
+    for _ratio, _recipe, _lr in _cells_lr:
+        _specs = [
+            unaugmented_lr_spec(replace(STUDY_MODELS[_key], seed=s), _lr) for s in (0, *STUDY_SEEDS[_key][0])
+        ]
+        _register_cells(_specs, ((_ratio, _recipe),), "standard_noaug_all", baselines=False)
 
 
 def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row: str) -> dict[str, Any]:

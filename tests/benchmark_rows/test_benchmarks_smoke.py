@@ -277,3 +277,23 @@ def test_fold_modes_table_shows_each_fold_against_the_masked_net() -> None:
     assert f"| vgg19 (width=0.25) | 70% {cells}" in text
     assert "--only std_fold_modes" in text
     assert "not run" in "\n".join(render_standard.folding_section({}))
+
+
+def test_seed_table_shows_the_unaugmented_cells_fine_tuned_at_another_rate() -> None:
+    from benchmarks import render_standard
+
+    results: dict = {}
+    for seed, base, fine in zip((0, 1, 2), (8.0, 9.4, 8.2), (8.4, 8.8, 8.4), strict=True):
+        infix = f"seed{seed}_" if seed else ""
+        results[f"std_preresnet20_{infix}baseline"] = {"status": "ok", "result": {"test_error": base + 1}}
+        results[f"std_preresnet20_{infix}baseline_noaug"] = {"status": "ok", "result": {"test_error": base}}
+        row = f"std_preresnet20_{infix}60_auto_plain_noaug_all_ftlr0.05"
+        results[row] = {"status": "ok", "result": {"test_error_finetuned": fine}}
+    text = "\n".join(render_standard._seed_lines(results, "preresnet20"))
+    assert (
+        "| auto, 60% cut: the same, fine-tuned at lr 0.05 | 8.40 | 8.80 | 8.40 | 8.53 ± 0.23 (n=3) |" in text
+    )
+    assert (
+        "| auto, 60% cut: that minus the better baseline | +0.40 | -0.60 | +0.20 | +0.00 ± 0.53 (n=3) |"
+        in text
+    )
