@@ -124,11 +124,13 @@ def _fold_bn(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[nn.Module, int,
     how = "nn.Sequential neighbours"
     if _bn_count(model):
         try:
+            from torch import fx
             from torch.fx.experimental.optimization import fuse as fx_fuse
 
             reference = _outputs(model, inputs)
-            bordered = _bordered_conv_bn(model)
-            traced = fx_fuse(copy.deepcopy(model))
+            graph = fx.symbolic_trace(copy.deepcopy(model))
+            bordered = _bordered_conv_bn(graph)
+            traced = fx_fuse(graph, inplace=True, no_trace=True)
             for conv, norm in bordered:
                 rescale_border(traced.get_submodule(conv), model.get_submodule(norm))
             if _bn_count(traced) < _bn_count(model) and _same_outputs(reference, _outputs(traced, inputs)):
@@ -138,14 +140,12 @@ def _fold_bn(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[nn.Module, int,
     return model, before - _bn_count(model), how
 
 
-def _bordered_conv_bn(model: nn.Module) -> list[tuple[str, str]]:
-    """(conv, BN) names of the pairs torch.fx's fusion merges whose conv carries an exact-fold border
-    correction (:mod:`netslim.slimming.border`), which the fusion copies without rescaling."""
-    if not any(get_border(m) is not None for m in model.modules()):
-        return []
+def _bordered_conv_bn(graph: Any) -> list[tuple[str, str]]:
+    """(conv, BN) names of the pairs torch.fx's fusion merges in ``graph`` (a traced ``fx.GraphModule``)
+    whose conv carries an exact-fold border correction (:mod:`netslim.slimming.border`), which the fusion
+    copies without rescaling."""
     from torch import fx
 
-    graph = fx.symbolic_trace(model)
     mods = dict(graph.named_modules())
     pairs = []
     for node in graph.graph.nodes:

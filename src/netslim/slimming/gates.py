@@ -313,8 +313,10 @@ def strip_plan_record(record: dict[str, Any], wrappers: Sequence[str]) -> dict[s
         new = _rename(fqn, names)
         if new is not None:
             layers[new] = lp
-    added = sorted({n for n in (_rename(f, names) for f in record.get("added_bias", [])) if n})
-    bordered = sorted({n for n in (_rename(f, names) for f in record.get("added_border", [])) if n})
+
+    def renamed(key: str) -> list[str]:
+        return sorted({n for n in (_rename(f, names) for f in record.get(key, [])) if n})
+
     meta = dict(record.get("meta", {}))
     meta["gates"] = sorted(names)
     if isinstance(meta.get("groups"), list):
@@ -325,7 +327,7 @@ def strip_plan_record(record: dict[str, Any], wrappers: Sequence[str]) -> dict[s
         **record,
         "layers": layers,
         "folds": [],
-        "added_bias": added,
-        "added_border": bordered,
+        "added_bias": renamed("added_bias"),
+        "added_border": renamed("added_border"),
         "meta": meta,
     }
