@@ -211,6 +211,23 @@ def test_prune_cli_exact_fold(slim_run, data_dir, tmp_path) -> None:
         torch.testing.assert_close(exact(x), masked_model(sparse, plan, zero_beta=False).eval()(x))
 
 
+def test_prune_cli_names_a_fold_that_moved_the_outputs(slim_run, tmp_path, monkeypatch, capsys) -> None:
+    from netslim.pipelines import slimming
+
+    monkeypatch.setattr(slimming, "FOLD_DRIFT_WARN", 0.0)  # any drift at all is named
+    run, _ = slim_run
+    args = [str(run / "sparse.pt"), "--ratio", "0.6"]
+    assert main(["prune", *args, "-o", str(tmp_path / "mean.pt")]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if "beta fold moved" in x]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("warning: the mean beta fold")
+        and "--fold-beta exact" in lines[0]
+    )
+    assert main(["prune", *args, "-o", str(tmp_path / "exact.pt"), "--fold-beta", "exact"]) == 0
+    assert "beta fold moved" not in capsys.readouterr().out
+
+
 def test_prune_cli_recomputes_bn_statistics_before_the_cut(slim_run, data_dir, tmp_path, capsys) -> None:
     import torch
 

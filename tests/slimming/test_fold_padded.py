@@ -156,3 +156,33 @@ def test_bad_fold_mode_in_a_slimming_config_is_refused():
 
     with pytest.raises(netslim.errors.NetslimError, match="fold_beta"):
         SlimmingConfig(fold_beta="sideways")
+
+
+def test_a_cut_whose_mean_fold_moves_the_outputs_is_named_and_an_exact_one_is_not(capsys):
+    from netslim.pipelines.slimming import FoldDriftWarning, check_fold
+
+    net = _net()  # its output is the 5x5 map of a padded conv: the mean fold moves it by about 20%
+    plan = netslim.plan(net, X, ratio=3 / 8)
+    mean = netslim.apply(net, plan).train()
+    with pytest.warns(FoldDriftWarning, match="--fold-beta exact"):
+        notes = check_fold(net, plan, mean, X[:1], True)
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert check_fold(net, plan, mean, X[:1], "mean", say=print) == notes  # the same line, printed
+    assert capsys.readouterr().out == f"warning: {notes[0]}\n"
+    assert mean.training  # the check ran in eval mode and gave the net back as it was
+    exact = netslim.apply(net, plan, fold_beta="exact")
+    assert check_fold(net, plan, exact, X[:1], "exact") == []
+    assert check_fold(net, plan, netslim.apply(net, plan, fold_beta=False), X[:1], False) == []  # as asked
+
+
+def test_a_mean_fold_that_barely_moves_the_outputs_is_not_named():
+    from netslim.pipelines.slimming import check_fold
+    from netslim.slimming.api import fold_drift
+
+    net = _zoo("preresnet", depth=20, width=0.25)  # logits: the border errors average out
+    x = torch.zeros(1, 1, 16, 16)
+    plan = netslim.plan(net, x, ratio=0.4)
+    mean = netslim.apply(net, plan)
+    inputs = torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert 0 < fold_drift(net, plan, mean, inputs) < 0.05
+    assert check_fold(net, plan, mean, x, True) == []

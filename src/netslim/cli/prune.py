@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from netslim._table import format_table
     from netslim.io import check_finite, read_checkpoint
     from netslim.measurement.api import measure
-    from netslim.pipelines.slimming import SlimmingConfig, plan_cut
+    from netslim.pipelines.slimming import SlimmingConfig, check_fold, plan_cut
     from netslim.slimming import api
     from netslim.train import evaluate, recalibrate_batchnorm
 
@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     pruned = api.apply(model, plan, fold_beta=config.fold_beta).eval()
+    check_fold(model, plan, pruned, example, config.fold_beta, say=print)
     before = measure(model, example, latency=False, file_size=False)
     after = measure(pruned, example, latency=False, file_size=False)
     rows: list[tuple[str, Any]] = [

@@ -14,11 +14,20 @@ How ``plan`` -> ``apply`` flows through the modules (each imports only the ones 
     plan_builder     keep masks per group -> PruningPlan with beta-fold records (build_plan, plan_from_keep)
     channel_select   ChannelSelect: how a pre-activation BatchNorm reads only its kept channels
     surgery          cut the layers as planned, fold removed channels' beta (cut, register_handler)
-    api              plan / apply / slim / masked_model / folding_error
+    api              plan / apply / slim / masked_model / fold_drift / folding_error
     gates, sparsity, multipass: channel gates for nets without BN, L1 sparsity training, repeated passes
 """
 
-from netslim.slimming.api import SlimResult, apply, count, folding_error, masked_model, plan, slim
+from netslim.slimming.api import (
+    SlimResult,
+    apply,
+    count,
+    fold_drift,
+    folding_error,
+    masked_model,
+    plan,
+    slim,
+)
 from netslim.slimming.channel_groups import ChannelGroup, Member, build_groups
 from netslim.slimming.channel_select import ChannelSelect
 from netslim.slimming.plan import PruningPlan
@@ -35,6 +44,7 @@ __all__ = [
     "apply",
     "build_groups",
     "count",
+    "fold_drift",
     "folding_error",
     "masked_model",
     "plan",

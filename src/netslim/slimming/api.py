@@ -376,6 +376,20 @@ def _rel_err(a: Any, b: Any) -> float:
     return num / max(den, 1e-12)
 
 
+def fold_drift(model: nn.Module, plan: PruningPlan, slimmed: nn.Module, example_inputs: Any) -> float:
+    """Relative max error of ``slimmed`` (``model`` cut by ``plan``) against the masked model (the
+    planned-away channels' gamma set to 0, beta kept) on ``example_inputs``, both in eval mode: rounding
+    error only when the cut computes what the masked net computes. ``slimmed`` keeps its train/eval mode."""
+    reference = masked_model(model, plan, zero_beta=False).eval()
+    training = slimmed.training
+    slimmed.eval()
+    try:
+        with torch.no_grad():
+            return _rel_err(call_model(reference, example_inputs), call_model(slimmed, example_inputs))
+    finally:
+        slimmed.train(training)
+
+
 def folding_error(model: nn.Module, plan: PruningPlan, example_inputs: Any) -> dict[str, float]:
     """Relative max error of the slimmed model vs the masked one (gamma = 0, beta kept), eval mode.
 
@@ -384,16 +398,13 @@ def folding_error(model: nn.Module, plan: PruningPlan, example_inputs: Any) -> d
     included; rounding error only), and with the plain cut that drops the removed channels' beta (as the
     reference code does).
     """
-    reference = masked_model(model, plan, zero_beta=False).eval()
-    with torch.no_grad():
-        ref = call_model(reference, example_inputs)
-        out = {}
-        for key, fold in (
-            ("folded", True),
-            ("folded_interior", "interior"),
-            ("folded_exact", "exact"),
-            ("plain_cut", False),
-        ):
-            small = apply(model, plan, fold_beta=fold).eval()
-            out[key] = _rel_err(ref, call_model(small, example_inputs))
-    return out
+    modes = (
+        ("folded", True),
+        ("folded_interior", "interior"),
+        ("folded_exact", "exact"),
+        ("plain_cut", False),
+    )
+    return {
+        key: fold_drift(model, plan, apply(model, plan, fold_beta=fold), example_inputs)
+        for key, fold in modes
+    }
