@@ -343,6 +343,7 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         + _seed_lines(results, key)
         + _unaugmented_cells(results, key, spec)
         + _control_lines(results, key)
+        + _long_finetune_lines(results, key)
     )
 
 
@@ -527,6 +528,40 @@ def _control_lines(results: Results, key: str) -> list[str]:
             f"`{command(SUITE, name)}`"
         )
     return [*out, ""] if out else []
+
+
+def _long_finetune_lines(results: Results, key: str) -> list[str]:
+    """Seed 0's cut fine-tuned longer than the protocol (group ``standard_long_finetune``), next to the same
+    cut fine-tuned for the protocol's epochs: whether the budget or the cut net's capacity limits it."""
+    names = [
+        name
+        for name, r in ROWS.items()
+        if r.group == "standard_long_finetune" and name.startswith(f"std_{key}_")
+    ]
+    if not names:
+        return []
+    cells, missing, ratios = [], [], set()
+    for name in names:
+        res = ok(results, name)
+        if res is None:
+            missing.append(absent(SUITE, results, name))
+            continue
+        ratios.add(f"{round(100 * res['ratio'])}%")
+        short = ok(results, name.rsplit("_", 1)[0]) or {}
+        how = "without augmentation" if res.get("finetune_augment") is False else "with augmentation"
+        versus = short.get("test_error_finetuned")
+        protocol = "" if versus is None else f" ({short['finetune_epochs']} epochs: {f2(versus, '%')})"
+        cells.append(
+            f"{how}, {res['finetune_epochs']} epochs: {f2(res['test_error_finetuned'], '%')}{protocol} "
+            f"`{command(SUITE, name)}`"
+        )
+    out = []
+    if cells:
+        out.append(
+            f"Budget or capacity: the {key} {' and '.join(sorted(ratios))} cut of seed 0 fine-tuned longer "
+            "than the protocol, at the same rate and cosine schedule; test error " + "; ".join(cells) + "."
+        )
+    return [*out, *missing, ""]
 
 
 def multipass_section(results: Results) -> list[str]:

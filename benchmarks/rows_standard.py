@@ -539,6 +539,7 @@ Cells = tuple[tuple[float, str], ...]
 STUDY_SEEDS: dict[str, tuple[tuple[int, ...], Cells]] = {
     "vgg11": ((1, 2), ((0.7, "auto"),)),
     "preresnet20": ((1, 2), ((0.4, "auto"), (0.6, "auto"))),
+    "vgg11w50": ((1, 2), ((0.7, "auto"),)),
 }
 
 
@@ -566,10 +567,6 @@ for _key, (_seeds, _cells) in STUDY_SEEDS.items():
 for _key, (_seeds, _cells) in STUDY_SEEDS.items():
     _bare = [replace(STUDY_MODELS[_key], seed=s, finetune_augment=False) for s in (0, *_seeds)]
     _register_cells(_bare, _cells, "standard_noaug")
-# the wider control net's 70% cell too (seed 0): what fine-tuning without augmentation gives a net with room
-_register_cells(
-    [replace(STUDY_MODELS["vgg11w50"], finetune_augment=False)], ((0.7, "auto"),), "standard_noaug"
-)
 
 # The cells the no-augmentation fine-tuning left over +0.3 (VGG-11 70%, pre-ResNet-20 60%) with sparsity
 # training on unaugmented images as well, so every phase sees what the unaugmented baseline saw; they are
@@ -604,6 +601,19 @@ for _key, _cells_lr in STUDY_UNAUGMENTED_LR.items():
             unaugmented_lr_spec(replace(STUDY_MODELS[_key], seed=s), _lr) for s in (0, *STUDY_SEEDS[_key][0])
         ]
         _register_cells(_specs, ((_ratio, _recipe),), "standard_noaug_all", baselines=False)
+
+
+# Is the 70% miss of VGG-11 w0.25 the fine-tuning budget or the cut net's capacity? Seed 0's 70% cut
+# fine-tuned three times as long (45 epochs, the same cosine restart), with and without augmentation.
+LONG_FINETUNE_EPOCHS = 45
+for _augment in (True, False):
+    _long = replace(
+        STUDY_MODELS["vgg11"],
+        finetune_epochs=LONG_FINETUNE_EPOCHS,
+        finetune_augment=None if _augment else False,
+        variant=f"ft{LONG_FINETUNE_EPOCHS}",
+    )
+    _register_cells([_long], ((0.7, "auto"),), "standard_long_finetune", baselines=False)
 
 
 def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row: str) -> dict[str, Any]:
