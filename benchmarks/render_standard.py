@@ -17,6 +17,7 @@ from typing import Any
 
 from benchmarks.render_common import Results, absent, command, f2, n, ok, plot, pruned_pct, section, table
 from benchmarks.rows_standard import (
+    RAMP_CELLS,
     STANDARD_MODELS,
     STUDY_EXTRA_CELLS,
     STUDY_MODELS,
@@ -343,6 +344,7 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         + _seed_lines(results, key)
         + _unaugmented_cells(results, key, spec)
         + _control_lines(results, key)
+        + _ramp_lines(results, key)
         + _long_finetune_lines(results, key)
     )
 
@@ -394,6 +396,12 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.mean(values))} ± {statistics.stdev(values):.2f} (n={len(values)})"
 
 
+def line(label: str, vals: list[float | None], fmt: str = "{:.2f}") -> list[str]:
+    """A seed-table row: ``label``, one cell per seed ("-" where missing) and their mean and spread."""
+    known = [v for v in vals if v is not None]
+    return [label, *("-" if v is None else fmt.format(v) for v in vals), _spread(known, fmt)]
+
+
 def _seed_lines(results: Results, key: str) -> list[str]:
     """The study's decisive cells over seeds: seed 0's rows beside ``std_<key>_seed<N>_...``, with the
     mean and spread of each stage and of the fine-tuned net's distance to its own seed's baseline."""
@@ -401,10 +409,6 @@ def _seed_lines(results: Results, key: str) -> list[str]:
         return []
     seeds, cells = STUDY_SEEDS[key]
     specs = [replace(STUDY_MODELS[key], seed=s) for s in (0, *seeds)]
-
-    def line(label: str, vals: list[float | None], fmt: str = "{:.2f}") -> list[str]:
-        known = [v for v in vals if v is not None]
-        return [label, *("-" if v is None else fmt.format(v) for v in vals), _spread(known, fmt)]
 
     names = [study_row_name(spec) for spec in specs]
     base = [(r or {}).get("test_error") for r in (ok(results, name) for name in names)]
@@ -528,6 +532,59 @@ def _control_lines(results: Results, key: str) -> list[str]:
             f"`{command(SUITE, name)}`"
         )
     return [*out, ""] if out else []
+
+
+def _last_val_error(res: dict[str, Any]) -> float | None:
+    """Validation error in % at the end of a cell's fine-tuning (None without a history)."""
+    history = res.get("finetune_history") or []
+    return None if not history else 100.0 * (1.0 - history[-1]["val_acc"])
+
+
+def _ramp_lines(results: Results, key: str) -> list[str]:
+    """The ``standard_ramp`` cells of a study model over seeds (fine-tuned without augmentation) beside the
+    default ramp's: near-zero share, test and validation error, and the distance to the better baseline."""
+    if key not in RAMP_CELLS:
+        return []
+    seeds = (0, *STUDY_SEEDS[key][0])
+    specs = [replace(STUDY_MODELS[key], seed=s) for s in seeds]
+    bare = [replace(spec, finetune_augment=False) for spec in specs]
+
+    def errors(names: list[str]) -> list[float | None]:
+        return [(ok(results, name) or {}).get("test_error") for name in names]
+
+    best = [
+        min((v for v in pair if v is not None), default=None)
+        for pair in zip(errors([study_row_name(x) for x in specs]), errors([study_row_name(x) for x in bare]))
+    ]
+    out, names = [], []
+    for ratio, recipe in RAMP_CELLS[key]:
+        rows = []
+        ramp = int(recipe.removeprefix("autoramp")) / 100
+        for label, cell in (("ramp 0.5 (default)", "auto"), (f"ramp {ramp:g}", recipe)):
+            cells = [study_row_name(spec, ratio, cell) for spec in bare]
+            names += cells if cell == recipe else []
+            res = [ok(results, name) or {} for name in cells]
+            share = [(r.get("readiness") or {}).get("near_zero_share") for r in res]
+            fine = [r.get("test_error_finetuned") for r in res]
+            rows.append(
+                line(f"{label}: near zero (%)", [None if v is None else 100 * v for v in share], "{:.1f}")
+            )
+            rows.append(line(f"{label}: fine-tuned", fine))
+            rows.append(line(f"{label}: validation error at the end", [_last_val_error(r) for r in res]))
+            rows.append(line(f"{label}: minus the better baseline", _gaps(fine, best), "{:+.2f}"))
+        header = ["", *(f"seed {s}" for s in seeds), "mean ± sd"]
+        out += [
+            f"The auto strength reaching its near-zero target at {round(100 * ramp)}% of the sparsity epochs "
+            f"instead of half (`BNSparsity(ramp={ramp:g})`), {round(100 * ratio)}% cut, fine-tuned without "
+            "augmentation; test and validation error in % (validation: the 5,000 held-out training "
+            "images, the error at the last fine-tuning epoch):",
+            "",
+            *table(header, rows),
+            "",
+            ", ".join(f"`{command(SUITE, name)}`" for name in names),
+            "",
+        ]
+    return out
 
 
 def _long_finetune_lines(results: Results, key: str) -> list[str]:
