@@ -25,6 +25,7 @@ from benchmarks.rows_standard import (
     STUDY_SEEDS,
     STUDY_UNAUGMENTED,
     STUDY_UNAUGMENTED_LR,
+    sparsity_recipe,
     study_row_name,
     unaugmented_lr_spec,
 )
@@ -342,38 +343,10 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         + table(header, rows)
         + [""]
         + _seed_lines(results, key)
-        + _unaugmented_cells(results, key, spec)
         + _control_lines(results, key)
         + _ramp_lines(results, key)
         + _long_finetune_lines(results, key)
     )
-
-
-def _unaugmented_cells(results: Results, key: str, spec: Any) -> list[str]:
-    """For a study model without seed repeats: its auto cells fine-tuned without augmentation, against the
-    better of its baselines trained with and without augmentation (a line each, where registered)."""
-    if key in STUDY_SEEDS:
-        return []  # the seed table shows them
-    bare = replace(spec, finetune_augment=False)
-    out = []
-    for ratio in spec.ratios:
-        name = study_row_name(bare, ratio, "auto")
-        if name not in ROWS:
-            continue
-        res, base = ok(results, name), ok(results, study_row_name(spec))
-        bare_base = ok(results, study_row_name(bare))
-        if res is None or base is None or bare_base is None:
-            out.append(absent(SUITE, results, name))
-            continue
-        best = min(base["test_error"], bare_base["test_error"])
-        out.append(
-            f"The auto {round(100 * ratio)}% cell fine-tuned without augmentation (the same sparse net): "
-            f"{f2(res['test_error_finetuned'], '%')} test error, {res['test_error_finetuned'] - best:+.2f} "
-            f"against the better of the baselines ({f2(base['test_error'], '%')} with augmentation, "
-            f"{f2(bare_base['test_error'], '%')} without). `{command(SUITE, name)}`, "
-            f"`{command(SUITE, study_row_name(bare))}`"
-        )
-    return [*out, ""] if out else []
 
 
 def _unaugmented_baseline(results: Results, spec: Any) -> str:
@@ -402,6 +375,16 @@ def line(label: str, vals: list[float | None], fmt: str = "{:.2f}") -> list[str]
     return [label, *("-" if v is None else fmt.format(v) for v in vals), _spread(known, fmt)]
 
 
+def _baseline_errors(results: Results, specs: list[Any]) -> list[float | None]:
+    """Per spec, its baseline row's test error (None where the row is missing)."""
+    return [(ok(results, study_row_name(spec)) or {}).get("test_error") for spec in specs]
+
+
+def _better(base: list[float | None], bare_base: list[float | None]) -> list[float | None]:
+    """Per seed, the lower of the baselines trained with and without augmentation (None where both miss)."""
+    return [min((v for v in pair if v is not None), default=None) for pair in zip(base, bare_base)]
+
+
 def _seed_lines(results: Results, key: str) -> list[str]:
     """The study's decisive cells over seeds: seed 0's rows beside ``std_<key>_seed<N>_...``, with the
     mean and spread of each stage and of the fine-tuned net's distance to its own seed's baseline."""
@@ -411,7 +394,7 @@ def _seed_lines(results: Results, key: str) -> list[str]:
     specs = [replace(STUDY_MODELS[key], seed=s) for s in (0, *seeds)]
 
     names = [study_row_name(spec) for spec in specs]
-    base = [(r or {}).get("test_error") for r in (ok(results, name) for name in names)]
+    base = _baseline_errors(results, specs)
     rows = [line("baseline", base)]
     # the no-augmentation variant: a baseline trained without augmentation, and the better of the two
     bare_specs = [replace(spec, finetune_augment=False) for spec in specs]
@@ -419,8 +402,8 @@ def _seed_lines(results: Results, key: str) -> list[str]:
     variant = any(name in ROWS for name in bare_base_names)
     if variant:
         names += bare_base_names
-        bare_base = [(ok(results, name) or {}).get("test_error") for name in bare_base_names]
-        best = [min((v for v in pair if v is not None), default=None) for pair in zip(base, bare_base)]
+        bare_base = _baseline_errors(results, bare_specs)
+        best = _better(base, bare_base)
         rows.append(line("baseline without augmentation", bare_base))
     for ratio, recipe in cells:
         cell = [study_row_name(spec, ratio, recipe) for spec in specs]
@@ -549,17 +532,11 @@ def _ramp_lines(results: Results, key: str) -> list[str]:
     specs = [replace(STUDY_MODELS[key], seed=s) for s in seeds]
     bare = [replace(spec, finetune_augment=False) for spec in specs]
 
-    def errors(names: list[str]) -> list[float | None]:
-        return [(ok(results, name) or {}).get("test_error") for name in names]
-
-    best = [
-        min((v for v in pair if v is not None), default=None)
-        for pair in zip(errors([study_row_name(x) for x in specs]), errors([study_row_name(x) for x in bare]))
-    ]
+    best = _better(_baseline_errors(results, specs), _baseline_errors(results, bare))
     out, names = [], []
     for ratio, recipe in RAMP_CELLS[key]:
         rows = []
-        ramp = int(recipe.removeprefix("autoramp")) / 100
+        ramp = sparsity_recipe(specs[0], recipe, ratio)["ramp"]
         for label, cell in (("ramp 0.5 (default)", "auto"), (f"ramp {ramp:g}", recipe)):
             cells = [study_row_name(spec, ratio, cell) for spec in bare]
             names += cells if cell == recipe else []
