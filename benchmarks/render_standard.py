@@ -524,8 +524,9 @@ def _last_val_error(res: dict[str, Any]) -> float | None:
 
 
 def _ramp_lines(results: Results, key: str) -> list[str]:
-    """The ``standard_ramp`` cells of a study model over seeds (fine-tuned without augmentation) beside the
-    default ramp's: near-zero share, test and validation error, and the distance to the better baseline."""
+    """The ``standard_ramp`` cells of a study model over seeds (fine-tuned without augmentation), one table
+    per ratio beside the default ramp's cells: near-zero share, test and validation error, and the distance
+    to the better baseline."""
     if key not in RAMP_CELLS:
         return []
     seeds = (0, *STUDY_SEEDS[key][0])
@@ -533,13 +534,16 @@ def _ramp_lines(results: Results, key: str) -> list[str]:
     bare = [replace(spec, finetune_augment=False) for spec in specs]
 
     best = _better(_baseline_errors(results, specs), _baseline_errors(results, bare))
-    out, names = [], []
-    for ratio, recipe in RAMP_CELLS[key]:
-        rows = []
-        ramp = sparsity_recipe(specs[0], recipe, ratio)["ramp"]
-        for label, cell in (("ramp 0.5 (default)", "auto"), (f"ramp {ramp:g}", recipe)):
-            cells = [study_row_name(spec, ratio, cell) for spec in bare]
-            names += cells if cell == recipe else []
+    header = ["", *(f"seed {s}" for s in seeds), "mean ± sd"]
+    out = []
+    for ratio in sorted({ratio for ratio, _ in RAMP_CELLS[key]}):
+        recipes = [recipe for r, recipe in RAMP_CELLS[key] if r == ratio]
+        ramps = [sparsity_recipe(specs[0], recipe, ratio)["ramp"] for recipe in recipes]
+        rows, names = [], []
+        for ramp, recipe in sorted([(0.5, "auto"), *zip(ramps, recipes, strict=True)]):
+            label = f"ramp {ramp:g}" + (" (default)" if recipe == "auto" else "")
+            cells = [study_row_name(spec, ratio, recipe) for spec in bare]
+            names += cells if recipe != "auto" else []
             res = [ok(results, name) or {} for name in cells]
             share = [(r.get("readiness") or {}).get("near_zero_share") for r in res]
             fine = [r.get("test_error_finetuned") for r in res]
@@ -549,16 +553,18 @@ def _ramp_lines(results: Results, key: str) -> list[str]:
             rows.append(line(f"{label}: fine-tuned", fine))
             rows.append(line(f"{label}: validation error at the end", [_last_val_error(r) for r in res]))
             rows.append(line(f"{label}: minus the better baseline", _gaps(fine, best), "{:+.2f}"))
-        header = ["", *(f"seed {s}" for s in seeds), "mean ± sd"]
+        missing = [name for name in names if ok(results, name) is None]
+        listed = ", ".join(f"{r:g}" for r in sorted(ramps))
         out += [
-            f"The auto strength reaching its near-zero target at {round(100 * ramp)}% of the sparsity epochs "
-            f"instead of half (`BNSparsity(ramp={ramp:g})`), {round(100 * ratio)}% cut, fine-tuned without "
-            "augmentation; test and validation error in % (validation: the 5,000 held-out training "
+            f"The auto strength reaching its near-zero target at another share of the sparsity epochs than "
+            f"half (`BNSparsity(ramp=...)`, `--l1-ramp`: {listed}), {round(100 * ratio)}% cut, fine-tuned "
+            "without augmentation; test and validation error in % (validation: the 5,000 held-out training "
             "images, the error at the last fine-tuning epoch):",
             "",
             *table(header, rows),
             "",
-            ", ".join(f"`{command(SUITE, name)}`" for name in names),
+            ", ".join(f"`{command(SUITE, name)}`" for name in names)
+            + (f" ({len(missing)} of {len(names)} cells not run yet)." if missing else "."),
             "",
         ]
     return out

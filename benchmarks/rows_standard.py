@@ -544,7 +544,7 @@ for _spec in STUDY_MODELS.values():
 # repeat seeds and the (ratio, recipe) cells repeated with plain fine-tuning, next to a baseline per seed.
 Cells = tuple[tuple[float, str], ...]
 STUDY_SEEDS: dict[str, tuple[tuple[int, ...], Cells]] = {
-    "vgg11": ((1, 2), ((0.7, "auto"),)),
+    "vgg11": ((1, 2, 3, 4), ((0.7, "auto"),)),
     "preresnet20": ((1, 2), ((0.4, "auto"), (0.6, "auto"))),
     "vgg11w50": ((1, 2), ((0.7, "auto"),)),
 }
@@ -613,7 +613,7 @@ for _key, _cells_lr in STUDY_UNAUGMENTED_LR.items():
 # The auto controller reaching its share target at 30% of the sparsity epochs instead of 50% (BNSparsity's
 # ramp), so the survivors train released from the penalty for longer: VGG-11 w0.25's 70% cell, every seed,
 # fine-tuned without augmentation (read against the cells of the default ramp above).
-RAMP_CELLS: dict[str, Cells] = {"vgg11": ((0.7, "autoramp30"),)}
+RAMP_CELLS: dict[str, Cells] = {"vgg11": ((0.7, "autoramp20"), (0.7, "autoramp30"), (0.7, "autoramp40"))}
 for _key, _cells in RAMP_CELLS.items():
     _bare = [replace(STUDY_MODELS[_key], seed=s, finetune_augment=False) for s in (0, *STUDY_SEEDS[_key][0])]
     _register_cells(_bare, _cells, "standard_ramp", baselines=False)

@@ -262,6 +262,8 @@ def test_prune_cli_recomputes_bn_statistics_before_the_cut(slim_run, data_dir, t
         ["slim", "--model", "vgg11", "--distill", "--distill-alpha", "1.5"],
         ["slim", "--model", "vgg11", "--distill", "--distill-temperature", "0"],
         ["slim", "--model", "vgg11", "--l1", "auto", "--l1-target", "1.2"],
+        ["slim", "--model", "vgg11", "--l1", "auto", "--l1-ramp", "1.5"],
+        ["slim", "--model", "vgg11", "--l1", "1e-4", "--l1-ramp", "0.3"],
         ["slim", "--model", "vgg11", "--bn-recalibration", "-5"],
         ["prune", "CKPT", "--ratio", "0", "-o", "x.pt"],
         ["prune", "CKPT", "--ratio", "0.5"],

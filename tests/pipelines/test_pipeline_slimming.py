@@ -72,6 +72,8 @@ def test_old_sparsity_name_still_works(tmp_path) -> None:
         {"l1_strength": "strong"},
         {"l1_strength": "auto", "l1_target": 0.0},
         {"l1_strength": 1e-4, "l1_target": 0.5},
+        {"l1_strength": "auto", "l1_ramp": 1.5},
+        {"l1_strength": 1e-4, "l1_ramp": 0.3},
         {"distill_alpha": -0.1},
         {"bn_recalibration": -1},
         {"bn_recalibration": 2.5},
@@ -127,8 +129,8 @@ def test_cli_slim_diverging_exits_2_with_one_line(data_dir, tmp_path, capsys) ->
 
 
 def test_auto_l1_strength_reaches_the_penalty(data_dir, tmp_path, monkeypatch) -> None:
-    """``l1_strength="auto"`` builds BNSparsity(model, "auto", target=...) with the target defaulting to the
-    ratio (the controller itself is tested with BNSparsity)."""
+    """``l1_strength="auto"`` builds BNSparsity(model, "auto", target=..., ramp=...) with the target
+    defaulting to the ratio (the controller itself is tested with BNSparsity)."""
     from netslim.slimming import sparsity
 
     seen = []
@@ -136,16 +138,18 @@ def test_auto_l1_strength_reaches_the_penalty(data_dir, tmp_path, monkeypatch) -
 
     @functools.wraps(original)
     def spy(self, model, s=1e-4, **kw):
-        seen.append((s, kw.get("target")))
+        seen.append((s, kw.get("target"), kw.get("ramp")))
         original(self, model, s, **kw)
 
     monkeypatch.setattr(sparsity.BNSparsity, "__init__", spy)
     results = run_slimming(
-        _config(tmp_path / "run", l1_strength="auto"), data=_bundle(data_dir), verbose=False
+        _config(tmp_path / "run", l1_strength="auto", l1_ramp=0.25), data=_bundle(data_dir), verbose=False
     )
-    assert seen == [("auto", 0.3)]
+    assert seen == [("auto", 0.3, 0.25)]
     assert results["l1_strength"] == "auto"
-    assert isinstance(results["passes"][0]["sparsity_training"]["l1_strength"], float)
+    trained = results["passes"][0]["sparsity_training"]
+    assert isinstance(trained["l1_strength"], float)
+    assert trained["sparsity_mode"] == "proximal"  # the default with auto; the paper's with a fixed one
 
 
 def test_engine_warnings_are_one_line_and_recorded(data_dir, tmp_path, monkeypatch, capsys) -> None:

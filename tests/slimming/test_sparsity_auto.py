@@ -215,6 +215,10 @@ def test_arguments_and_the_fixed_form() -> None:
         BNSparsity(net, "auto", target=0.5).update_strength(0.1)
     fixed = BNSparsity(net, 1e-4)
     assert not fixed.auto and fixed.update_strength(0.5) == 1e-4
+    # the mode follows the strength unless given: the paper's sign term for a fixed one, the soft
+    # threshold (which cost less accuracy in the standard suite) for auto
+    assert fixed.mode == "subgradient" and BNSparsity(net, "auto", target=0.5).mode == "proximal"
+    assert BNSparsity(net, "auto", target=0.5, mode="subgradient").mode == "subgradient"
     names = [n for n, _ in sparsity_parameters(net)]
     assert names == ["1.weight", "4.weight"]
     assert [id(w) for w in fixed.weights] == [id(p) for _, p in sparsity_parameters(net)]

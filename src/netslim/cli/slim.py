@@ -76,10 +76,17 @@ def register(subparsers: Any) -> None:
         help="with --l1 auto: share of prunable channels to bring near zero (default: --ratio)",
     )
     g.add_argument(
+        "--l1-ramp",
+        type=finite_float,
+        metavar="F",
+        help="with --l1 auto: share of the sparsity epochs over which the near-zero share rises to "
+        "--l1-target; the survivors train without the penalty after it (default: 0.5)",
+    )
+    g.add_argument(
         "--sparsity-mode",
         choices=("subgradient", "proximal"),
-        default="subgradient",
-        help="subgradient: the paper's, for SGD; proximal: soft threshold, use with Adam",
+        help="subgradient: the paper's sign term, for SGD; proximal: soft threshold, exact zeros, also "
+        "right for Adam (default: proximal with --l1 auto, subgradient with a fixed strength)",
     )
     g.add_argument("--sparsity-schedule", choices=("constant", "linear_decay"), default="constant")
     g.add_argument(
@@ -191,6 +198,7 @@ _SAME_NAMED = (
     "dataset",
     "checkpoint",
     "l1_target",
+    "l1_ramp",
     "sparsity_mode",
     "bn_recalibration",
     "sparsity_schedule",

@@ -81,7 +81,9 @@ class SlimmingConfig:
 
     ``l1_strength`` is the L1 penalty's strength (the paper's lambda) or ``"auto"``; ``ratio`` is the share of
     channels the cut removes (in every pass). ``l1_target`` (auto only) is the share of prunable channels to
-    bring near zero by the end of sparsity training; it defaults to ``ratio``. ``train`` is the
+    bring near zero by the end of sparsity training; it defaults to ``ratio``. ``l1_ramp`` (auto only) is the
+    share of the sparsity epochs over which the near-zero share rises to that target (default ``None``:
+    :class:`~netslim.BNSparsity`'s, half of them). ``train`` is the
     sparsity-training schedule, ``finetune`` the fine-tuning one. ``bn_recalibration``: the training batches
     over which the BN running statistics are recomputed after each sparsity training (0: not).
     ``finetune_augment=False`` fine-tunes on the training images without the loader's augmentation (a cut
@@ -99,7 +101,10 @@ class SlimmingConfig:
     # 1. sparsity training
     l1_strength: float | Literal["auto"] = 1e-4
     l1_target: float | None = None
-    sparsity_mode: Literal["subgradient", "proximal"] = "subgradient"
+    l1_ramp: float | None = None  # auto: share of the sparsity epochs to reach l1_target in (None: 0.5)
+    sparsity_mode: Literal["subgradient", "proximal"] | None = (
+        None  # None: proximal with auto, else subgradient
+    )
     sparsity_schedule: Literal["constant", "linear_decay"] = "constant"
     sparsity_exclude: list[str] = field(default_factory=list)
     bn_recalibration: int = BN_RECALIBRATION  # batches to recompute BN statistics from after sparsity; 0: off
@@ -156,6 +161,14 @@ class SlimmingConfig:
             raise NetslimError(f"l1_target must be in (0, 1), got {self.l1_target}; it defaults to the ratio")
         if self.l1_target is not None and self.l1_strength != "auto":
             raise NetslimError("l1_target (--l1-target) only applies to l1_strength 'auto' (--l1 auto)")
+        if self.l1_ramp is not None and not (
+            isinstance(self.l1_ramp, int | float) and 0.0 <= self.l1_ramp <= 1.0
+        ):
+            raise NetslimError(
+                f"l1_ramp must be in [0, 1], got {self.l1_ramp!r} (a share of the sparsity epochs)"
+            )
+        if self.l1_ramp is not None and self.l1_strength != "auto":
+            raise NetslimError("l1_ramp (--l1-ramp) only applies to l1_strength 'auto' (--l1 auto)")
         if self.fold_beta not in FOLD_MODES:
             raise NetslimError(
                 f"fold_beta must be True, False, 'mean', 'interior' or 'exact', got {self.fold_beta!r}"
@@ -297,19 +310,24 @@ def _sparsity_training(
     exclude = list(config.sparsity_exclude) or None
     if config.l1_strength == "auto":
         target = config.l1_target if config.l1_target is not None else config.ratio
+        ramp = {} if config.l1_ramp is None else {"ramp": config.l1_ramp}
+        penalty = BNSparsity(model, "auto", target=target, mode=config.sparsity_mode, exclude=exclude, **ramp)
         say(
-            f"== {tag}: sparsity training, {config.train.epochs} epochs, L1 strength auto "
-            f"(target: {100 * target:.0f}% of the channels near zero)"
+            f"== {tag}: sparsity training, {config.train.epochs} epochs, L1 strength auto, {penalty.mode} "
+            f"(target: {100 * target:.0f}% of the channels near zero by {100 * penalty.ramp:.0f}% of the "
+            "epochs)"
         )
-        penalty = BNSparsity(model, "auto", target=target, mode=config.sparsity_mode, exclude=exclude)
     else:
-        say(f"== {tag}: sparsity training, {config.train.epochs} epochs, L1 strength {config.l1_strength:g}")
         penalty = BNSparsity(
             model,
             config.l1_strength,
             mode=config.sparsity_mode,
             schedule=config.sparsity_schedule,
             exclude=exclude,
+        )
+        say(
+            f"== {tag}: sparsity training, {config.train.epochs} epochs, L1 strength "
+            f"{config.l1_strength:g}, {penalty.mode}"
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SparsityInstabilityWarning)
@@ -335,6 +353,7 @@ def _sparsity_training(
     )
     return {
         "l1_strength": getattr(penalty, "current_s", config.l1_strength),
+        "sparsity_mode": penalty.mode,
         **{k: last[k] for k in keys if k in last},
         "bn_recalibration": recalibrated,
         "warnings": notes,
