@@ -18,6 +18,7 @@ from typing import Any
 from benchmarks.render_common import Results, absent, command, f2, n, ok, plot, pruned_pct, section, table
 from benchmarks.rows_standard import (
     RAMP_CELLS,
+    RAMP_FINETUNE_LR,
     STANDARD_MODELS,
     STUDY_EXTRA_CELLS,
     STUDY_MODELS,
@@ -25,6 +26,7 @@ from benchmarks.rows_standard import (
     STUDY_SEEDS,
     STUDY_UNAUGMENTED,
     STUDY_UNAUGMENTED_LR,
+    finetune_lr_spec,
     sparsity_recipe,
     study_row_name,
     unaugmented_lr_spec,
@@ -511,7 +513,9 @@ def _control_lines(results: Results, key: str) -> list[str]:
         out.append(
             "Control (as in *Rethinking the Value of Network Pruning*): the architecture the auto recipe's "
             f"{round(100 * res['ratio'])}% cut leaves ({mflops:.2f}M FLOPs), randomly initialised and "
-            f"trained {res['epochs']} epochs at lr {res['lr']:g} cosine: {err} test error{versus}. "
+            f"trained {res['epochs']} epochs at lr {res['lr']:g} cosine"
+            + (" without augmentation" if res.get("augment") is False else "")
+            + f": {err} test error{versus}. "
             f"`{command(SUITE, name)}`"
         )
     return [*out, ""] if out else []
@@ -540,16 +544,29 @@ def _ramp_lines(results: Results, key: str) -> list[str]:
         recipes = [recipe for r, recipe in RAMP_CELLS[key] if r == ratio]
         ramps = [sparsity_recipe(specs[0], recipe, ratio)["ramp"] for recipe in recipes]
         rows, names = [], []
-        for ramp, recipe in sorted([(0.5, "auto"), *zip(ramps, recipes, strict=True)]):
-            label = f"ramp {ramp:g}" + (" (default)" if recipe == "auto" else "")
-            cells = [study_row_name(spec, ratio, recipe) for spec in bare]
+        ramp_of = {"auto": 0.5, **dict(zip(recipes, ramps, strict=True))}
+        # (ramp, label, recipe, the specs of its cells): each ramp, then its lower fine-tuning rates
+        cells_of = [(ramp_of[rc], f"ramp {ramp_of[rc]:g}", rc, bare) for rc in recipes]
+        cells_of.append((0.5, "ramp 0.5 (default)", "auto", bare))
+        cells_of += [
+            (
+                ramp_of[rc],
+                f"ramp {ramp_of[rc]:g}, fine-tuned at lr {lr:g}",
+                rc,
+                [finetune_lr_spec(x, lr) for x in specs],
+            )
+            for r, rc, lr in RAMP_FINETUNE_LR.get(key, ())
+            if r == ratio and rc in recipes
+        ]
+        for _, label, recipe, cell_specs in sorted(cells_of, key=lambda c: (c[0], c[1])):
+            cells = [study_row_name(spec, ratio, recipe) for spec in cell_specs]
             names += cells if recipe != "auto" else []
             res = [ok(results, name) or {} for name in cells]
-            share = [(r.get("readiness") or {}).get("near_zero_share") for r in res]
             fine = [r.get("test_error_finetuned") for r in res]
-            rows.append(
-                line(f"{label}: near zero (%)", [None if v is None else 100 * v for v in share], "{:.1f}")
-            )
+            if "lr" not in label:  # the fine-tuning rate does not change the sparse net
+                share = [(r.get("readiness") or {}).get("near_zero_share") for r in res]
+                near = [None if v is None else 100 * v for v in share]
+                rows.append(line(f"{label}: near zero (%)", near, "{:.1f}"))
             rows.append(line(f"{label}: fine-tuned", fine))
             rows.append(line(f"{label}: validation error at the end", [_last_val_error(r) for r in res]))
             rows.append(line(f"{label}: minus the better baseline", _gaps(fine, best), "{:+.2f}"))

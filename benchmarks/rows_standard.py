@@ -618,6 +618,25 @@ for _key, _cells in RAMP_CELLS.items():
     _bare = [replace(STUDY_MODELS[_key], seed=s, finetune_augment=False) for s in (0, *STUDY_SEEDS[_key][0])]
     _register_cells(_bare, _cells, "standard_ramp", baselines=False)
 
+# The same ramp cells fine-tuned at a lower rate than the training rate they restart at (0.1 for VGG-11):
+# (ratio, recipe, fine-tuning lr); the sparse nets are the ramp cells' own.
+RAMP_FINETUNE_LR: dict[str, tuple[tuple[float, str, float], ...]] = {
+    "vgg11": ((0.7, "autoramp30", 0.05), (0.7, "autoramp30", 0.02))
+}
+
+
+def finetune_lr_spec(spec: StandardModel, lr: float) -> StandardModel:
+    """``spec`` (any seed) fine-tuned at ``lr`` without augmentation (sparsity training unchanged)."""
+    return replace(spec, finetune_augment=False, finetune_lr=lr, variant=f"ftlr{lr:g}")
+
+
+for _key, _cells_lr in RAMP_FINETUNE_LR.items():
+    for _ratio, _recipe, _lr in _cells_lr:
+        _specs = [
+            finetune_lr_spec(replace(STUDY_MODELS[_key], seed=s), _lr) for s in (0, *STUDY_SEEDS[_key][0])
+        ]
+        _register_cells(_specs, ((_ratio, _recipe),), "standard_ramp", baselines=False)
+
 # Is the 70% miss of VGG-11 w0.25 the fine-tuning budget or the cut net's capacity? Seed 0's 70% cut
 # fine-tuned three times as long (45 epochs, the same cosine restart), with and without augmentation.
 LONG_FINETUNE_EPOCHS = 45
@@ -631,15 +650,17 @@ for _augment in (True, False):
     _register_cells([_long], ((0.7, "auto"),), "standard_long_finetune", baselines=False)
 
 
-def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row: str) -> dict[str, Any]:
+def _scratch_row(
+    ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row: str, augment: bool = True
+) -> dict[str, Any]:
     """The control of "Rethinking the Value of Network Pruning": the architecture the auto recipe's cut
     leaves, randomly initialised (seed 0) and trained with the baseline's schedule for as many epochs as
-    sparsity training and fine-tuning took together."""
+    sparsity training and fine-tuning took together (on unaugmented images when ``augment`` is False)."""
     from dataclasses import replace
 
     import netslim
 
-    data = standard_data(ctx, spec.augment)
+    data = standard_data(ctx, spec.augment and augment)
     sparse_path, _ = sparse_checkpoint(ctx, spec, "auto")
     sparse = netslim.load(sparse_path)
     x = torch.zeros(1, *data.input_shape)
@@ -650,7 +671,7 @@ def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row
             m.reset_parameters()  # BatchNorm's also resets its running statistics
     config = baseline_config(spec, ctx)
     config = replace(config, epochs=config.epochs + finetune_config(spec, ctx).epochs)
-    folder = work_dir(ctx) / spec.key / f"scratch{round(ratio * 100)}-auto"
+    folder = work_dir(ctx) / spec.key / (f"scratch{round(ratio * 100)}-auto" + ("" if augment else "-noaug"))
     history = train_resumable(model, data, config, folder)
     stats = netslim.measure(model.eval(), x, latency=False, file_size=False)
     return {
@@ -659,6 +680,7 @@ def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row
         "dataset": ctx.dataset,
         "ratio": ratio,
         "architecture_of": slimmed_row,
+        "augment": spec.augment and augment,
         "epochs": config.epochs,
         "lr": config.lr,
         "test_error": test_error(model, data),
@@ -673,6 +695,11 @@ def _scratch_row(ctx: RowContext, spec: StandardModel, ratio: float, slimmed_row
 
 row("std_vgg11_70_scratch", "standard_control", suites=("standard",))(
     lambda ctx: _scratch_row(ctx, STUDY_MODELS["vgg11"], 0.7, "std_vgg11_70_auto_plain")
+)
+# the same on unaugmented images, against the cut fine-tuned without augmentation: is the 70% cut's
+# architecture itself short of the baseline, or the way slimming gets there?
+row("std_vgg11_70_scratch_noaug", "standard_control", suites=("standard",))(
+    lambda ctx: _scratch_row(ctx, STUDY_MODELS["vgg11"], 0.7, "std_vgg11_70_auto_plain_noaug", augment=False)
 )
 row("std_vgg19_70_scratch", "standard_control", suites=("standard",))(
     lambda ctx: _scratch_row(ctx, STANDARD_MODELS["vgg19"], 0.7, "std_vgg19_70_auto")

@@ -203,7 +203,7 @@ def test_weights_section_shows_storage_layers_and_where_a_miss_goes() -> None:
     assert "round 1 (35.00% of the weights kept): 30.00 right after pruning, 10.50 retrained" in text
 
 
-def test_seed_table_reads_each_seed_against_its_own_baseline(tmp_path: Path) -> None:
+def test_seed_table_reads_each_seed_against_its_own_baseline(tmp_path: Path, monkeypatch) -> None:
     """The study's repeats: one column per seed, the gap to the same seed's baseline, mean ± sd, and a
     repeat seed's checkpoints in a folder of its own (seed 0's stored runs stay where they are)."""
     from dataclasses import replace
@@ -211,7 +211,9 @@ def test_seed_table_reads_each_seed_against_its_own_baseline(tmp_path: Path) -> 
     from benchmarks import render_standard, rows_standard
     from benchmarks.suite import RowContext
 
-    seeds, cells = rows_standard.STUDY_SEEDS["vgg11"]
+    cells = rows_standard.STUDY_SEEDS["vgg11"][1]
+    seeds = (1, 2)  # the table as it reads with two repeat seeds, whatever the study has now
+    monkeypatch.setitem(rows_standard.STUDY_SEEDS, "vgg11", (seeds, cells))
     ratio, recipe = cells[0]
     cut = f"{round(100 * ratio)}_{recipe}_plain"
     base_err, ft_err = (7.0, 7.2, 7.4), (8.0, 7.5, None)  # the last repeat has not run
@@ -297,3 +299,41 @@ def test_seed_table_shows_the_unaugmented_cells_fine_tuned_at_another_rate() -> 
         "| auto, 60% cut: that minus the better baseline | +0.40 | -0.60 | +0.20 | +0.00 ± 0.53 (n=3) |"
         in text
     )
+
+
+def test_ramp_table_puts_every_ramp_and_fine_tuning_rate_beside_the_default(monkeypatch) -> None:
+    """One table per ratio: the default ramp's cells, each other ramp's, and a ramp's cells fine-tuned at
+    a lower rate (no near-zero line of their own: the sparse net is the ramp's), each against the better of
+    the seed's two baselines; cells not run yet are counted."""
+    from benchmarks import render_standard, rows_standard
+
+    monkeypatch.setitem(rows_standard.STUDY_SEEDS, "vgg11", ((1,), ((0.7, "auto"),)))
+    monkeypatch.setitem(rows_standard.RAMP_CELLS, "vgg11", ((0.7, "autoramp30"),))
+    monkeypatch.setitem(rows_standard.RAMP_FINETUNE_LR, "vgg11", ((0.7, "autoramp30", 0.05),))
+    results: dict = {}
+    for infix, aug, bare in (("", 7.2, 7.0), ("seed1_", 7.1, 7.4)):
+        results[f"std_vgg11_{infix}baseline"] = {"status": "ok", "result": {"test_error": aug}}
+        results[f"std_vgg11_{infix}baseline_noaug"] = {"status": "ok", "result": {"test_error": bare}}
+    history = [{"val_acc": 0.925}]
+    for name, err in (
+        ("std_vgg11_70_auto_plain_noaug", 7.9),
+        ("std_vgg11_seed1_70_auto_plain_noaug", 8.0),
+        ("std_vgg11_70_autoramp30_plain_noaug", 7.5),
+        ("std_vgg11_70_autoramp30_plain_noaug_ftlr0.05", 7.4),
+    ):
+        res = {
+            "test_error_finetuned": err,
+            "readiness": {"near_zero_share": 0.705},
+            "finetune_history": history,
+        }
+        results[name] = {"status": "ok", "result": res}
+    text = "\n".join(render_standard._ramp_lines(results, "vgg11"))
+    assert text.count("| seed 0 | seed 1 | mean ± sd |") == 1
+    assert "| ramp 0.5 (default): minus the better baseline | +0.90 | +0.90 | +0.90 ± 0.00 (n=2) |" in text
+    assert "| ramp 0.3: near zero (%) | 70.5 | - | 70.5 |" in text
+    assert "| ramp 0.3: minus the better baseline | +0.50 | - |" in text
+    assert "| ramp 0.3, fine-tuned at lr 0.05: fine-tuned | 7.40 | - |" in text
+    assert "ramp 0.3, fine-tuned at lr 0.05: near zero" not in text
+    assert "| ramp 0.3: validation error at the end | 7.50 | - |" in text
+    assert text.index("ramp 0.3:") < text.index("ramp 0.3, fine-tuned") < text.index("ramp 0.5 (default)")
+    assert "(2 of 4 cells not run yet)." in text
