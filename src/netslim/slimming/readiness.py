@@ -74,7 +74,7 @@ class CutReadiness:
             f"netslim: the cut{r} reaches into the bulk of the BatchNorm scales (threshold = "
             f"{self.threshold_ratio:.2g} x the strongest 10%' mean |gamma|, only "
             f"{self.near_zero_share:.0%} of channels near zero); train longer with sparsity, use "
-            f"--l1 auto (BNSparsity(model, 'auto', target=...)) or a lower ratio"
+            f"--l1 auto (BNSparsity(model, 'auto', target=...)) if the strength was fixed, or a lower ratio"
         )
 
 
