@@ -455,7 +455,12 @@ def _seed_lines(results: Results, key: str) -> list[str]:
     first = {study_row_name(specs[0]), *(study_row_name(specs[0], r, rc) for r, rc in cells)}
     repeats = [name for name in names if name not in first]
     return [
-        "Over seeds (model initialisation and data order; the same split), test error in %, plain "
+        (
+            "Over seeds (model initialisation and data order; the same split)"
+            if seeds
+            else "Seed 0 alone (no repeats yet)"
+        )
+        + ", test error in %, plain "
         "fine-tuning (with the baseline's pad-crop-flip augmentation unless the line says without); the goal "
         f"is fine-tuned minus baseline at most +{TARGET_POINTS}"
         + (

@@ -499,6 +499,10 @@ STUDY_MODELS: dict[str, StandardModel] = {
     "vgg11w50": StandardModel(
         "vgg11w50", "vgg11", {"width": 0.5}, epochs=15, paper_l1=1e-4, ratios=(0.7,), finetune_epochs=15
     ),
+    # or the budget? VGG-11 w0.25 with every phase twice as long (30 + 30 epochs, a 30-epoch baseline)
+    "vgg11e30": StandardModel(
+        "vgg11e30", "vgg11", {"width": 0.25}, epochs=30, paper_l1=1e-4, ratios=(0.7,), finetune_epochs=30
+    ),
 }
 # the full recipe grid where issue 9 asks for it (the paper's strength, the best of a small fixed grid, auto),
 # the auto recipe alone for the width control
@@ -547,6 +551,7 @@ STUDY_SEEDS: dict[str, tuple[tuple[int, ...], Cells]] = {
     "vgg11": ((1, 2, 3, 4), ((0.7, "auto"),)),
     "preresnet20": ((1, 2), ((0.4, "auto"), (0.6, "auto"))),
     "vgg11w50": ((1, 2), ((0.7, "auto"),)),
+    "vgg11e30": ((), ((0.7, "auto"),)),
 }
 
 
