@@ -304,7 +304,11 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
             ]
         )
     kwargs = ", ".join(f"{k} {v}" for k, v in spec.kwargs.items())
-    seeds = "seed 0, as every row of this table; other seeds below" if key in STUDY_SEEDS else "one seed"
+    seeds = (
+        "seed 0, as every row of this table; other seeds below"
+        if STUDY_SEEDS.get(key, ((),))[0]
+        else "one seed"
+    )
     extra = sorted({c[0] for c in STUDY_EXTRA_CELLS.get(key, ())} - set(spec.ratios))
     ratios = " and ".join(f"{round(100 * r)}%" for r in (*extra, *spec.ratios))
     out = [
