@@ -102,9 +102,8 @@ class SlimmingConfig:
     l1_strength: float | Literal["auto"] = 1e-4
     l1_target: float | None = None
     l1_ramp: float | None = None  # auto: share of the sparsity epochs to reach l1_target in (None: 0.5)
-    sparsity_mode: Literal["subgradient", "proximal"] | None = (
-        None  # None: proximal with auto, else subgradient
-    )
+    # None: proximal with l1_strength "auto", the paper's subgradient with a fixed strength
+    sparsity_mode: Literal["subgradient", "proximal"] | None = None
     sparsity_schedule: Literal["constant", "linear_decay"] = "constant"
     sparsity_exclude: list[str] = field(default_factory=list)
     bn_recalibration: int = BN_RECALIBRATION  # batches to recompute BN statistics from after sparsity; 0: off
