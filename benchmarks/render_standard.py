@@ -33,6 +33,7 @@ from benchmarks.rows_standard import (
 )
 from benchmarks.suite import ROWS
 from netslim.pipelines.slimming import BN_RECALIBRATION
+from netslim.slimming.strength import RAMP
 
 SUITE = "standard"
 TARGET_POINTS = 0.3  # issue 10's goal: fine-tuned error within 0.3 point of the baseline
@@ -553,26 +554,28 @@ def _ramp_lines(results: Results, key: str) -> list[str]:
         recipes = [recipe for r, recipe in RAMP_CELLS[key] if r == ratio]
         ramps = [sparsity_recipe(specs[0], recipe, ratio)["ramp"] for recipe in recipes]
         rows, names = [], []
-        ramp_of = {"auto": 0.5, **dict(zip(recipes, ramps, strict=True))}
-        # (ramp, label, recipe, the specs of its cells): each ramp, then its lower fine-tuning rates
-        cells_of = [(ramp_of[rc], f"ramp {ramp_of[rc]:g}", rc, bare) for rc in recipes]
-        cells_of.append((0.5, "ramp 0.5 (default)", "auto", bare))
+        ramp_of = {"auto": RAMP, **dict(zip(recipes, ramps, strict=True))}
+        # (ramp, label, recipe, the specs of its cells, whether its sparse net is its own): each ramp, the
+        # default, and the ramps fine-tuned at lower rates (the ramp's sparse net)
+        cells_of = [(ramp_of[rc], f"ramp {ramp_of[rc]:g}", rc, bare, True) for rc in recipes]
+        cells_of.append((RAMP, f"ramp {RAMP:g} (default)", "auto", bare, True))
         cells_of += [
             (
                 ramp_of[rc],
                 f"ramp {ramp_of[rc]:g}, fine-tuned at lr {lr:g}",
                 rc,
                 [finetune_lr_spec(x, lr) for x in specs],
+                False,
             )
             for r, rc, lr in RAMP_FINETUNE_LR.get(key, ())
             if r == ratio and rc in recipes
         ]
-        for _, label, recipe, cell_specs in sorted(cells_of, key=lambda c: (c[0], c[1])):
+        for _, label, recipe, cell_specs, own in sorted(cells_of, key=lambda c: (c[0], c[1])):
             cells = [study_row_name(spec, ratio, recipe) for spec in cell_specs]
             names += cells if recipe != "auto" else []
             res = [ok(results, name) or {} for name in cells]
             fine = [r.get("test_error_finetuned") for r in res]
-            if "lr" not in label:  # the fine-tuning rate does not change the sparse net
+            if own:
                 share = [(r.get("readiness") or {}).get("near_zero_share") for r in res]
                 near = [None if v is None else 100 * v for v in share]
                 rows.append(line(f"{label}: near zero (%)", near, "{:.1f}"))

@@ -600,11 +600,14 @@ STUDY_UNAUGMENTED_LR: dict[str, tuple[tuple[float, str, float], ...]] = {
 }
 
 
+def finetune_lr_spec(spec: StandardModel, lr: float) -> StandardModel:
+    """``spec`` (any seed) fine-tuned at ``lr`` without augmentation (sparsity training unchanged)."""
+    return replace(spec, finetune_augment=False, finetune_lr=lr, variant=f"ftlr{lr:g}")
+
+
 def unaugmented_lr_spec(spec: StandardModel, lr: float) -> StandardModel:
     """``spec`` (any seed) trained and fine-tuned without augmentation, fine-tuned at ``lr``."""
-    return replace(
-        spec, finetune_augment=False, sparsity_augment=False, finetune_lr=lr, variant=f"ftlr{lr:g}"
-    )
+    return replace(finetune_lr_spec(spec, lr), sparsity_augment=False)
 
 
 for _key, _cells_lr in STUDY_UNAUGMENTED_LR.items():
@@ -628,11 +631,6 @@ for _key, _cells in RAMP_CELLS.items():
 RAMP_FINETUNE_LR: dict[str, tuple[tuple[float, str, float], ...]] = {
     "vgg11": ((0.7, "autoramp30", 0.05), (0.7, "autoramp30", 0.02))
 }
-
-
-def finetune_lr_spec(spec: StandardModel, lr: float) -> StandardModel:
-    """``spec`` (any seed) fine-tuned at ``lr`` without augmentation (sparsity training unchanged)."""
-    return replace(spec, finetune_augment=False, finetune_lr=lr, variant=f"ftlr{lr:g}")
 
 
 for _key, _cells_lr in RAMP_FINETUNE_LR.items():
@@ -665,7 +663,8 @@ def _scratch_row(
 
     import netslim
 
-    data = standard_data(ctx, spec.augment and augment)
+    augmented = spec.augment and augment
+    data = standard_data(ctx, augmented)
     sparse_path, _ = sparse_checkpoint(ctx, spec, "auto")
     sparse = netslim.load(sparse_path)
     x = torch.zeros(1, *data.input_shape)
@@ -685,7 +684,7 @@ def _scratch_row(
         "dataset": ctx.dataset,
         "ratio": ratio,
         "architecture_of": slimmed_row,
-        "augment": spec.augment and augment,
+        "augment": augmented,
         "epochs": config.epochs,
         "lr": config.lr,
         "test_error": test_error(model, data),

@@ -304,13 +304,16 @@ def _sparsity_training(
 ) -> dict[str, Any]:
     """Train ``model`` in place with the L1 penalty on its BN scales; returns the last epoch's L1 figures."""
     from netslim.slimming.sparsity import BNSparsity, SparsityInstabilityWarning
+    from netslim.slimming.strength import RAMP
     from netslim.train import Trainer
 
     exclude = list(config.sparsity_exclude) or None
     if config.l1_strength == "auto":
         target = config.l1_target if config.l1_target is not None else config.ratio
-        ramp = {} if config.l1_ramp is None else {"ramp": config.l1_ramp}
-        penalty = BNSparsity(model, "auto", target=target, mode=config.sparsity_mode, exclude=exclude, **ramp)
+        ramp = RAMP if config.l1_ramp is None else config.l1_ramp
+        penalty = BNSparsity(
+            model, "auto", target=target, mode=config.sparsity_mode, exclude=exclude, ramp=ramp
+        )
         say(
             f"== {tag}: sparsity training, {config.train.epochs} epochs, L1 strength auto, {penalty.mode} "
             f"(target: {100 * target:.0f}% of the channels near zero by {100 * penalty.ramp:.0f}% of the "

@@ -76,7 +76,7 @@ from torch import nn
 
 from netslim.errors import NetslimError, UnknownNameError
 from netslim.slimming.gammas import NEAR_ZERO, THRESHOLDS, gamma_stats, near_zero_stats, threshold_key
-from netslim.slimming.strength import UPDATES, StrengthController
+from netslim.slimming.strength import RAMP, UPDATES, StrengthController
 from netslim.train.callbacks import Callback
 from netslim.train.state import copy_training_state, restore_training_state
 
@@ -167,7 +167,7 @@ class BNSparsity(Callback):
         s_min: float = 1e-8,
         s_max: float | None = None,
         update_every: int | None = None,
-        ramp: float = 0.5,
+        ramp: float = RAMP,
         release: bool = True,
         layer_cap: float | None = None,
         rollback: int = 2,

@@ -47,6 +47,7 @@ LOSS_ABS = 0.02  # plus this much (nats), so noise on a near-zero loss does not 
 SPIKE = 2.0  # a smoothed training loss above this multiple of its best (+ SPIKE_ABS): destabilised
 SPIKE_ABS = 0.1  # nats: a loss near zero that doubles from 0.02 to 0.05 is noise, not a collapse
 UPDATES = 100  # controller updates over the sparsity epochs when update_every is not given
+RAMP = 0.5  # share of the sparsity epochs over which the required near-zero share rises to the target
 
 # the fields that make up the controller's state, under the names BNSparsity.state_dict has always used
 _STATE = (
@@ -73,7 +74,7 @@ class StrengthController:
 
     target: float
     mode: Literal["subgradient", "proximal"]
-    ramp: float = 0.5
+    ramp: float = RAMP
     near_zero: float = 1e-2
     s_min: float = 1e-8
     s_max: float | None = None
