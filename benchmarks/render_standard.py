@@ -26,6 +26,8 @@ from benchmarks.rows_standard import (
     STUDY_SEEDS,
     STUDY_UNAUGMENTED,
     STUDY_UNAUGMENTED_LR,
+    TEACHER_CELLS,
+    baseline_teacher_spec,
     finetune_lr_spec,
     sparsity_recipe,
     study_row_name,
@@ -352,6 +354,7 @@ def _study_table(results: Results, key: str, spec: Any) -> list[str]:
         + _seed_lines(results, key)
         + _control_lines(results, key)
         + _ramp_lines(results, key)
+        + _teacher_lines(results, key)
         + _long_finetune_lines(results, key)
     )
 
@@ -454,7 +457,6 @@ def _seed_lines(results: Results, key: str) -> list[str]:
             fine = [(ok(results, name) or {}).get("test_error_finetuned") for name in bare]
             rows.append(line(f"{label}: the same, fine-tuned at lr {lr:g}", fine))
             rows.append(line(f"{label}: that minus the better baseline", _gaps(fine, best), "{:+.2f}"))
-    missing = [name for name in names if ok(results, name) is None]
     rolled = [note for name in names if (note := _rollback_note(ok(results, name), name))]
     header = ["", *(f"seed {s}" for s in (0, *seeds)), "mean ± sd"]
     first = {study_row_name(specs[0]), *(study_row_name(specs[0], r, rc) for r, rc in cells)}
@@ -477,12 +479,17 @@ def _seed_lines(results: Results, key: str) -> list[str]:
         "",
         *table(header, rows),
         "",
-        "Commands of the cells beyond the table above: "
-        + ", ".join(f"`{command(SUITE, name)}`" for name in repeats)
-        + (f" ({len(missing)} of {len(names)} cells not run yet)." if missing else "."),
+        "Commands of the cells beyond the table above: " + _commands_line(results, repeats, names),
         "",
         *([" ".join(rolled), ""] if rolled else []),
     ]
+
+
+def _commands_line(results: Results, shown: list[str], cells: list[str]) -> str:
+    """The commands of the ``shown`` rows, then how many of ``cells`` have no result yet, as one sentence."""
+    missing = sum(ok(results, name) is None for name in cells)
+    tail = f" ({missing} of {len(cells)} cells not run yet)." if missing else "."
+    return ", ".join(f"`{command(SUITE, name)}`" for name in shown) + tail
 
 
 def _rollback_note(res: dict[str, Any] | None, name: str) -> str:
@@ -537,18 +544,23 @@ def _last_val_error(res: dict[str, Any]) -> float | None:
     return None if not history else 100.0 * (1.0 - history[-1]["val_acc"])
 
 
+def _seed_frame(results: Results, key: str) -> tuple[list[Any], list[Any], list[float | None], list[str]]:
+    """A study model's specs for seed 0 and its repeat seeds, the same fine-tuned without augmentation, the
+    better of each seed's two baselines, and a seed table's header."""
+    seeds = (0, *STUDY_SEEDS[key][0])
+    specs = [replace(STUDY_MODELS[key], seed=s) for s in seeds]
+    bare = [replace(spec, finetune_augment=False) for spec in specs]
+    best = _better(_baseline_errors(results, specs), _baseline_errors(results, bare))
+    return specs, bare, best, ["", *(f"seed {s}" for s in seeds), "mean ± sd"]
+
+
 def _ramp_lines(results: Results, key: str) -> list[str]:
     """The ``standard_ramp`` cells of a study model over seeds (fine-tuned without augmentation), one table
     per ratio beside the default ramp's cells: near-zero share, test and validation error, and the distance
     to the better baseline."""
     if key not in RAMP_CELLS:
         return []
-    seeds = (0, *STUDY_SEEDS[key][0])
-    specs = [replace(STUDY_MODELS[key], seed=s) for s in seeds]
-    bare = [replace(spec, finetune_augment=False) for spec in specs]
-
-    best = _better(_baseline_errors(results, specs), _baseline_errors(results, bare))
-    header = ["", *(f"seed {s}" for s in seeds), "mean ± sd"]
+    specs, bare, best, header = _seed_frame(results, key)
     out = []
     for ratio in sorted({ratio for ratio, _ in RAMP_CELLS[key]}):
         recipes = [recipe for r, recipe in RAMP_CELLS[key] if r == ratio]
@@ -582,7 +594,6 @@ def _ramp_lines(results: Results, key: str) -> list[str]:
             rows.append(line(f"{label}: fine-tuned", fine))
             rows.append(line(f"{label}: validation error at the end", [_last_val_error(r) for r in res]))
             rows.append(line(f"{label}: minus the better baseline", _gaps(fine, best), "{:+.2f}"))
-        missing = [name for name in names if ok(results, name) is None]
         listed = ", ".join(f"{r:g}" for r in sorted(ramps))
         out += [
             f"The auto strength reaching its near-zero target at another share of the sparsity epochs than "
@@ -592,8 +603,49 @@ def _ramp_lines(results: Results, key: str) -> list[str]:
             "",
             *table(header, rows),
             "",
-            ", ".join(f"`{command(SUITE, name)}`" for name in names)
-            + (f" ({len(missing)} of {len(names)} cells not run yet)." if missing else "."),
+            _commands_line(results, names, names),
+            "",
+        ]
+    return out
+
+
+def _teacher_lines(results: Results, key: str) -> list[str]:
+    """The ``standard_teacher`` cells of a study model over seeds: plain fine-tuning beside distillation from
+    the sparsity-trained net (where run) and from the seed's baseline, with and without augmentation, each
+    as test error and distance to the better baseline."""
+    if key not in TEACHER_CELLS:
+        return []
+    specs, bare, best, header = _seed_frame(results, key)
+    out = []
+    for ratio, recipe in TEACHER_CELLS[key]:
+        rows, names = [], []
+        for augment, plain_specs in ((True, specs), (False, bare)):
+            how = "with augmentation" if augment else "without augmentation"
+            taught = [baseline_teacher_spec(spec, augment) for spec in specs]
+            cells = [
+                ("plain", [study_row_name(spec, ratio, recipe) for spec in plain_specs]),
+                (
+                    "distilled from the sparse net",
+                    [study_row_name(x, ratio, recipe, True) for x in plain_specs],
+                ),
+                ("distilled from the baseline", [study_row_name(x, ratio, recipe, True) for x in taught]),
+            ]
+            for label, cell in cells:
+                fine = [(ok(results, name) or {}).get("test_error_finetuned") for name in cell]
+                if not any(v is not None for v in fine) and label != "distilled from the baseline":
+                    continue
+                names += cell if label == "distilled from the baseline" else []
+                rows.append(line(f"{label}, {how}: fine-tuned", fine))
+                rows.append(line(f"{label}, {how}: minus the better baseline", _gaps(fine, best), "{:+.2f}"))
+        out += [
+            f"Distillation from a stronger teacher: the {round(100 * ratio)}% cut fine-tuned with "
+            "distillation from its seed's baseline (`netslim slim --distill-teacher baseline.pt`; trained "
+            "without sparsity, with augmentation; T=4, alpha 0.9) beside plain fine-tuning and distillation "
+            "from the sparsity-trained net; test error in %:",
+            "",
+            *table(header, rows),
+            "",
+            _commands_line(results, names, names),
             "",
         ]
     return out

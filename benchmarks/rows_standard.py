@@ -52,6 +52,7 @@ class StandardModel:
     sparsity_augment: bool | None = None  # None: as ``augment``; False trains sparsity on unaugmented images
     seed: int = 0  # model initialisation and data order (the validation split is always seed 0's)
     variant: str = ""  # appended to a study cell's row name and fine-tuning folder (e.g. "ftlr0.05")
+    teacher: str = "sparse"  # distillation teacher: the sparsity-trained net, or "baseline" (the seed's own)
 
     @property
     def unaugmented_finetuning(self) -> bool:
@@ -392,6 +393,7 @@ def _slim_row(
         "recipe": recipe,
         "sparsity_recipe": sparsity_recipe(spec, recipe, target),
         "distill": distill,
+        "teacher": spec.teacher if distill else None,
         "fold_beta": fold,
         "epochs": baseline_config(spec, ctx).epochs,
         "finetune_epochs": finetune_config(spec, ctx).epochs,
@@ -415,7 +417,7 @@ def _slim_row(
         if distill:
             from netslim.train import Distillation  # the distillation loss of netslim.train
 
-            callbacks.append(Distillation(sparse))
+            callbacks.append(Distillation(distillation_teacher(ctx, spec, sparse)))
         model = pruned  # its errors were taken above; fine-tuning trains it in place
         ft_data = standard_data(ctx, False) if spec.unaugmented_finetuning else data
         train_resumable(model, ft_data, finetune_config(spec, ctx), folder / "finetune-run", callbacks)
@@ -439,6 +441,18 @@ def _slim_row(
         baseline_row=study_row_name(spec),
     )
     return out
+
+
+def distillation_teacher(ctx: RowContext, spec: StandardModel, sparse: torch.nn.Module) -> torch.nn.Module:
+    """The teacher ``spec`` names: ``sparse`` itself, or the seed's baseline (trained with the family's
+    augmentation, the stronger of the two baselines on every VGG-11 seed but one)."""
+    import netslim
+
+    if spec.teacher == "sparse":
+        return sparse
+    if spec.teacher == "baseline":
+        return netslim.load(baseline_checkpoint(ctx, replace(spec, finetune_augment=None))[0])
+    raise ValueError(f"unknown teacher {spec.teacher!r}; known: 'sparse', 'baseline'")
 
 
 def study_row_name(
@@ -555,16 +569,18 @@ STUDY_SEEDS: dict[str, tuple[tuple[int, ...], Cells]] = {
 }
 
 
-def _register_cells(specs: list[StandardModel], cells: Cells, group: str, baselines: bool = True) -> None:
-    """Register, per spec, its baseline row (unless ``baselines`` is False) and its (ratio, recipe) cells
-    with plain fine-tuning."""
+def _register_cells(
+    specs: list[StandardModel], cells: Cells, group: str, baselines: bool = True, distill: bool = False
+) -> None:
+    """Register, per spec, its baseline row (unless ``baselines`` is False) and its (ratio, recipe) cells,
+    fine-tuned plainly or (``distill``) with distillation from the spec's teacher."""
     for spec in specs:
         if baselines:
             row(study_row_name(spec), group, suites=("standard",))(lambda ctx, s=spec: _baseline_row(ctx, s))
         for ratio, recipe in cells:
-            row(study_row_name(spec, ratio, recipe), group, suites=("standard",))(
+            row(study_row_name(spec, ratio, recipe, distill), group, suites=("standard",))(
                 lambda ctx, s=spec, r=ratio, rc=recipe: _slim_row(
-                    ctx, s, r, rc, distill=False, aim_at_ratio=True
+                    ctx, s, r, rc, distill=distill, aim_at_ratio=True
                 )
             )
 
@@ -639,6 +655,28 @@ for _key, _cells_lr in RAMP_FINETUNE_LR.items():
             finetune_lr_spec(replace(STUDY_MODELS[_key], seed=s), _lr) for s in (0, *STUDY_SEEDS[_key][0])
         ]
         _register_cells(_specs, ((_ratio, _recipe),), "standard_ramp", baselines=False)
+
+# Distillation from a teacher stronger than the student can become: the seed's own baseline (trained without
+# sparsity, with augmentation) instead of the sparsity-trained net, every seed, fine-tuned with and without
+# augmentation (the sparse nets are the default auto cells').
+TEACHER_CELLS: dict[str, Cells] = {"vgg11": ((0.7, "auto"),)}
+
+
+def baseline_teacher_spec(spec: StandardModel, augment: bool) -> StandardModel:
+    """``spec`` (any seed) fine-tuned with distillation from its seed's baseline, with or without
+    augmentation."""
+    return replace(
+        spec, finetune_augment=None if augment else False, teacher="baseline", variant="baseteacher"
+    )
+
+
+for _key, _cells in TEACHER_CELLS.items():
+    for _augment in (True, False):
+        _taught = [
+            baseline_teacher_spec(replace(STUDY_MODELS[_key], seed=s), _augment)
+            for s in (0, *STUDY_SEEDS[_key][0])
+        ]
+        _register_cells(_taught, _cells, "standard_teacher", baselines=False, distill=True)
 
 # Is the 70% miss of VGG-11 w0.25 the fine-tuning budget or the cut net's capacity? Seed 0's 70% cut
 # fine-tuned three times as long (45 epochs, the same cosine restart), with and without augmentation.

@@ -337,3 +337,34 @@ def test_ramp_table_puts_every_ramp_and_fine_tuning_rate_beside_the_default(monk
     assert "| ramp 0.3: validation error at the end | 7.50 | - |" in text
     assert text.index("ramp 0.3:") < text.index("ramp 0.3, fine-tuned") < text.index("ramp 0.5 (default)")
     assert "(2 of 4 cells not run yet)." in text
+
+
+def test_teacher_table_puts_distillation_from_the_baseline_beside_plain_fine_tuning(monkeypatch) -> None:
+    """Plain fine-tuning, distillation from the sparse net (only where run) and from the seed's baseline,
+    with and without augmentation, each against the better of the seed's two baselines; cells not run yet
+    are counted."""
+    from benchmarks import render_standard, rows_standard
+
+    monkeypatch.setitem(rows_standard.STUDY_SEEDS, "vgg11", ((1,), ((0.7, "auto"),)))
+    results: dict = {}
+    for infix, aug, bare in (("", 7.2, 7.0), ("seed1_", 7.1, 7.4)):
+        results[f"std_vgg11_{infix}baseline"] = {"status": "ok", "result": {"test_error": aug}}
+        results[f"std_vgg11_{infix}baseline_noaug"] = {"status": "ok", "result": {"test_error": bare}}
+    for name, err in (
+        ("std_vgg11_70_auto_plain", 8.2),
+        ("std_vgg11_70_auto_plain_noaug", 7.9),
+        ("std_vgg11_70_auto_kd_baseteacher", 8.4),
+        ("std_vgg11_70_auto_kd_noaug_baseteacher", 7.6),
+        ("std_vgg11_seed1_70_auto_kd_noaug_baseteacher", 7.9),
+    ):
+        results[name] = {"status": "ok", "result": {"test_error_finetuned": err}}
+    text = "\n".join(render_standard._teacher_lines(results, "vgg11"))
+    assert text.count("| seed 0 | seed 1 | mean ± sd |") == 1
+    assert "| plain, with augmentation: minus the better baseline | +1.20 | - |" in text
+    assert "distilled from the sparse net" not in text, "no such cell was run"
+    gaps = "| distilled from the baseline, without augmentation: minus the better baseline | +0.60 | +0.80 |"
+    assert gaps in text
+    assert text.index("with augmentation: fine-tuned") < text.index("without augmentation: fine-tuned")
+    assert "`python -m benchmarks.run --suite standard --only std_vgg11_70_auto_kd_baseteacher`" in text
+    assert "(1 of 4 cells not run yet)." in text
+    assert render_standard._teacher_lines(results, "preresnet20") == []

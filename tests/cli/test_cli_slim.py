@@ -13,6 +13,7 @@ import netslim
 from helpers import write_tiny_mnist
 from netslim.cli import main
 from netslim.io import read_checkpoint
+from netslim.models import create
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +253,30 @@ def test_prune_cli_recomputes_bn_statistics_before_the_cut(slim_run, data_dir, t
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in weights)
 
 
+def test_slim_distills_from_a_teacher_file(slim_run, data_dir, tmp_path, capsys) -> None:
+    run, _ = slim_run
+    teacher = run / "finetuned.pt"  # any trained net of the data set; a cut one loads as well
+    out_dir = tmp_path / "taught"
+    argv = ["slim", "--checkpoint", str(run / "sparse.pt"), *common(data_dir), "--ratio", "0.3"]
+    argv += ["--finetune-epochs", "1", "--max-batches", "2", "--no-latency", "--no-plots", "--no-plain-cut"]
+    assert main([*argv, "--distill-teacher", str(teacher), "--run-dir", str(out_dir)]) == 0
+    assert f"distilled from {teacher} (T=4, alpha=0.9)" in capsys.readouterr().out
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["distill"] == {"temperature": 4.0, "alpha": 0.9, "teacher": str(teacher)}
+    assert json.loads((out_dir / "config.json").read_text())["distill"] is True, "a teacher file implies it"
+
+
+def test_a_teacher_for_other_data_is_refused_before_training(data_dir, tmp_path, capsys) -> None:
+    other = tmp_path / "five-classes.pt"
+    netslim.save(create("vgg11", num_classes=5, in_channels=1, input_size=28, width=0.125), other)
+    out_dir = tmp_path / "refused"
+    argv = ["slim", "--model", "vgg11", "--width", "0.125", *common(data_dir), "--epochs", "1"]
+    assert main([*argv, "--distill-teacher", str(other), "--run-dir", str(out_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "outputs [1, 5] for one image, the data set has 10 classes" in err
+    assert not out_dir.exists() or not any(out_dir.iterdir()), "nothing is left of a refused run"
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -261,6 +286,7 @@ def test_prune_cli_recomputes_bn_statistics_before_the_cut(slim_run, data_dir, t
         ["slim", "--model", "vgg11", "--sparsity=-1e-4"],
         ["slim", "--model", "vgg11", "--distill", "--distill-alpha", "1.5"],
         ["slim", "--model", "vgg11", "--distill", "--distill-temperature", "0"],
+        ["slim", "--model", "vgg11", "--distill-teacher", "no-such-teacher.pt"],
         ["slim", "--model", "vgg11", "--l1", "auto", "--l1-target", "1.2"],
         ["slim", "--model", "vgg11", "--l1", "auto", "--l1-ramp", "1.5"],
         ["slim", "--model", "vgg11", "--l1", "1e-4", "--l1-ramp", "0.3"],

@@ -48,7 +48,7 @@ def _bundle(data_dir: Path):
 def test_distillation_is_used_in_every_pass(data_dir, tmp_path) -> None:
     config = _config(tmp_path / "run", passes=2, distill=True, distill_temperature=2.0, distill_alpha=0.5)
     results = run_slimming(config, data=_bundle(data_dir), verbose=False)
-    assert results["distill"] == {"temperature": 2.0, "alpha": 0.5}
+    assert results["distill"] == {"temperature": 2.0, "alpha": 0.5, "teacher": "the net before the cut"}
     for name in ("finetune-pass1", "finetune-pass2"):
         callbacks = json.loads((tmp_path / "run" / name / "config.json").read_text())["callbacks"]
         assert callbacks == ["Distillation"], name
@@ -75,6 +75,8 @@ def test_old_sparsity_name_still_works(tmp_path) -> None:
         {"l1_strength": "auto", "l1_ramp": 1.5},
         {"l1_strength": 1e-4, "l1_ramp": 0.3},
         {"distill_alpha": -0.1},
+        {"distill_teacher": 3},
+        {"distill_teacher": ""},
         {"bn_recalibration": -1},
         {"bn_recalibration": 2.5},
     ],

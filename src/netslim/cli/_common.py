@@ -262,14 +262,22 @@ def fold_mode(choice: str) -> bool | str:
     return {"mean": True, "none": False}.get(choice, choice)
 
 
-def add_distill_args(parser: argparse.ArgumentParser) -> None:
-    """``--distill`` and its temperature and weight (``slim``, ``demo``)."""
+def add_distill_args(parser: argparse.ArgumentParser, teacher: bool = False) -> None:
+    """``--distill`` and its temperature and weight (``slim``, ``demo``); ``teacher``: ``--distill-teacher``
+    too (``slim``)."""
     g = parser.add_argument_group("distillation")
     g.add_argument(
         "--distill",
         action="store_true",
         help="fine-tune with knowledge distillation from the network before the cut",
     )
+    if teacher:
+        g.add_argument(
+            "--distill-teacher",
+            metavar="PATH",
+            help="distill from this trained model instead (a netslim model file, e.g. the model.pt of "
+            "netslim train on the same data; implies --distill)",
+        )
     g.add_argument(
         "--distill-temperature",
         type=finite_float,
@@ -348,11 +356,15 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_model_source(args: argparse.Namespace) -> None:
     """Before any data is read: reject a missing, unreadable or non-finite ``--checkpoint``, an unknown
-    ``--model``, or neither; then check the generic options (:func:`validate_args`)."""
-    checkpoint = getattr(args, "checkpoint", None)
-    if checkpoint is not None:
-        from netslim.io import check_finite, read_checkpoint
+    ``--model``, or neither, and the same faults of a ``--distill-teacher`` file; then check the generic
+    options (:func:`validate_args`)."""
+    from netslim.io import check_finite, read_checkpoint
 
+    checkpoint = getattr(args, "checkpoint", None)
+    teacher = getattr(args, "distill_teacher", None)
+    if teacher is not None:
+        check_finite(read_checkpoint(teacher).state_dict, f"distillation teacher {teacher}")
+    if checkpoint is not None:
         # read_checkpoint also refuses a missing file, a folder or a file of another format
         check_finite(read_checkpoint(checkpoint).state_dict, f"checkpoint {checkpoint}")
     elif not getattr(args, "model", None):

@@ -145,7 +145,7 @@ def register(subparsers: Any) -> None:
         "augmented images and recovers more without them (VGG-11 w0.25 cut 70%%, 15 epochs: 7.97%% test "
         "error against 8.48%%, mean of three seeds)",
     )
-    add_distill_args(p)
+    add_distill_args(p, teacher=True)
     r = p.add_argument_group("report")
     r.add_argument("--no-plain-cut", action="store_true", help="skip evaluating the cut without beta folding")
     r.add_argument("--no-latency", action="store_true", help="skip CPU latency timing")
@@ -211,6 +211,7 @@ _SAME_NAMED = (
     "distill",
     "distill_temperature",
     "distill_alpha",
+    "distill_teacher",
     "device",
 )
 

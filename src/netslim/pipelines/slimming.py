@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -55,7 +56,7 @@ from netslim.errors import NetslimError
 from netslim.pipelines.layout import RunLayout
 from netslim.slimming.surgery import FOLD_MODES
 from netslim.train.config import TrainConfig
-from netslim.train.distill import check_distill_settings
+from netslim.train.distill import check_distill_settings, load_teacher
 
 # training batches over which the BN statistics are recomputed after sparsity training: 50, 100 and 200 gave
 # the same test error within 0.06 points on the pre-ResNet-20 nets of the standard suite
@@ -123,6 +124,8 @@ class SlimmingConfig:
     distill: bool = False
     distill_temperature: float = 4.0
     distill_alpha: float = 0.9
+    # a trained net's netslim file to distill from instead of the net before the cut (implies distill)
+    distill_teacher: str | None = None
     # the run folder and what is measured
     run_dir: str | None = None
     device: str | None = None
@@ -175,6 +178,13 @@ class SlimmingConfig:
         if self.scope not in ("global", "local"):
             raise NetslimError(f"scope must be 'global' or 'local', got {self.scope!r}")
         check_distill_settings(self.distill_temperature, self.distill_alpha)
+        if self.distill_teacher is not None:
+            if not isinstance(self.distill_teacher, str | os.PathLike) or not str(self.distill_teacher):
+                raise NetslimError(
+                    f"distill_teacher must be the path of a netslim model file, got {self.distill_teacher!r}"
+                )
+            self.distill_teacher = str(self.distill_teacher)
+            self.distill = True
 
     @property
     def layer_cap(self) -> float | None:
@@ -226,8 +236,12 @@ def run_slimming(
     layout = RunLayout(config.run_dir or f"runs/slim-{time.strftime('%Y%m%d-%H%M%S')}")
     layout.root.mkdir(parents=True, exist_ok=True)
     model = _first_model(config, data, model)
-    _write_json(layout.config, _run_config(config))
     example = example_inputs(data)
+    # a teacher file is read and checked before any training, not after an hour of it
+    given_teacher = None
+    if config.distill_teacher is not None:
+        given_teacher = load_teacher(config.distill_teacher, example, getattr(data, "num_classes", None))
+    _write_json(layout.config, _run_config(config))
     evaluate = _evaluator(config, data)
     files: dict[str, Any] = {"config": layout.config.name, "sparse": []}
     history: list[dict[str, Any]] = []
@@ -274,7 +288,7 @@ def run_slimming(
         _save_cut(layout, plans, pruned, config.passes)
 
         # 3. fine-tuning, optionally learning from the network before the cut
-        teacher = model if config.distill else None
+        teacher = (given_teacher or model) if config.distill else None
         model = _finetune(pruned, teacher, config, data, layout.phase(f"finetune{suffix}"), say, tag)
         entry["finetuned"] = evaluate(model)
         entry["seconds"] = time.perf_counter() - pass_start
@@ -509,10 +523,8 @@ def _finetune(
     how = ""
     if teacher is not None:
         callbacks.append(Distillation(teacher, config.distill_temperature, config.distill_alpha))
-        how = (
-            f", distilled from the net before the cut (T={config.distill_temperature:g}, "
-            f"alpha={config.distill_alpha:g})"
-        )
+        source = config.distill_teacher or "the net before the cut"
+        how = f", distilled from {source} (T={config.distill_temperature:g}, alpha={config.distill_alpha:g})"
     train = data.train
     if not config.finetune_augment and getattr(train, "augment", None) is not None:
         train, how = train.without_augment(), how + ", without augmentation"
@@ -577,7 +589,11 @@ def _results(
         "passes": history,
         "ratio": config.ratio,
         "l1_strength": config.l1_strength,
-        "distill": {"temperature": config.distill_temperature, "alpha": config.distill_alpha}
+        "distill": {
+            "temperature": config.distill_temperature,
+            "alpha": config.distill_alpha,
+            "teacher": config.distill_teacher or "the net before the cut",
+        }
         if config.distill
         else None,
         "device": str(_eval_device(config)),

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -115,3 +116,30 @@ def check_distill_settings(temperature: float, alpha: float) -> None:
         )
     if not (isinstance(alpha, int | float) and math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
         raise NetslimError(f"distillation alpha must be in [0, 1], got {alpha!r} (try 0.9)")
+
+
+def load_teacher(path: str | os.PathLike[str], example: torch.Tensor, num_classes: int | None) -> nn.Module:
+    """The trained model stored at ``path`` (:func:`netslim.save` format, e.g. ``netslim train``'s
+    model.pt), checked to take inputs like ``example`` and give one logit per class (``num_classes``; not
+    checked when None). Returns it in eval mode (:class:`Distillation` freezes it); raises NetslimError saying
+    what does not fit."""
+    from netslim.io import load
+
+    teacher = load(path)
+    fix = "pass a model trained on the same data set (e.g. the model.pt of netslim train)"
+    try:
+        with torch.no_grad():
+            out = teacher(example)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NetslimError(
+            f"the distillation teacher {path} cannot take this data set's images "
+            f"({'x'.join(map(str, example.shape[1:]))}): {first}; {fix}"
+        ) from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or (num_classes and out.shape[1] != num_classes):
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise NetslimError(
+            f"the distillation teacher {path} outputs {shape} for one image, the data set has "
+            f"{num_classes} classes; {fix}"
+        )
+    return teacher
