@@ -275,6 +275,8 @@ def test_a_teacher_for_other_data_is_refused_before_training(data_dir, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "outputs [1, 5] for one image, the data set has 10 classes" in err
     assert not out_dir.exists() or not any(out_dir.iterdir()), "nothing is left of a refused run"
+    assert main([*argv, "--distill-teacher", str(tmp_path / "missing.pt")]) == 2
+    assert "distillation teacher" in capsys.readouterr().err, "the message names the teacher"
 
 
 @pytest.mark.parametrize(
