@@ -67,8 +67,10 @@ def write_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pa
     return atomic_torch_save(payload, path)
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+def read_checkpoint(path: str | os.PathLike[str], role: str = "checkpoint") -> Checkpoint:
     """Read a checkpoint written by :func:`write_checkpoint` / :func:`save` without executing code.
+
+    ``role`` names what the file is for (e.g. "distillation teacher") in the error for a missing file.
 
     Raises:
         NetslimError: the file does not exist.
@@ -77,10 +79,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     path = Path(path)
     if path.is_dir():
         raise NetslimError(
-            f"checkpoint {path} is a directory; pass the model file in it (e.g. {path / 'model.pt'})"
+            f"{role} {path} is a directory; pass the model file in it (e.g. {path / 'model.pt'})"
         )
     if not path.is_file():
-        raise NetslimError(f"checkpoint {path} does not exist; pass a file written by netslim.save")
+        raise NetslimError(
+            f"{role} {path} does not exist; pass a file written by netslim.save "
+            "(e.g. the model.pt of netslim train)"
+        )
     try:
         with path.open("rb") as fh:
             head = fh.read(8)

@@ -363,12 +363,8 @@ def check_model_source(args: argparse.Namespace) -> None:
     checkpoint = getattr(args, "checkpoint", None)
     teacher = getattr(args, "distill_teacher", None)
     if teacher is not None:
-        if not Path(teacher).exists():
-            raise NetslimError(
-                f"distillation teacher {teacher} does not exist; pass a trained model file "
-                "(e.g. the model.pt of netslim train)"
-            )
-        check_finite(read_checkpoint(teacher).state_dict, f"distillation teacher {teacher}")
+        role = "distillation teacher"
+        check_finite(read_checkpoint(teacher, role).state_dict, f"{role} {teacher}")
     if checkpoint is not None:
         # read_checkpoint also refuses a missing file, a folder or a file of another format
         check_finite(read_checkpoint(checkpoint).state_dict, f"checkpoint {checkpoint}")
